@@ -1,0 +1,164 @@
+//! The backend abstraction: what Grant needs from each sqlx database type.
+
+use futures_util::future::BoxFuture;
+use sea_query::{QueryBuilder, SchemaBuilder};
+use sea_query_sqlx::SqlxValues;
+
+/// A database Grant can shard over: implemented for sqlx's `Sqlite` and `Postgres`.
+pub trait Backend: sqlx::Database + Sized {
+    /// Human name for messages.
+    const NAME: &'static str;
+    /// The most bind parameters one statement may carry.
+    const MAX_BIND_PARAMS: usize;
+    /// Whether NULL sorts before every value in ascending order (SQLite) or after (PostgreSQL).
+    const NULLS_FIRST_IN_ASC: bool;
+
+    /// sea-query's builder for this dialect.
+    type Builder: QueryBuilder + SchemaBuilder + Default + Send + Sync;
+
+    /// The dialect's query builder.
+    fn builder() -> Self::Builder {
+        Self::Builder::default()
+    }
+
+    /// Connection options for a shard URL. SQLite accepts `sqlite:` URLs and plain file paths and
+    /// creates missing files.
+    ///
+    /// # Errors
+    ///
+    /// The driver's error for a malformed URL.
+    fn connect_options(url: &str) -> Result<<Self::Connection as sqlx::Connection>::Options, sqlx::Error>;
+
+    /// Runs a statement on a pool and returns all rows.
+    fn fetch_all(
+        pool: &sqlx::Pool<Self>,
+        sql: String,
+        values: SqlxValues,
+    ) -> BoxFuture<'_, Result<Vec<Self::Row>, sqlx::Error>>;
+
+    /// Runs a statement on a pool and returns the number of rows it affected.
+    fn execute(
+        pool: &sqlx::Pool<Self>,
+        sql: String,
+        values: SqlxValues,
+    ) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
+
+    /// Runs statements in one transaction on a pool: all or nothing. Returns the rows affected.
+    fn execute_atomic(
+        pool: &sqlx::Pool<Self>,
+        statements: Vec<(String, SqlxValues)>,
+    ) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
+
+    /// Reads column `index` of a row.
+    fn get<T>(row: &Self::Row, index: usize) -> Result<T, sqlx::Error>
+    where
+        T: for<'r> sqlx::Decode<'r, Self> + sqlx::Type<Self>;
+}
+
+macro_rules! backend {
+    ($db:ty, $name:literal, $max:expr, $nulls_first:expr, $builder:ty, $opts:expr) => {
+        impl Backend for $db {
+            const NAME: &'static str = $name;
+            const MAX_BIND_PARAMS: usize = $max;
+            const NULLS_FIRST_IN_ASC: bool = $nulls_first;
+            type Builder = $builder;
+
+            fn connect_options(url: &str) -> Result<<Self::Connection as sqlx::Connection>::Options, sqlx::Error> {
+                $opts(url)
+            }
+
+            fn fetch_all(
+                pool: &sqlx::Pool<Self>,
+                sql: String,
+                values: SqlxValues,
+            ) -> BoxFuture<'_, Result<Vec<Self::Row>, sqlx::Error>> {
+                Box::pin(async move {
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                        .fetch_all(pool)
+                        .await
+                })
+            }
+
+            fn execute(
+                pool: &sqlx::Pool<Self>,
+                sql: String,
+                values: SqlxValues,
+            ) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
+                Box::pin(async move {
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                        .execute(pool)
+                        .await
+                        .map(|r| r.rows_affected())
+                })
+            }
+
+            fn execute_atomic(
+                pool: &sqlx::Pool<Self>,
+                statements: Vec<(String, SqlxValues)>,
+            ) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
+                Box::pin(async move {
+                    let mut tx = pool.begin().await?;
+                    let mut affected = 0;
+                    for (sql, values) in statements {
+                        affected += sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                    }
+                    tx.commit().await?;
+                    Ok(affected)
+                })
+            }
+
+            fn get<T>(row: &Self::Row, index: usize) -> Result<T, sqlx::Error>
+            where
+                T: for<'r> sqlx::Decode<'r, Self> + sqlx::Type<Self>,
+            {
+                sqlx::Row::try_get(row, index)
+            }
+        }
+    };
+}
+
+#[cfg(feature = "sqlite")]
+fn sqlite_options(url: &str) -> Result<sqlx::sqlite::SqliteConnectOptions, sqlx::Error> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+    use std::str::FromStr;
+    let options = if url.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(url)?
+    } else {
+        SqliteConnectOptions::new().filename(url)
+    };
+    Ok(options
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(std::time::Duration::from_secs(10)))
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_options(url: &str) -> Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
+    use std::str::FromStr;
+    sqlx::postgres::PgConnectOptions::from_str(url)
+}
+
+// SQLite's default SQLITE_MAX_VARIABLE_NUMBER is 32766 since 3.32 (sqlite.org/limits.html).
+#[cfg(feature = "sqlite")]
+backend!(
+    sqlx::Sqlite,
+    "SQLite",
+    32766,
+    true,
+    sea_query::SqliteQueryBuilder,
+    sqlite_options
+);
+// PostgreSQL's wire protocol counts parameters in an i16: at most 65535.
+#[cfg(feature = "postgres")]
+backend!(
+    sqlx::Postgres,
+    "PostgreSQL",
+    65535,
+    false,
+    sea_query::PostgresQueryBuilder,
+    postgres_options
+);

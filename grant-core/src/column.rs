@@ -1,0 +1,281 @@
+//! Typed column constants and the SQL types of fields.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use sea_query::{ColumnType, Value};
+
+use crate::cond::{CmpOp, Cond, Node};
+
+/// A typed column of model `M` holding values of type `T`, e.g. `User::BALANCE`.
+///
+/// The derive generates one constant per field. Conditions built from it can only be used in
+/// queries of `M`, and only take values convertible to `T`.
+///
+/// # Examples
+///
+/// ```ignore
+/// let rich = User::BALANCE.gte(1_000).and(User::ACTIVE.eq(true));
+/// ```
+pub struct Column<M, T> {
+    name: &'static str,
+    index: usize,
+    _marker: PhantomData<fn() -> (M, T)>,
+}
+
+impl<M, T> Column<M, T> {
+    /// A column named `name` at position `index` of the model's column list (used by the derive).
+    pub const fn new(name: &'static str, index: usize) -> Self {
+        Column {
+            name,
+            index,
+            _marker: PhantomData,
+        }
+    }
+
+    /// The column's SQL name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The column's position in the model's column list.
+    pub const fn index(&self) -> usize {
+        self.index
+    }
+
+    /// This column as an untyped reference.
+    pub const fn as_ref(&self) -> ColumnRef {
+        ColumnRef {
+            name: self.name,
+            index: self.index,
+        }
+    }
+}
+
+impl<M, T> Clone for Column<M, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<M, T> Copy for Column<M, T> {}
+
+impl<M, T> fmt::Debug for Column<M, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Column({})", self.name)
+    }
+}
+
+/// An untyped column: its SQL name and position in the model's column list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ColumnRef {
+    /// The column's SQL name.
+    pub name: &'static str,
+    /// Its position in the model's column list.
+    pub index: usize,
+}
+
+impl<M, T> Column<M, T>
+where
+    T: Into<Value>,
+{
+    fn cmp(self, op: CmpOp, value: T) -> Cond<M> {
+        Cond::from_node(Node::Cmp {
+            col: self.as_ref(),
+            op,
+            value: value.into(),
+        })
+    }
+
+    /// `column = value`.
+    pub fn eq(self, value: impl Into<T>) -> Cond<M> {
+        self.cmp(CmpOp::Eq, value.into())
+    }
+
+    /// `column <> value`.
+    pub fn ne(self, value: impl Into<T>) -> Cond<M> {
+        self.cmp(CmpOp::Ne, value.into())
+    }
+
+    /// `column < value`.
+    pub fn lt(self, value: impl Into<T>) -> Cond<M> {
+        self.cmp(CmpOp::Lt, value.into())
+    }
+
+    /// `column <= value`.
+    pub fn lte(self, value: impl Into<T>) -> Cond<M> {
+        self.cmp(CmpOp::Lte, value.into())
+    }
+
+    /// `column > value`.
+    pub fn gt(self, value: impl Into<T>) -> Cond<M> {
+        self.cmp(CmpOp::Gt, value.into())
+    }
+
+    /// `column >= value`.
+    pub fn gte(self, value: impl Into<T>) -> Cond<M> {
+        self.cmp(CmpOp::Gte, value.into())
+    }
+
+    /// `column BETWEEN low AND high` (both ends included).
+    pub fn between(self, low: impl Into<T>, high: impl Into<T>) -> Cond<M> {
+        Cond::from_node(Node::Between {
+            col: self.as_ref(),
+            low: low.into().into(),
+            high: high.into().into(),
+        })
+    }
+
+    /// `column IN (values...)`. An empty list matches nothing.
+    pub fn is_in<V: Into<T>>(self, values: impl IntoIterator<Item = V>) -> Cond<M> {
+        Cond::from_node(Node::In {
+            col: self.as_ref(),
+            values: values.into_iter().map(|v| v.into().into()).collect(),
+        })
+    }
+
+    /// `column LIKE pattern` (`%` and `_` are wildcards).
+    pub fn like(self, pattern: impl Into<String>) -> Cond<M> {
+        Cond::from_node(Node::Like {
+            col: self.as_ref(),
+            pattern: pattern.into(),
+        })
+    }
+
+    /// `column IS NULL`.
+    pub fn is_null(self) -> Cond<M> {
+        Cond::from_node(Node::Null {
+            col: self.as_ref(),
+            is_null: true,
+        })
+    }
+
+    /// `column IS NOT NULL`.
+    pub fn is_not_null(self) -> Cond<M> {
+        Cond::from_node(Node::Null {
+            col: self.as_ref(),
+            is_null: false,
+        })
+    }
+}
+
+/// The SQL type a field is stored as, used by `create_table`.
+///
+/// Implemented for `bool`, `i16`, `i32`, `i64`, `f32`, `f64`, `String`, `Vec<u8>` and `Option<T>`
+/// of those (nullable).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no SQL column type known to Grant",
+    label = "field type not supported as a column",
+    note = "use bool, i16, i32, i64, f32, f64, String, Vec<u8> or Option<_> of those"
+)]
+pub trait SqlType {
+    /// Whether the column accepts NULL.
+    const NULLABLE: bool = false;
+    /// The column type.
+    fn column_type() -> ColumnType;
+}
+
+macro_rules! sql_type {
+    ($($t:ty => $ct:expr),* $(,)?) => {$(
+        impl SqlType for $t {
+            fn column_type() -> ColumnType {
+                $ct
+            }
+        }
+    )*};
+}
+sql_type! {
+    bool => ColumnType::Boolean,
+    i16 => ColumnType::SmallInteger,
+    i32 => ColumnType::Integer,
+    i64 => ColumnType::BigInteger,
+    f32 => ColumnType::Float,
+    f64 => ColumnType::Double,
+    String => ColumnType::Text,
+    Vec<u8> => ColumnType::Blob,
+}
+
+impl<T: SqlType> SqlType for Option<T> {
+    const NULLABLE: bool = true;
+    fn column_type() -> ColumnType {
+        T::column_type()
+    }
+}
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Order {
+    /// Ascending.
+    Asc,
+    /// Descending.
+    Desc,
+}
+
+/// Column types that can be summed, and the type of their sum.
+///
+/// Integer sums are `i64` (as in SQL, computed exactly; an overflow is the database's error),
+/// float sums `f64`.
+#[diagnostic::on_unimplemented(
+    message = "a column of `{Self}` cannot be summed",
+    note = "sum() and avg() take integer or float columns"
+)]
+pub trait Summable {
+    /// The sum's type.
+    type Sum: SumValue;
+    /// The SQL type the per-shard sum is cast to, so every backend returns the same type.
+    const SUM_SQL_TYPE: &'static str;
+}
+
+macro_rules! summable {
+    ($($t:ty => $sum:ty, $sql:literal);* $(;)?) => {$(
+        impl Summable for $t {
+            type Sum = $sum;
+            const SUM_SQL_TYPE: &'static str = $sql;
+        }
+    )*};
+}
+summable! {
+    i16 => i64, "bigint";
+    i32 => i64, "bigint";
+    i64 => i64, "bigint";
+    f32 => f64, "float8";
+    f64 => f64, "float8";
+}
+
+impl<T: Summable> Summable for Option<T> {
+    type Sum = T::Sum;
+    const SUM_SQL_TYPE: &'static str = T::SUM_SQL_TYPE;
+}
+
+/// The non-null value type of a column: `T` for `T` and for `Option<T>` (what `min` / `max`
+/// return inside their `Option`).
+pub trait Scalar {
+    /// The value type without nullability.
+    type Inner;
+}
+
+macro_rules! scalar {
+    ($($t:ty),*) => {$( impl Scalar for $t { type Inner = $t; } )*};
+}
+scalar!(bool, i16, i32, i64, f32, f64, String, Vec<u8>);
+
+impl<T: Scalar> Scalar for Option<T> {
+    type Inner = T::Inner;
+}
+
+/// A sum's value type: `i64` (overflow is an error, as in SQL) or `f64`.
+pub trait SumValue: Copy + Send + Sync + std::fmt::Debug + 'static {
+    /// `self + other`, or `None` on overflow.
+    fn checked_sum(self, other: Self) -> Option<Self>;
+}
+
+impl SumValue for i64 {
+    fn checked_sum(self, other: Self) -> Option<Self> {
+        self.checked_add(other)
+    }
+}
+
+impl SumValue for f64 {
+    fn checked_sum(self, other: Self) -> Option<Self> {
+        Some(self + other)
+    }
+}

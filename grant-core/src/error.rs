@@ -1,0 +1,164 @@
+//! The one error type of Grant.
+
+use crate::shard::ShardId;
+
+/// Result alias used throughout Grant.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in Grant.
+///
+/// Every message names the model, the shard and the key where they are known, and says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A shard key was needed to route an operation but was absent (NULL or not given).
+    ///
+    /// Grant never falls back to a default shard for a missing key.
+    #[error(
+        "model `{model}`: shard key `{key}` is missing ({detail}); give the key a value, \
+         or run the query with `on_shard(..)` / `on_all_shards()`"
+    )]
+    MissingShardKey {
+        /// The model being routed.
+        model: &'static str,
+        /// The shard key column.
+        key: &'static str,
+        /// What exactly was missing.
+        detail: String,
+    },
+
+    /// A write would have changed the shard key of an existing row in place.
+    ///
+    /// Nothing was written. Move a row explicitly: delete it and insert it under the new key.
+    #[error(
+        "model `{model}`: refusing to change shard key `{key}` from {from} to {to} in place \
+         (the row lives on shard `{shard}`); nothing was written. A row moves by `delete` on the \
+         old key followed by `insert` with the new key"
+    )]
+    ShardKeyMutation {
+        /// The model being written.
+        model: &'static str,
+        /// The shard key column.
+        key: &'static str,
+        /// The shard the row lives on.
+        shard: ShardId,
+        /// The original key, rendered.
+        from: String,
+        /// The new key, rendered.
+        to: String,
+    },
+
+    /// A shard named by a model (or by the caller) does not exist in the cluster.
+    #[error(
+        "model `{model}` needs shard `{shard}`, which the cluster does not have (it has: {known}); \
+         add it with `Cluster::builder().shard(\"{shard}\", url)`"
+    )]
+    UnknownShard {
+        /// The model that needed the shard (or `"-"` when none).
+        model: &'static str,
+        /// The missing shard's name.
+        shard: String,
+        /// The shards the cluster does have, comma separated.
+        known: String,
+    },
+
+    /// A shard could not be reached or failed while serving a query.
+    #[error("model `{model}`: shard `{shard}` is unavailable: {source}")]
+    ShardUnavailable {
+        /// The model being queried.
+        model: &'static str,
+        /// The shard that failed.
+        shard: ShardId,
+        /// The underlying failure.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// Shards did not answer within the allowed time.
+    #[error("model `{model}`: shard(s) {shards} did not answer within {millis} ms")]
+    Timeout {
+        /// The model being queried.
+        model: &'static str,
+        /// The shards that did not answer, comma separated.
+        shards: String,
+        /// The limit that was exceeded, in milliseconds.
+        millis: u128,
+    },
+
+    /// The operation cannot be answered correctly (yet) and was refused rather than answered wrongly.
+    #[error("model `{model}`: unsupported: {reason}")]
+    Unsupported {
+        /// The model concerned.
+        model: &'static str,
+        /// Why it is refused and what to do instead.
+        reason: String,
+    },
+
+    /// The row an update or delete addressed does not exist.
+    #[error(
+        "model `{model}`: no row with primary key {key} on shard `{shard}`; \
+         nothing was written (if the shard key was changed, move the row with delete + insert)"
+    )]
+    NotFound {
+        /// The model being written.
+        model: &'static str,
+        /// The shard that was asked.
+        shard: ShardId,
+        /// The primary key, rendered.
+        key: String,
+    },
+
+    /// A distributed transaction's outcome is not yet known everywhere.
+    #[error("transaction `{gid}` is in doubt: {detail}")]
+    InDoubt {
+        /// The global transaction id.
+        gid: String,
+        /// What is known.
+        detail: String,
+    },
+
+    /// A database error outside any shard context (connecting, configuration).
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+
+    /// A database error on one shard, with the model and shard it happened on.
+    #[error("model `{model}` on shard `{shard}`: {source}")]
+    Shard {
+        /// The model concerned.
+        model: &'static str,
+        /// The shard the statement ran on.
+        shard: ShardId,
+        /// The database's error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// The cluster configuration is invalid.
+    #[error("cluster configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Wraps a database error that happened on `shard` while working on `model`.
+    ///
+    /// Connection-level failures become [`Error::ShardUnavailable`]; everything else
+    /// [`Error::Shard`].
+    pub fn on_shard(model: &'static str, shard: ShardId, source: sqlx::Error) -> Self {
+        match source {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Error::ShardUnavailable {
+                model,
+                shard,
+                source,
+            },
+            source => Error::Shard {
+                model,
+                shard,
+                source,
+            },
+        }
+    }
+}

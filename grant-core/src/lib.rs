@@ -1,0 +1,28 @@
+//! Grant's core: model traits, typed columns and conditions, shard keys, errors and the backend
+//! abstraction over sqlx and sea-query.
+//!
+//! Applications use the `grant` facade crate; this crate holds the pieces every other Grant crate
+//! shares.
+
+pub mod backend;
+pub mod column;
+pub mod cond;
+pub mod error;
+pub mod key;
+pub mod model;
+pub mod shard;
+
+pub use backend::Backend;
+pub use column::{Column, ColumnRef, Order, Scalar, SqlType, SumValue, Summable};
+pub use cond::{CmpOp, Cond, Node};
+pub use error::{Error, Result};
+pub use key::{KeyPart, KeyVisitor, ShardKey};
+pub use model::{ColumnMeta, FromShardRow, Model, ModelMeta, Sharded};
+pub use shard::ShardId;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use sea_query;
+    pub use sea_query_sqlx;
+    pub use sqlx;
+}

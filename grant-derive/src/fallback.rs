@@ -1,0 +1,158 @@
+//! Placeholder impls emitted beside compile errors.
+//!
+//! When the derive reports an error, it still generates the `Model` (and, when the key's type is
+//! known, `Sharded`) impls and the inherent items, with `unreachable!()` bodies and no bounds.
+//! Code that uses the model (`User::ID`, `User::find(..)`, `Query<User>`) then compiles against
+//! them, and the user sees the derive's errors instead of dozens of follow-on ones.
+
+use std::collections::HashSet;
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{DeriveInput, LitStr};
+
+use crate::Derive;
+use crate::ast::{Input, is_option, unraw};
+use crate::expand::{Bodies, ColumnConst, Inherent, ShardFor, inherent_impl, private};
+use crate::names::{screaming_snake_case, snake_case};
+
+/// The placeholder impls for `input` (nothing for a generic item: its impls cannot be guessed).
+pub(crate) fn expand(input: &DeriveInput, parsed: Option<&Input<'_>>, kind: Derive) -> TokenStream {
+    if !input.generics.params.is_empty() || input.generics.where_clause.is_some() {
+        return TokenStream::new();
+    }
+    let p = private();
+    let ident = &input.ident;
+    let name = unraw(ident);
+    let fields = parsed.map_or(&[][..], |parsed| parsed.fields.as_slice());
+    let table = parsed
+        .and_then(|parsed| parsed.attrs.table.get())
+        .map_or_else(|| snake_case(&name), LitStr::value);
+
+    let pk_types: Vec<_> = fields
+        .iter()
+        .filter(|f| f.attrs.primary_key.is_some())
+        .map(|f| f.ty)
+        .collect();
+    let pk_type = match pk_types.as_slice() {
+        [only] => quote!(#only),
+        many => quote!((#(#many,)*)),
+    };
+
+    // The shard key's type, when `on` names a field that is not an `Option`.
+    let key_ty = parsed
+        .and_then(|parsed| parsed.attrs.shard.as_ref())
+        .and_then(|shard| shard.on.get())
+        .and_then(|on| fields.iter().find(|f| f.name() == on.value()))
+        .map(|f| f.ty)
+        .filter(|ty| !is_option(ty));
+
+    let sharded_impl = match (kind, key_ty) {
+        (Derive::Sharded, Some(key_ty)) => quote! {
+            #[automatically_derived]
+            #[allow(unused_qualifications, unused_variables)]
+            impl #p::Sharded for #ident {
+                type ShardKey = #key_ty;
+                fn shard_key(&self) -> &Self::ShardKey {
+                    ::core::unreachable!()
+                }
+                fn shard_for(key: &Self::ShardKey) -> #p::ShardId {
+                    ::core::unreachable!()
+                }
+            }
+        },
+        _ => TokenStream::new(),
+    };
+    let shard_for = match (kind, key_ty) {
+        (Derive::Model, _) => ShardFor::Absent,
+        (Derive::Sharded, Some(ty)) => ShardFor::Typed(ty),
+        (Derive::Sharded, None) => ShardFor::Any,
+    };
+
+    // Column constants, skipping clashing names (already reported).
+    let mut seen = HashSet::new();
+    let columns: Vec<ColumnConst<'_>> = fields
+        .iter()
+        .enumerate()
+        .filter_map(|(index, f)| {
+            let field = f.name();
+            let constant = screaming_snake_case(&field);
+            if !seen.insert(constant.clone()) {
+                return None;
+            }
+            Some(ColumnConst {
+                constant: syn::Ident::new(&constant, f.ident.span()),
+                ty: f.ty,
+                name: f.attrs.column.get().map_or(field, LitStr::value),
+                index,
+            })
+        })
+        .collect();
+    let inherent = inherent_impl(&Inherent {
+        ident,
+        vis: &input.vis,
+        table: &table,
+        columns: &columns,
+        shard_for,
+        bodies: Bodies::Placeholder,
+    });
+
+    quote! {
+        const _: () = {
+            #[automatically_derived]
+            #[allow(unused_qualifications, unused_variables)]
+            impl #p::Model for #ident {
+                type PrimaryKey = #pk_type;
+                const META: &'static #p::ModelMeta = &#p::ModelMeta {
+                    name: #name,
+                    table: #table,
+                    columns: &[],
+                    primary_key: &[],
+                    shard_key: ::core::option::Option::None,
+                };
+                fn primary_key(&self) -> Self::PrimaryKey {
+                    ::core::unreachable!()
+                }
+                fn primary_key_values(
+                    key: &Self::PrimaryKey,
+                ) -> ::std::vec::Vec<#p::sea_query::Value> {
+                    ::core::unreachable!()
+                }
+                fn values(&self) -> ::std::vec::Vec<#p::sea_query::Value> {
+                    ::core::unreachable!()
+                }
+                fn value(&self, column: usize) -> #p::sea_query::Value {
+                    ::core::unreachable!()
+                }
+                fn shards() -> &'static [#p::ShardId] {
+                    ::core::unreachable!()
+                }
+                fn shard_of_key(key: &Self::PrimaryKey) -> #p::ShardId {
+                    ::core::unreachable!()
+                }
+                fn shard_of(&self) -> #p::ShardId {
+                    ::core::unreachable!()
+                }
+                fn shard_for_value(
+                    value: &#p::sea_query::Value,
+                ) -> #p::Result<#p::ShardId> {
+                    ::core::unreachable!()
+                }
+            }
+
+            #sharded_impl
+
+            #[automatically_derived]
+            #[allow(unused_qualifications, unused_variables)]
+            impl<__DB: #p::Backend> #p::FromShardRow<__DB> for #ident {
+                fn from_row(
+                    row: &<__DB as #p::sqlx::Database>::Row,
+                ) -> ::core::result::Result<Self, #p::sqlx::Error> {
+                    ::core::unreachable!()
+                }
+            }
+
+            #inherent
+        };
+    }
+}

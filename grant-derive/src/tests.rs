@@ -1,0 +1,1 @@
+//! Unit tests of the expansion and the error messages.

@@ -1,0 +1,345 @@
+//! Schema and row writes: `create_table`, `insert`, `insert_many`, `update`, `delete`, `find`,
+//! and [`Tracked`] records that refuse shard-key changes.
+
+use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
+
+use futures_util::future::try_join_all;
+use grant_core::key::describe_values;
+use grant_core::{Backend, Error, FromShardRow, Model, Result, ShardId};
+use sea_query::{ColumnDef, Condition, Expr, ExprTrait, Index, Table};
+use sea_query_sqlx::{SqlxBinder, SqlxValues};
+
+use crate::cluster::Cluster;
+
+/// Creates the model's table (with its primary key, composite or not) on every shard the model
+/// uses, in parallel. Idempotent (`IF NOT EXISTS`).
+///
+/// # Errors
+///
+/// [`Error::UnknownShard`] when the cluster lacks one of the model's shards (checked before
+/// anything is created); the shard's error otherwise.
+pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Result<()> {
+    cluster.check::<M>()?;
+    let mut table = Table::create();
+    table.table(M::META.table).if_not_exists();
+    for column in M::META.columns {
+        let mut def = ColumnDef::new_with_type(column.name, (column.column_type)());
+        if !column.nullable {
+            def.not_null();
+        }
+        table.col(def);
+    }
+    let mut pk = Index::create();
+    for &i in M::META.primary_key {
+        pk.col(M::META.columns[i].name);
+    }
+    table.primary_key(&mut pk);
+    let sql = table.build(DB::builder());
+    try_join_all(M::shards().iter().map(|&shard| {
+        let sql = sql.clone();
+        async move {
+            cluster
+                .execute(M::META.name, shard, (sql, SqlxValues(sea_query::Values(Vec::new()))))
+                .await
+        }
+    }))
+    .await?;
+    Ok(())
+}
+
+fn pk_condition<M: Model>(key: &M::PrimaryKey) -> Condition {
+    let mut cond = Condition::all();
+    for (&i, value) in M::META
+        .primary_key
+        .iter()
+        .zip(M::primary_key_values(key))
+    {
+        cond = cond.add(Expr::col(M::META.columns[i].name).eq(value));
+    }
+    cond
+}
+
+fn insert_statement<M: Model>(rows: &[&M]) -> sea_query::InsertStatement {
+    let mut insert = sea_query::Query::insert();
+    insert
+        .into_table(M::META.table)
+        .columns(M::META.column_names());
+    for row in rows {
+        // The column list and the values come from the same derive: the lengths always agree.
+        let _ = insert.values(row.values().into_iter().map(Expr::val));
+    }
+    insert
+}
+
+/// Inserts one row on the shard its key names.
+///
+/// # Errors
+///
+/// [`Error::UnknownShard`]; the shard's error (e.g. a duplicate primary key).
+pub async fn insert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<()> {
+    let statement = insert_statement::<M>(&[row]).build_sqlx(DB::builder());
+    cluster
+        .execute(M::META.name, row.shard_of(), statement)
+        .await?;
+    Ok(())
+}
+
+/// Inserts many rows: grouped per shard, sent as multi-row `INSERT`s in batches under the
+/// backend's bind-parameter limit, each shard's batches in one transaction (a shard gets all of
+/// its rows or none), shards in parallel. Returns the number of rows inserted.
+///
+/// # Errors
+///
+/// [`Error::UnknownShard`] before anything is written; a shard's error (that shard wrote
+/// nothing; other shards may have committed).
+///
+/// # Cancel safety
+///
+/// Dropping the future rolls back the transactions of shards that had not committed yet.
+pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M]) -> Result<u64> {
+    let mut groups: BTreeMap<u32, (ShardId, Vec<&M>)> = BTreeMap::new();
+    for row in rows {
+        let shard = row.shard_of();
+        groups
+            .entry(shard.index())
+            .or_insert_with(|| (shard, Vec::new()))
+            .1
+            .push(row);
+    }
+    for (shard, _) in groups.values() {
+        cluster.shard_pool(M::META.name, *shard)?;
+    }
+    let per_batch = (DB::MAX_BIND_PARAMS / M::META.columns.len().max(1)).clamp(1, 1000);
+    let written = try_join_all(groups.into_values().map(|(shard, rows)| {
+        let statements = rows
+            .chunks(per_batch)
+            .map(|chunk| insert_statement::<M>(chunk).build_sqlx(DB::builder()))
+            .collect();
+        cluster.execute_atomic(M::META.name, shard, statements)
+    }))
+    .await?;
+    Ok(written.into_iter().sum())
+}
+
+/// Updates every non-key column of the row with this row's primary key.
+///
+/// # Errors
+///
+/// [`Error::NotFound`] when no such row exists (nothing written) — which is also what happens
+/// when a shard key was changed on a plain struct; use [`Tracked`] to have such changes refused
+/// as [`Error::ShardKeyMutation`].
+pub async fn update<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<()> {
+    let key = row.primary_key();
+    let shard = row.shard_of();
+    let mut update = sea_query::Query::update();
+    update.table(M::META.table);
+    let values = row.values();
+    let mut any = false;
+    for (column, value) in M::META.columns.iter().zip(values) {
+        if !column.primary_key {
+            update.value(column.name, value);
+            any = true;
+        }
+    }
+    if !any {
+        // Only key columns: nothing can change; still report whether the row exists.
+        let exists = find_row_exists::<M, DB>(cluster, &key, shard).await?;
+        return if exists {
+            Ok(())
+        } else {
+            Err(not_found::<M>(shard, &key))
+        };
+    }
+    update.cond_where(pk_condition::<M>(&key));
+    let n = cluster
+        .execute(M::META.name, shard, update.build_sqlx(DB::builder()))
+        .await?;
+    if n == 0 {
+        return Err(not_found::<M>(shard, &key));
+    }
+    Ok(())
+}
+
+async fn find_row_exists<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    key: &M::PrimaryKey,
+    shard: ShardId,
+) -> Result<bool> {
+    let mut select = sea_query::Query::select();
+    select
+        .expr(Expr::val(1))
+        .from(M::META.table)
+        .cond_where(pk_condition::<M>(key))
+        .limit(1);
+    let rows = cluster
+        .fetch(M::META.name, shard, select.build_sqlx(DB::builder()))
+        .await?;
+    Ok(!rows.is_empty())
+}
+
+fn not_found<M: Model>(shard: ShardId, key: &M::PrimaryKey) -> Error {
+    Error::NotFound {
+        model: M::META.name,
+        shard,
+        key: describe_values(&M::primary_key_values(key)),
+    }
+}
+
+/// Deletes the row with this row's primary key. Returns whether a row was deleted.
+///
+/// # Errors
+///
+/// [`Error::UnknownShard`]; the shard's error.
+pub async fn delete<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<bool> {
+    delete_key::<M, DB>(cluster, &row.primary_key()).await
+}
+
+/// Deletes the row with primary key `key`. Returns whether a row was deleted.
+///
+/// # Errors
+///
+/// [`Error::UnknownShard`]; the shard's error.
+pub async fn delete_key<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    key: &M::PrimaryKey,
+) -> Result<bool> {
+    let mut delete = sea_query::Query::delete();
+    delete
+        .from_table(M::META.table)
+        .cond_where(pk_condition::<M>(key));
+    let n = cluster
+        .execute(
+            M::META.name,
+            M::shard_of_key(key),
+            delete.build_sqlx(DB::builder()),
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+/// Finds the row with primary key `key` (a tuple in field order when composite), asking exactly
+/// one shard.
+///
+/// # Errors
+///
+/// [`Error::UnknownShard`]; the shard's error; a decode error.
+pub async fn find<M, DB>(cluster: &Cluster<DB>, key: M::PrimaryKey) -> Result<Option<M>>
+where
+    M: Model + FromShardRow<DB>,
+    DB: Backend,
+{
+    let (shard, statement) = find_statement::<M, DB>(&key);
+    let rows = cluster.fetch(M::META.name, shard, statement).await?;
+    rows.first()
+        .map(|row| {
+            M::from_row(row).map_err(|source| Error::Shard {
+                model: M::META.name,
+                shard,
+                source,
+            })
+        })
+        .transpose()
+}
+
+/// The shard and the statement (SQL and bound values) [`find`] sends for `key`: pure, no I/O.
+pub fn find_statement<M: Model, DB: Backend>(key: &M::PrimaryKey) -> (ShardId, (String, SqlxValues)) {
+    let mut select = sea_query::Query::select();
+    select
+        .columns(M::META.column_names())
+        .from(M::META.table)
+        .cond_where(pk_condition::<M>(key))
+        .limit(1);
+    (M::shard_of_key(key), select.build_sqlx(DB::builder()))
+}
+
+/// Like [`find`], returning a [`Tracked`] record that remembers its original key.
+///
+/// # Errors
+///
+/// As [`find`].
+pub async fn find_tracked<M, DB>(
+    cluster: &Cluster<DB>,
+    key: M::PrimaryKey,
+) -> Result<Option<Tracked<M>>>
+where
+    M: Model + FromShardRow<DB>,
+    DB: Backend,
+{
+    Ok(find::<M, DB>(cluster, key).await?.map(Tracked::new))
+}
+
+/// A loaded row that remembers the primary key it was loaded with.
+///
+/// Change its fields through `DerefMut`, then [`save`](Tracked::save): a change of the shard key
+/// (or any primary-key column) is refused with [`Error::ShardKeyMutation`] and nothing is
+/// written. To move a row to another key, delete it and insert it under the new key
+/// ([`Tracked::delete`] then `insert`) — on one shard inside one transaction, across shards with
+/// the distributed-transaction API.
+#[derive(Debug, Clone)]
+pub struct Tracked<M: Model> {
+    row: M,
+    original: M::PrimaryKey,
+}
+
+impl<M: Model> Tracked<M> {
+    /// Starts tracking `row` as loaded.
+    pub fn new(row: M) -> Self {
+        let original = row.primary_key();
+        Tracked { row, original }
+    }
+
+    /// The primary key the row was loaded with.
+    pub fn original_key(&self) -> &M::PrimaryKey {
+        &self.original
+    }
+
+    /// The row, no longer tracked.
+    pub fn into_inner(self) -> M {
+        self.row
+    }
+
+    /// Writes the changed row back.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShardKeyMutation`] when a primary-key column changed (nothing written);
+    /// otherwise as [`update`].
+    pub async fn save<DB: Backend>(&mut self, cluster: &Cluster<DB>) -> Result<()> {
+        let before = M::primary_key_values(&self.original);
+        let now = M::primary_key_values(&self.row.primary_key());
+        if before != now {
+            let key_column = M::META.shard_key.unwrap_or(M::META.primary_key[0]);
+            return Err(Error::ShardKeyMutation {
+                model: M::META.name,
+                key: M::META.columns[key_column].name,
+                shard: M::shard_of_key(&self.original),
+                from: describe_values(&before),
+                to: describe_values(&now),
+            });
+        }
+        update(cluster, &self.row).await
+    }
+
+    /// Deletes the row as it was loaded (by its original key). Returns whether a row was deleted.
+    ///
+    /// # Errors
+    ///
+    /// As [`delete_key`].
+    pub async fn delete<DB: Backend>(self, cluster: &Cluster<DB>) -> Result<bool> {
+        delete_key::<M, DB>(cluster, &self.original).await
+    }
+}
+
+impl<M: Model> Deref for Tracked<M> {
+    type Target = M;
+    fn deref(&self) -> &M {
+        &self.row
+    }
+}
+
+impl<M: Model> DerefMut for Tracked<M> {
+    fn deref_mut(&mut self) -> &mut M {
+        &mut self.row
+    }
+}

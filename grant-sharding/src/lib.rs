@@ -1,0 +1,20 @@
+//! Grant's sharding engine: resolvers, the cluster of shards, the router, scatter-gather
+//! execution and the merger.
+//!
+//! Data moves forward through the modules: [`resolve`] (key → shard) → [`router`] (query →
+//! shards, narrowed filters) → [`cluster`] (one statement per shard, in parallel, with a
+//! timeout) → [`merge`] (per-shard answers → one answer). [`query`] and [`crud`] are the entry
+//! points the derive's generated methods call.
+
+pub mod cluster;
+pub mod context;
+pub mod crud;
+pub mod merge;
+pub mod query;
+pub mod resolve;
+mod router;
+
+pub use cluster::{Cluster, ClusterBuilder, Executed, QueryLog};
+pub use context::{current_shard, with_shard};
+pub use crud::Tracked;
+pub use query::Query;

@@ -1,0 +1,75 @@
+//! # Grant
+//!
+//! Horizontal database sharding at the ORM level, with shard keys checked by the compiler.
+//!
+//! Annotate a model struct with `#[derive(Sharded)]`, connect a [`Cluster`] of shards (SQLite
+//! files or PostgreSQL databases), and write typed queries: Grant routes each one to the shard(s)
+//! that hold its rows and merges cross-shard answers so they equal what one database holding all
+//! rows would answer — or refuses the query with [`Error::Unsupported`] saying why.
+//!
+//! ```no_run
+//! use grant::prelude::*;
+//!
+//! #[derive(Sharded, Debug, Clone, PartialEq)]
+//! #[grant(table = "users")]
+//! #[shard(strategy = "hash", on = "id", count = 4)]
+//! pub struct User {
+//!     #[primary_key]
+//!     pub id: i64,
+//!     pub name: String,
+//!     pub balance: i64,
+//! }
+//!
+//! # async fn run() -> grant::Result<()> {
+//! let cluster = Cluster::<Sqlite>::memory(4).await?;
+//! User::create_table(&cluster).await?;
+//! User { id: 7, name: "Ada".into(), balance: 10 }.insert(&cluster).await?;
+//! let ada = User::find(&cluster, 7).await?;              // one shard: User::shard_for(&7)
+//! let rich = User::query().filter(User::BALANCE.gt(5)).count(&cluster).await?; // all shards
+//! # Ok(()) }
+//! ```
+//!
+//! See the README for the tour and the guarantees.
+
+pub use grant_core::{
+    Backend, Column, ColumnRef, Cond, Error, FromShardRow, KeyPart, Model, ModelMeta, Order,
+    Result, ShardId, ShardKey, Sharded, SqlType,
+};
+pub use grant_core::__private::sea_query::Value;
+pub use grant_derive::{Model, Sharded};
+pub use grant_sharding::{
+    Cluster, ClusterBuilder, Executed, Query, QueryLog, Tracked, current_shard, with_shard,
+};
+
+/// Strategies (resolvers) usable without the derive.
+pub mod resolve {
+    pub use grant_sharding::resolve::*;
+}
+
+/// The sqlx database types Grant shards over.
+pub mod backends {
+    #[cfg(feature = "postgres")]
+    pub use sqlx::Postgres;
+    #[cfg(feature = "sqlite")]
+    pub use sqlx::Sqlite;
+}
+
+/// Everything an application needs: `use grant::prelude::*;`.
+pub mod prelude {
+    pub use crate::backends::*;
+    pub use crate::{
+        Cluster, Column, Cond, Error, Model, Order, Query, Result, ShardId, Sharded, Tracked,
+        current_shard, with_shard,
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use grant_core::__private::{sea_query, sea_query_sqlx, sqlx};
+    pub use grant_core::{
+        Backend, Column, ColumnMeta, Error, FromShardRow, Model, ModelMeta, Result, ShardId,
+        ShardKey, Sharded, SqlType,
+    };
+    pub use grant_sharding::resolve::hash;
+    pub use grant_sharding::{Cluster, Query, Tracked, crud};
+}
