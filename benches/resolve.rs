@@ -1,5 +1,6 @@
 //! Routing cost: `shard_for` for integer and string keys, and building a routed `find`
 //! statement (route + SQL + bound values), without I/O.
+#![allow(missing_docs)]
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use grant::prelude::*;
@@ -8,19 +9,19 @@ use grant::resolve::HashResolver;
 #[derive(Sharded, Debug, Clone, PartialEq)]
 #[grant(table = "users")]
 #[shard(strategy = "hash", on = "id", count = 8)]
-pub struct User {
+struct User {
     #[primary_key]
-    pub id: i64,
-    pub name: String,
-    pub balance: i64,
+    id: i64,
+    name: String,
+    balance: i64,
 }
 
 #[derive(Sharded, Debug, Clone, PartialEq)]
 #[shard(strategy = "hash", on = "tenant", count = 16)]
-pub struct Tenant {
+struct Tenant {
     #[primary_key]
-    pub tenant: String,
-    pub plan: String,
+    tenant: String,
+    plan: String,
 }
 
 fn bench(c: &mut Criterion) {

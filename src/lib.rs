@@ -32,13 +32,14 @@
 //! See the README for the tour and the guarantees.
 
 pub use grant_core::{
-    Backend, Column, ColumnRef, Cond, Error, FromShardRow, KeyPart, Model, ModelMeta, Order,
-    Result, ShardId, ShardKey, Sharded, SqlType,
+    Agg, Backend, Column, ColumnRef, Cond, Error, FromShardRow, FromValue, Having, KeyPart,
+    Model, ModelMeta, Nulls, Order, Result, ShardId, ShardKey, Sharded, SqlType, count,
 };
 pub use grant_core::__private::sea_query::Value;
 pub use grant_derive::{Model, Sharded};
 pub use grant_sharding::{
-    Cluster, ClusterBuilder, Executed, Query, QueryLog, Tracked, current_shard, with_shard,
+    Cluster, ClusterBuilder, Executed, Partial, PartialQuery, Query, QueryLog, Select, Tracked,
+    current_shard, with_shard,
 };
 
 /// Strategies (resolvers) usable without the derive.
@@ -58,8 +59,8 @@ pub mod backends {
 pub mod prelude {
     pub use crate::backends::*;
     pub use crate::{
-        Cluster, Column, Cond, Error, Model, Order, Query, Result, ShardId, Sharded, Tracked,
-        current_shard, with_shard,
+        Agg, Cluster, Column, Cond, Error, Model, Nulls, Order, Partial, Query, Result, Select,
+        ShardId, Sharded, Tracked, count, current_shard, with_shard,
     };
 }
 

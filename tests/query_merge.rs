@@ -126,6 +126,15 @@ async fn ordered_pages_match_one_database() {
     }
 }
 
+type ReferenceAggregates = (
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<f64>,
+    Option<String>,
+);
+
 #[tokio::test]
 async fn aggregates_match_one_database() {
     let (sharded, single) = clusters().await;
@@ -141,7 +150,7 @@ async fn aggregates_match_one_database() {
             Some(c) => User::query().filter(c),
             None => User::query(),
         };
-        let (count, sum, min, max, avg, min_email): (i64, Option<i64>, Option<i64>, Option<i64>, Option<f64>, Option<String>) =
+        let (count, sum, min, max, avg, min_email): ReferenceAggregates =
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT COUNT(*), SUM(balance), MIN(balance), MAX(balance), AVG(balance), MIN(email) FROM users{where_sql}"
             )))

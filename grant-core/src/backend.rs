@@ -1,6 +1,10 @@
 //! The backend abstraction: what Grant needs from each sqlx database type.
 
 use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use sea_query::Value;
+
+use crate::value::ValueKind;
 use sea_query::{QueryBuilder, SchemaBuilder};
 use sea_query_sqlx::SqlxValues;
 
@@ -48,6 +52,44 @@ pub trait Backend: sqlx::Database + Sized {
         pool: &sqlx::Pool<Self>,
         statements: Vec<(String, SqlxValues)>,
     ) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
+
+    /// Runs a statement on a pool and streams its rows as the database produces them.
+    fn fetch_stream(
+        pool: &sqlx::Pool<Self>,
+        sql: String,
+        values: SqlxValues,
+    ) -> BoxStream<'_, Result<Self::Row, sqlx::Error>>;
+
+    /// Reads column `index` of a row as a dynamic value of `kind` (NULL included).
+    fn get_value(row: &Self::Row, index: usize, kind: ValueKind) -> Result<Value, sqlx::Error> {
+        Ok(match kind {
+            ValueKind::Bool => Value::Bool(Self::get_bool(row, index)?),
+            ValueKind::I16 => Value::SmallInt(Self::get_i16(row, index)?),
+            ValueKind::I32 => Value::Int(Self::get_i32(row, index)?),
+            ValueKind::I64 => Value::BigInt(Self::get_i64(row, index)?),
+            ValueKind::F32 => Value::Float(Self::get_f32(row, index)?),
+            ValueKind::F64 => Value::Double(Self::get_f64(row, index)?),
+            ValueKind::String => Value::String(Self::get_string(row, index)?),
+            ValueKind::Bytes => Value::Bytes(Self::get_bytes(row, index)?),
+        })
+    }
+
+    /// Reads a nullable `bool` column.
+    fn get_bool(row: &Self::Row, index: usize) -> Result<Option<bool>, sqlx::Error>;
+    /// Reads a nullable `i16` column.
+    fn get_i16(row: &Self::Row, index: usize) -> Result<Option<i16>, sqlx::Error>;
+    /// Reads a nullable `i32` column.
+    fn get_i32(row: &Self::Row, index: usize) -> Result<Option<i32>, sqlx::Error>;
+    /// Reads a nullable `i64` column.
+    fn get_i64(row: &Self::Row, index: usize) -> Result<Option<i64>, sqlx::Error>;
+    /// Reads a nullable `f32` column.
+    fn get_f32(row: &Self::Row, index: usize) -> Result<Option<f32>, sqlx::Error>;
+    /// Reads a nullable `f64` column.
+    fn get_f64(row: &Self::Row, index: usize) -> Result<Option<f64>, sqlx::Error>;
+    /// Reads a nullable text column.
+    fn get_string(row: &Self::Row, index: usize) -> Result<Option<String>, sqlx::Error>;
+    /// Reads a nullable bytes column.
+    fn get_bytes(row: &Self::Row, index: usize) -> Result<Option<Vec<u8>>, sqlx::Error>;
 
     /// Reads column `index` of a row.
     fn get<T>(row: &Self::Row, index: usize) -> Result<T, sqlx::Error>
@@ -108,6 +150,39 @@ macro_rules! backend {
                     tx.commit().await?;
                     Ok(affected)
                 })
+            }
+
+            fn fetch_stream(
+                pool: &sqlx::Pool<Self>,
+                sql: String,
+                values: SqlxValues,
+            ) -> BoxStream<'_, Result<Self::Row, sqlx::Error>> {
+                sqlx::query_with(sqlx::AssertSqlSafe(sql), values).fetch(pool)
+            }
+
+            fn get_bool(row: &Self::Row, index: usize) -> Result<Option<bool>, sqlx::Error> {
+                sqlx::Row::try_get(row, index)
+            }
+            fn get_i16(row: &Self::Row, index: usize) -> Result<Option<i16>, sqlx::Error> {
+                sqlx::Row::try_get(row, index)
+            }
+            fn get_i32(row: &Self::Row, index: usize) -> Result<Option<i32>, sqlx::Error> {
+                sqlx::Row::try_get(row, index)
+            }
+            fn get_i64(row: &Self::Row, index: usize) -> Result<Option<i64>, sqlx::Error> {
+                sqlx::Row::try_get(row, index)
+            }
+            fn get_f32(row: &Self::Row, index: usize) -> Result<Option<f32>, sqlx::Error> {
+                sqlx::Row::try_get(row, index)
+            }
+            fn get_f64(row: &Self::Row, index: usize) -> Result<Option<f64>, sqlx::Error> {
+                sqlx::Row::try_get(row, index)
+            }
+            fn get_string(row: &Self::Row, index: usize) -> Result<Option<String>, sqlx::Error> {
+                sqlx::Row::try_get(row, index)
+            }
+            fn get_bytes(row: &Self::Row, index: usize) -> Result<Option<Vec<u8>>, sqlx::Error> {
+                sqlx::Row::try_get(row, index)
             }
 
             fn get<T>(row: &Self::Row, index: usize) -> Result<T, sqlx::Error>

@@ -279,3 +279,13 @@ impl SumValue for f64 {
         Some(self + other)
     }
 }
+
+/// Where NULLs go in an ordering (default: the backend's — first in ascending order on SQLite,
+/// last on PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Nulls {
+    /// Before every value.
+    First,
+    /// After every value.
+    Last,
+}

@@ -180,7 +180,7 @@ impl Node {
             }
             Node::In { col, values } => {
                 if values.is_empty() {
-                    Expr::val(false).into()
+                    Expr::val(false)
                 } else {
                     Expr::col(col.name).is_in(values.iter().cloned())
                 }
@@ -200,14 +200,14 @@ impl Node {
                 .iter()
                 .map(Node::to_expr)
                 .reduce(|a, b| a.and(b))
-                .unwrap_or_else(|| Expr::val(true).into()),
+                .unwrap_or_else(|| Expr::val(true)),
             Node::Or(nodes) => nodes
                 .iter()
                 .map(Node::to_expr)
                 .reduce(|a, b| a.or(b))
-                .unwrap_or_else(|| Expr::val(false).into()),
+                .unwrap_or_else(|| Expr::val(false)),
             Node::Not(node) => node.to_expr().not(),
-            Node::Const(b) => Expr::val(*b).into(),
+            Node::Const(b) => Expr::val(*b),
             Node::Raw(cond) => Expr::from(cond.clone()),
         }
     }

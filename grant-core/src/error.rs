@@ -144,21 +144,53 @@ impl Error {
     /// Connection-level failures become [`Error::ShardUnavailable`]; everything else
     /// [`Error::Shard`].
     pub fn on_shard(model: &'static str, shard: ShardId, source: sqlx::Error) -> Self {
-        match source {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => Error::ShardUnavailable {
+        if is_unavailable(&source) {
+            Error::ShardUnavailable {
                 model,
                 shard,
                 source,
-            },
-            source => Error::Shard {
+            }
+        } else {
+            Error::Shard {
                 model,
                 shard,
                 source,
-            },
+            }
         }
+    }
+
+    /// The shard this error happened on, if it names one.
+    pub fn shard(&self) -> Option<ShardId> {
+        match self {
+            Error::ShardUnavailable { shard, .. }
+            | Error::Shard { shard, .. }
+            | Error::ShardKeyMutation { shard, .. }
+            | Error::NotFound { shard, .. } => Some(*shard),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a driver error means the shard cannot serve at all (as opposed to a statement error).
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => match db.code() {
+            // PostgreSQL: class 08 connection exceptions, 57P01-57P03 shutdown / cannot connect
+            // now, 53300 too many connections (postgresql.org/docs/current/errcodes-appendix.html).
+            Some(code) if code.starts_with("08") || code.starts_with("57P") || code == "53300" => {
+                true
+            }
+            // SQLite: SQLITE_CANTOPEN (14) and its extended codes (14 | n << 8)
+            // (sqlite.org/rescode.html).
+            Some(code) => code.parse::<u32>().is_ok_and(|c| c & 0xff == 14),
+            None => false,
+        },
+        _ => false,
     }
 }

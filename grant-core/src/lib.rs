@@ -10,15 +10,19 @@ pub mod cond;
 pub mod error;
 pub mod key;
 pub mod model;
+pub mod select;
 pub mod shard;
+pub mod value;
 
 pub use backend::Backend;
-pub use column::{Column, ColumnRef, Order, Scalar, SqlType, SumValue, Summable};
+pub use column::{Column, ColumnRef, Nulls, Order, Scalar, SqlType, SumValue, Summable};
 pub use cond::{CmpOp, Cond, Node};
 pub use error::{Error, Result};
 pub use key::{KeyPart, KeyVisitor, ShardKey};
 pub use model::{ColumnMeta, FromShardRow, Model, ModelMeta, Sharded};
+pub use select::{Agg, Having, Item, OrderItem, Selectable, count};
 pub use shard::ShardId;
+pub use value::{FromValue, ValueKind};
 
 #[doc(hidden)]
 pub mod __private {

@@ -5,6 +5,7 @@
 //! early, so that every mistake in an attribute is reported at once.
 
 use proc_macro2::{Span, TokenTree};
+use syn::spanned::Spanned;
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 use syn::{Attribute, Expr, Lit, LitInt, LitStr, Token};
@@ -322,16 +323,18 @@ pub(crate) fn field(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
     };
     for attr in attrs {
         if attr.path().is_ident("primary_key") {
+            if out.primary_key.is_some() {
+                errors.spanned(attr, "duplicate `#[primary_key]` on this field");
+                continue;
+            }
             if let Err(error) = attr.meta.require_path_only() {
                 errors.push(syn::Error::new(
                     error.span(),
                     "`#[primary_key]` takes no arguments",
                 ));
-            } else if out.primary_key.is_some() {
-                errors.spanned(attr, "duplicate `#[primary_key]` on this field");
-            } else {
-                out.primary_key = Some(attr.path().get_ident().map_or_else(Span::call_site, syn::Ident::span));
             }
+            // Even with arguments, the intent is clear: no follow-on "no primary key" error.
+            out.primary_key = Some(attr.path().span());
         } else if attr.path().is_ident("grant") {
             let result = attr.parse_nested_meta(|meta| {
                 if key_of(&meta).as_deref() == Some("column") {

@@ -4,7 +4,7 @@
 //! `::std`) and lives inside `const _: () = { ... };`. Bounds that must hold for a field's type
 //! are where-clauses spanned at that type, so the compiler points at the field.
 
-use proc_macro2::{Literal, TokenStream};
+use proc_macro2::{Literal, Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, Index, Type, Visibility};
@@ -15,6 +15,20 @@ use crate::valid::{Model, Placement};
 /// `::grant::__private`, the only path generated code uses besides `::core` and `::std`.
 pub(crate) fn private() -> TokenStream {
     quote!(::grant::__private)
+}
+
+/// `::grant::__private` spanned at `span`, for bounds the compiler should report there.
+fn private_at(span: Span) -> TokenStream {
+    quote_spanned!(span=> ::grant::__private)
+}
+
+/// A where-clause predicate that holds exactly when the model's own impls hold, without being
+/// checked where it is written: `for<'w> Self: Trait`. A bound without generic parameters is
+/// checked at its definition ("trivial bound", rust-lang/rust#48214); this form is checked only
+/// where it is used. Impls that depend on the `Model` impl carry it, so a field whose type breaks
+/// a bound of the `Model` impl gives one error at that field, not one per generated item.
+fn deferred(bound: TokenStream) -> TokenStream {
+    quote!(for<'__grant> #bound)
 }
 
 /// The expansion of a checked model.
@@ -60,12 +74,12 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
 
 /// `T: SqlType + Clone + Into<Value>` for every field type, spanned at the type.
 fn column_bounds(model: &Model<'_>) -> Vec<TokenStream> {
-    let p = private();
     model
         .columns
         .iter()
         .map(|c| {
             let ty = c.ty;
+            let p = private_at(ty.span());
             quote_spanned! {ty.span()=>
                 #ty: #p::SqlType
                     + ::core::clone::Clone
@@ -77,10 +91,10 @@ fn column_bounds(model: &Model<'_>) -> Vec<TokenStream> {
 
 /// `T: ShardKey` for the shard key's type, spanned at the type.
 fn shard_key_bound(model: &Model<'_>) -> Option<TokenStream> {
-    let p = private();
     match &model.placement {
         Placement::Sharded { key, .. } => model.columns.get(*key).map(|c| {
             let ty = c.ty;
+            let p = private_at(ty.span());
             quote_spanned!(ty.span()=> #ty: #p::ShardKey)
         }),
         Placement::Single { .. } => None,
@@ -312,7 +326,9 @@ fn sharded_impl(model: &Model<'_>) -> TokenStream {
     };
     let ident = model.ident;
     let (key_field, key_ty) = (key.ident, key.ty);
-    let bound = shard_key_bound(model);
+    // The `Model` impl carries the checked bounds; these only restate them.
+    let model_holds = deferred(quote!(Self: #p::Model));
+    let key_is_a_key = deferred(quote!(#key_ty: #p::ShardKey));
     let count = Literal::u32_suffixed(*count);
     let shard_for = match strategy {
         Strategy::Hash => {
@@ -324,7 +340,8 @@ fn sharded_impl(model: &Model<'_>) -> TokenStream {
         #[allow(unused_qualifications)]
         impl #p::Sharded for #ident
         where
-            #bound
+            #model_holds,
+            #key_is_a_key,
         {
             type ShardKey = #key_ty;
 
@@ -344,6 +361,7 @@ fn from_row_impl(model: &Model<'_>) -> TokenStream {
     let ident = model.ident;
     let bounds = model.columns.iter().map(|c| {
         let ty = c.ty;
+        let p = private_at(ty.span());
         quote_spanned! {ty.span()=>
             #ty: for<'r> #p::sqlx::Decode<'r, __DB> + #p::sqlx::Type<__DB>
         }
@@ -465,16 +483,24 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
     let query = body(quote!(#p::Query::auto()));
     let on_shard = body(quote!(#p::Query::on_shard(shard)));
     let on_all_shards = body(quote!(#p::Query::on_all_shards()));
-    let allow_unused = match inherent.bodies {
-        Bodies::Real => TokenStream::new(),
-        Bodies::Placeholder => quote!(#[allow(unused_variables)]),
+    let (allow_unused, where_clause) = match inherent.bodies {
+        Bodies::Real => {
+            let mut holds = vec![deferred(quote!(Self: #p::Model))];
+            if let ShardFor::Typed(_) = inherent.shard_for {
+                holds.push(deferred(quote!(Self: #p::Sharded)));
+            }
+            (TokenStream::new(), quote!(where #(#holds),*))
+        }
+        Bodies::Placeholder => (quote!(#[allow(unused_variables)]), TokenStream::new()),
     };
 
     quote! {
         #[automatically_derived]
         #[allow(dead_code, unused_qualifications)]
         #allow_unused
-        impl #ident {
+        impl #ident
+        #where_clause
+        {
             #(#constants)*
 
             #shard_for

@@ -43,7 +43,11 @@ pub(crate) fn expand(input: &DeriveInput, parsed: Option<&Input<'_>>, kind: Deri
     let key_ty = parsed
         .and_then(|parsed| parsed.attrs.shard.as_ref())
         .and_then(|shard| shard.on.get())
-        .and_then(|on| fields.iter().find(|f| f.name() == on.value()))
+        .and_then(|on| {
+            let on = on.value();
+            let on = on.strip_prefix("r#").unwrap_or(&on).to_owned();
+            fields.iter().find(|f| f.name() == on)
+        })
         .map(|f| f.ty)
         .filter(|ty| !is_option(ty));
 

@@ -1,1 +1,725 @@
-//! Unit tests of the expansion and the error messages.
+//! Unit tests of the expansion and the error messages, without a compiler run.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use crate::{Derive, derive_model_inner, derive_sharded_inner, run};
+
+/// The expansion as a string with tokens separated by single spaces, after checking it parses as
+/// Rust items.
+fn expand(kind: Derive, input: TokenStream) -> String {
+    let output = match kind {
+        Derive::Sharded => derive_sharded_inner(input),
+        Derive::Model => derive_model_inner(input),
+    };
+    if let Err(error) = syn::parse2::<syn::File>(output.clone()) {
+        panic!("expansion does not parse: {error}\n{output}");
+    }
+    output.to_string()
+}
+
+/// The messages of every error the derive reports.
+fn errors(kind: Derive, input: TokenStream) -> Vec<String> {
+    match run(input, kind) {
+        Ok(_) => Vec::new(),
+        Err((error, _)) => error.into_iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// The single error the derive reports.
+fn error(kind: Derive, input: TokenStream) -> String {
+    let all = errors(kind, input);
+    assert_eq!(all.len(), 1, "expected one error, got {all:#?}");
+    all.into_iter().next().unwrap_or_default()
+}
+
+fn contains_all(haystack: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(
+            haystack.contains(needle),
+            "expansion lacks `{needle}`:\n{haystack}"
+        );
+    }
+}
+
+fn user() -> TokenStream {
+    quote! {
+        #[grant(table = "users")]
+        #[shard(strategy = "hash", on = "id", count = 8)]
+        pub struct User {
+            #[primary_key]
+            pub id: i64,
+            pub name: String,
+            pub email: Option<String>,
+        }
+    }
+}
+
+#[test]
+fn sharded_user_expansion() {
+    let out = expand(Derive::Sharded, user());
+    contains_all(
+        &out,
+        &[
+            "const _ : () = {",
+            "# [automatically_derived]",
+            "impl :: grant :: __private :: Model for User",
+            "i64 : :: grant :: __private :: SqlType + :: core :: clone :: Clone + :: core :: convert :: Into < :: grant :: __private :: sea_query :: Value >",
+            "Option < String > : :: grant :: __private :: SqlType",
+            "type PrimaryKey = i64 ;",
+            "name : \"User\" , table : \"users\"",
+            "name : \"id\" , field : \"id\" , primary_key : true , nullable : < i64 as :: grant :: __private :: SqlType > :: NULLABLE , column_type : < i64 as :: grant :: __private :: SqlType > :: column_type",
+            "primary_key : & [0]",
+            "shard_key : :: core :: option :: Option :: Some (0)",
+            "static SHARDS : [:: grant :: __private :: ShardId ; 8]",
+            ":: grant :: __private :: ShardId :: prefixed (\"shard_\" , index)",
+            "fn shard_of_key (key : & Self :: PrimaryKey) -> :: grant :: __private :: ShardId { < Self as :: grant :: __private :: Sharded > :: shard_for (key) }",
+            "< Self as :: grant :: __private :: Sharded > :: shard_for (& self . id)",
+            ":: grant :: __private :: hash :: route_value :: < Self > (value , 8u32)",
+            "2 => :: core :: convert :: Into :: < :: grant :: __private :: sea_query :: Value > :: into (:: core :: clone :: Clone :: clone (& self . email)) ,",
+            "_ => :: grant :: __private :: sea_query :: Value :: Bool (:: core :: option :: Option :: None)",
+            // The `Model` impl carries the bounds checked at the field types ...
+            "Option < String > : :: grant :: __private :: SqlType",
+            ", i64 : :: grant :: __private :: ShardKey , { type PrimaryKey",
+            // ... the impls depending on it restate them without a second check.
+            "impl :: grant :: __private :: Sharded for User where for < '__grant > Self : :: grant :: __private :: Model , for < '__grant > i64 : :: grant :: __private :: ShardKey ,",
+            "impl User where for < '__grant > Self : :: grant :: __private :: Model , for < '__grant > Self : :: grant :: __private :: Sharded {",
+            "type ShardKey = i64 ;",
+            ":: grant :: __private :: hash :: shard_index (key , 8u32)",
+            "impl < __DB : :: grant :: __private :: Backend > :: grant :: __private :: FromShardRow < __DB > for User",
+            "i64 : for < 'r > :: grant :: __private :: sqlx :: Decode < 'r , __DB > + :: grant :: __private :: sqlx :: Type < __DB >",
+            "email : < __DB as :: grant :: __private :: Backend > :: get :: < Option < String > > (row , 2) ?",
+            "pub const ID : :: grant :: __private :: Column < Self , i64 > = :: grant :: __private :: Column :: new (\"id\" , 0) ;",
+            "pub const EMAIL : :: grant :: __private :: Column < Self , Option < String > >",
+            "pub fn shard_for (key : & i64) -> :: grant :: __private :: ShardId",
+            "pub async fn create_table < DB : :: grant :: __private :: Backend >",
+            ":: grant :: __private :: crud :: create_table :: < Self , DB > (cluster) . await",
+            ":: grant :: __private :: crud :: insert (cluster , self) . await",
+            ":: grant :: __private :: crud :: insert_many (cluster , rows) . await",
+            ":: grant :: __private :: crud :: update (cluster , self) . await",
+            ":: grant :: __private :: crud :: delete (cluster , self) . await",
+            ":: grant :: __private :: crud :: find (cluster , key) . await",
+            ":: grant :: __private :: crud :: find_tracked (cluster , key) . await",
+            "pub fn query () -> :: grant :: __private :: Query < Self > { :: grant :: __private :: Query :: auto () }",
+            ":: grant :: __private :: Query :: on_shard (shard)",
+            ":: grant :: __private :: Query :: on_all_shards ()",
+        ],
+    );
+    assert!(!out.contains("compile_error"), "{out}");
+    assert!(!out.contains("unreachable"), "{out}");
+}
+
+#[test]
+fn every_generated_pub_item_has_docs() {
+    let out = expand(Derive::Sharded, user());
+    let items = out.matches("pub const ").count() + out.matches("pub fn ").count()
+        + out.matches("pub async fn ").count();
+    // 3 constants, shard_for, 7 async fns, query, on_shard, on_all_shards.
+    assert_eq!(items, 3 + 1 + 7 + 3, "{out}");
+    let docs = out.matches("# [doc = ").count();
+    assert!(docs >= items, "{docs} docs for {items} items:\n{out}");
+}
+
+#[test]
+fn composite_primary_key_is_a_tuple_in_field_order() {
+    let out = expand(
+        Derive::Sharded,
+        quote! {
+            #[shard(strategy = "hash", on = "order_id", count = 4)]
+            pub struct OrderItem {
+                #[primary_key] pub order_id: i64,
+                #[primary_key] pub product_id: i32,
+                pub quantity: i32,
+            }
+        },
+    );
+    contains_all(
+        &out,
+        &[
+            "table : \"order_item\"",
+            "type PrimaryKey = (i64 , i32 ,) ;",
+            "(:: core :: clone :: Clone :: clone (& self . order_id) , :: core :: clone :: Clone :: clone (& self . product_id) ,)",
+            "primary_key : & [0 , 1]",
+            "shard_key : :: core :: option :: Option :: Some (0)",
+            ":: core :: clone :: Clone :: clone (& key . 0)",
+            ":: core :: clone :: Clone :: clone (& key . 1)",
+            "< Self as :: grant :: __private :: Sharded > :: shard_for (& key . 0)",
+            "hash :: shard_index (key , 4u32)",
+        ],
+    );
+}
+
+#[test]
+fn shard_key_position_within_a_composite_key() {
+    let out = expand(
+        Derive::Sharded,
+        quote! {
+            #[shard(strategy = "hash", on = "tenant", count = 2, prefix = "t")]
+            struct Doc {
+                #[primary_key] id: i64,
+                body: String,
+                #[primary_key] tenant: String,
+            }
+        },
+    );
+    contains_all(
+        &out,
+        &[
+            "type PrimaryKey = (i64 , String ,) ;",
+            "primary_key : & [0 , 2]",
+            "shard_key : :: core :: option :: Option :: Some (2)",
+            "shard_for (& key . 1)",
+            "ShardId :: prefixed (\"t\" , index)",
+            // A private struct gets private items.
+            " const ID :",
+            " fn shard_for (key : & String)",
+        ],
+    );
+    assert!(!out.contains("pub "), "{out}");
+}
+
+#[test]
+fn renamed_table_and_column_and_raw_identifiers() {
+    let out = expand(
+        Derive::Sharded,
+        quote! {
+            #[grant(table = "accounts")]
+            #[shard(strategy = "hash", on = "r#type", count = 2)]
+            pub(crate) struct r#Account {
+                #[primary_key]
+                r#type: String,
+                #[grant(column = "display_name")]
+                userName: String,
+            }
+        },
+    );
+    contains_all(
+        &out,
+        &[
+            "name : \"Account\" , table : \"accounts\"",
+            "name : \"type\" , field : \"type\"",
+            "name : \"display_name\" , field : \"userName\"",
+            "pub (crate) const TYPE : :: grant :: __private :: Column < Self , String > = :: grant :: __private :: Column :: new (\"type\" , 0)",
+            "pub (crate) const USER_NAME : :: grant :: __private :: Column < Self , String > = :: grant :: __private :: Column :: new (\"display_name\" , 1)",
+            "& self . r#type",
+            "pub (crate) async fn find",
+        ],
+    );
+}
+
+#[test]
+fn model_derive_lives_on_one_shard() {
+    let out = expand(
+        Derive::Model,
+        quote! {
+            #[grant(table = "countries", shard = "ref")]
+            pub struct Country {
+                #[primary_key]
+                pub code: String,
+                pub name: String,
+            }
+        },
+    );
+    contains_all(
+        &out,
+        &[
+            "impl :: grant :: __private :: Model for Country",
+            "shard_key : :: core :: option :: Option :: None",
+            "static SHARDS : [:: grant :: __private :: ShardId ; 1] = [:: grant :: __private :: ShardId :: named (0 , \"ref\")]",
+            ":: core :: result :: Result :: Ok (:: grant :: __private :: ShardId :: named (0 , \"ref\"))",
+            "pub async fn find <",
+        ],
+    );
+    assert!(!out.contains("Sharded"), "{out}");
+    assert!(!out.contains("fn shard_for ("), "{out}");
+    assert!(!out.contains("ShardKey"), "{out}");
+
+    let out = expand(
+        Derive::Model,
+        quote! { struct Setting { #[primary_key] key: String } },
+    );
+    contains_all(&out, &["table : \"setting\"", "ShardId :: named (0 , \"shard_0\")"]);
+}
+
+#[test]
+fn errors_come_with_placeholder_impls() {
+    let input = quote! {
+        #[shard(strategy = "hash", on = "idd", count = 8)]
+        pub struct User { #[primary_key] pub id: i64, pub name: String }
+    };
+    let out = expand(Derive::Sharded, input);
+    contains_all(
+        &out,
+        &[
+            ":: core :: compile_error !",
+            "impl :: grant :: __private :: Model for User",
+            "impl < __DB : :: grant :: __private :: Backend > :: grant :: __private :: FromShardRow < __DB > for User",
+            "pub const ID : :: grant :: __private :: Column < Self , i64 >",
+            "pub fn shard_for < K : ? :: core :: marker :: Sized > (key : & K)",
+            "pub async fn find",
+            ":: core :: unreachable ! ()",
+        ],
+    );
+    assert!(!out.contains("crud"), "{out}");
+    // No bounds in placeholders: they must not add errors of their own.
+    assert!(!out.contains("SqlType"), "{out}");
+}
+
+#[test]
+fn placeholder_sharded_impl_when_the_key_is_known() {
+    let out = expand(
+        Derive::Sharded,
+        quote! {
+            #[shard(strategy = "hash", on = "id", count = 0)]
+            pub struct User { #[primary_key] pub id: i64 }
+        },
+    );
+    contains_all(
+        &out,
+        &[
+            "impl :: grant :: __private :: Sharded for User { type ShardKey = i64 ;",
+            "pub fn shard_for (key : & i64)",
+        ],
+    );
+}
+
+#[test]
+fn generic_items_get_no_placeholders() {
+    let out = expand(
+        Derive::Sharded,
+        quote! {
+            #[shard(strategy = "hash", on = "id", count = 2)]
+            struct User<T> { #[primary_key] id: i64, data: T }
+        },
+    );
+    assert!(out.contains("compile_error"), "{out}");
+    assert!(!out.contains("impl"), "{out}");
+}
+
+#[test]
+fn unparsable_input_is_an_error_not_a_panic() {
+    let out = derive_sharded_inner(quote!(fn not_a_struct() {}));
+    assert!(out.to_string().contains("compile_error"), "{out}");
+}
+
+// ---- error messages ----
+
+#[test]
+fn missing_shard_attribute() {
+    assert_eq!(
+        error(Derive::Sharded, quote!(struct User { #[primary_key] id: i64 })),
+        "`#[derive(Sharded)]` needs a `#[shard(strategy = \"hash\", on = \"<field>\", count = \
+         <shards>)]` attribute on `User`; for a table on one shard, derive `Model` instead"
+    );
+}
+
+#[test]
+fn shard_key_names_no_field() {
+    let input = |on: &str| {
+        quote! {
+            #[shard(strategy = "hash", on = #on, count = 8)]
+            struct User { #[primary_key] id: i64, name: String, #[grant(column = "user_region")] region: String }
+        }
+    };
+    assert_eq!(
+        error(Derive::Sharded, input("idd")),
+        "`#[shard(on = \"idd\")]` names no field of `User`; did you mean `id`?"
+    );
+    assert_eq!(
+        error(Derive::Sharded, input("balance")),
+        "`#[shard(on = \"balance\")]` names no field of `User`; expected one of `id`, `name`, `region`"
+    );
+    assert_eq!(
+        error(Derive::Sharded, input("user_region")),
+        "`#[shard(on = \"user_region\")]` names no field of `User`; `on` takes the field name, not \
+         the column name: did you mean `region`?"
+    );
+}
+
+#[test]
+fn shard_key_is_option() {
+    let all = errors(
+        Derive::Sharded,
+        quote! {
+            #[shard(strategy = "hash", on = "id", count = 8)]
+            struct User { #[primary_key] id: Option<i64> }
+        },
+    );
+    assert_eq!(
+        all,
+        ["shard key `id` cannot be an `Option`: shard keys are never NULL; use the inner type"]
+    );
+    let all = errors(
+        Derive::Sharded,
+        quote! {
+            #[shard(strategy = "hash", on = "id", count = 8)]
+            struct User { #[primary_key] id: ::core::option::Option<i64> }
+        },
+    );
+    assert_eq!(all.len(), 1, "{all:?}");
+}
+
+#[test]
+fn shard_key_outside_primary_key() {
+    assert_eq!(
+        error(
+            Derive::Sharded,
+            quote! {
+                #[shard(strategy = "hash", on = "region", count = 8)]
+                struct User { #[primary_key] id: i64, region: String }
+            }
+        ),
+        "shard key `region` is not part of the primary key of `User`; mark it `#[primary_key]` \
+         (beside the other key fields) so every key names one shard"
+    );
+}
+
+#[test]
+fn no_primary_key() {
+    assert_eq!(
+        error(
+            Derive::Sharded,
+            quote! {
+                #[shard(strategy = "hash", on = "id", count = 8)]
+                struct User { id: i64 }
+            }
+        ),
+        "`User` has no primary key; mark the field(s) that identify a row with `#[primary_key]`"
+    );
+    assert_eq!(
+        error(Derive::Model, quote!(struct Country { code: String })),
+        "`Country` has no primary key; mark the field(s) that identify a row with `#[primary_key]`"
+    );
+}
+
+#[test]
+fn nullable_primary_key() {
+    assert_eq!(
+        error(
+            Derive::Model,
+            quote!(struct Country { #[primary_key] code: Option<String> })
+        ),
+        "primary-key field `code` cannot be an `Option`: primary-key columns are never NULL; use \
+         the inner type"
+    );
+}
+
+#[test]
+fn unknown_strategy() {
+    assert_eq!(
+        error(
+            Derive::Sharded,
+            quote! {
+                #[shard(strategy = "hsh", on = "id", count = 8)]
+                struct User { #[primary_key] id: i64 }
+            }
+        ),
+        "unknown strategy `hsh`, expected one of `hash`"
+    );
+}
+
+#[test]
+fn bad_counts() {
+    let input = |count: TokenStream| {
+        quote! {
+            #[shard(strategy = "hash", on = "id", count = #count)]
+            struct User { #[primary_key] id: i64 }
+        }
+    };
+    assert_eq!(
+        error(Derive::Sharded, input(quote!(0))),
+        "`#[shard(count = ...)]` must be at least 1, got 0"
+    );
+    assert_eq!(
+        error(Derive::Sharded, input(quote!(100000))),
+        "`#[shard(count = ...)]` must be at most 65536, got 100000"
+    );
+    assert_eq!(
+        error(Derive::Sharded, input(quote!(99999999999999999999999))),
+        "`#[shard(count = ...)]` must be at most 65536, got 99999999999999999999999"
+    );
+    assert_eq!(
+        error(Derive::Sharded, input(quote!("8"))),
+        "`#[shard(count = ...)]` expects an integer literal, e.g. `count = 8`"
+    );
+    assert_eq!(
+        error(Derive::Sharded, input(quote!(-1))),
+        "`#[shard(count = ...)]` expects an integer literal, e.g. `count = 8`"
+    );
+    assert!(errors(Derive::Sharded, input(quote!(65536))).is_empty());
+    assert!(errors(Derive::Sharded, input(quote!(1u32))).is_empty());
+}
+
+#[test]
+fn unknown_keys() {
+    assert_eq!(
+        error(
+            Derive::Sharded,
+            quote! {
+                #[shard(strategy = "hash", on = "id", count = 8, shards = 3)]
+                struct User { #[primary_key] id: i64 }
+            }
+        ),
+        "unknown key `shards` in `#[shard(..)]`, expected one of `strategy`, `on`, `count`, `prefix`"
+    );
+    assert_eq!(
+        error(
+            Derive::Sharded,
+            quote! {
+                #[grant(tabel = "users")]
+                #[shard(strategy = "hash", on = "id", count = 8)]
+                struct User { #[primary_key] id: i64 }
+            }
+        ),
+        "unknown key `tabel` in `#[grant(..)]` on a struct, expected `table`"
+    );
+    assert_eq!(
+        error(
+            Derive::Model,
+            quote! {
+                #[grant(column = "x")]
+                struct Country { #[primary_key] code: String }
+            }
+        ),
+        "unknown key `column` in `#[grant(..)]` on a struct, expected one of `table`, `shard`; \
+         `column` goes on a field"
+    );
+    assert_eq!(
+        error(
+            Derive::Sharded,
+            quote! {
+                #[shard(strategy = "hash", on = "id", count = 8)]
+                struct User { #[primary_key] id: i64, #[grant(rename = "x")] name: String }
+            }
+        ),
+        "unknown key `rename` in field attribute `#[grant(..)]`, expected `column`"
+    );
+    assert_eq!(
+        error(
+            Derive::Sharded,
+            quote! {
+                #[grant(shard = "shard_1")]
+                #[shard(strategy = "hash", on = "id", count = 8)]
+                struct User { #[primary_key] id: i64 }
+            }
+        ),
+        "`#[grant(shard = ...)]` is only for `#[derive(Model)]`; the shards of a \
+         `#[derive(Sharded)]` model come from `#[shard(..)]`"
+    );
+}
+
+#[test]
+fn duplicate_keys() {
+    assert_eq!(
+        error(
+            Derive::Sharded,
+            quote! {
+                #[shard(strategy = "hash", on = "id", count = 8, count = 4)]
+                struct User { #[primary_key] id: i64 }
+            }
+        ),
+        "duplicate key `count` in `#[shard(..)]`"
+    );
+    // Across two attributes as well.
+    assert_eq!(
+        error(
+            Derive::Sharded,
+            quote! {
+                #[shard(strategy = "hash", on = "id", count = 8)]
+                #[shard(on = "id")]
+                struct User { #[primary_key] id: i64 }
+            }
+        ),
+        "duplicate key `on` in `#[shard(..)]`"
+    );
+    assert_eq!(
+        error(
+            Derive::Sharded,
+            quote! {
+                #[shard(strategy = "hash", on = "id", count = 8)]
+                struct User { #[primary_key] #[primary_key] id: i64 }
+            }
+        ),
+        "duplicate `#[primary_key]` on this field"
+    );
+}
+
+#[test]
+fn missing_keys_are_reported_together() {
+    assert_eq!(
+        errors(
+            Derive::Sharded,
+            quote! {
+                #[shard(strategy = "hash")]
+                struct User { #[primary_key] id: i64 }
+            }
+        ),
+        [
+            "`#[shard(..)]` is missing `on = \"<field>\"`, the field whose value picks the shard",
+            "`#[shard(..)]` is missing `count = <shards>`, the number of shards",
+        ]
+    );
+    assert_eq!(
+        errors(
+            Derive::Sharded,
+            quote! {
+                #[shard(on = "id", count = 2)]
+                struct User { #[primary_key] id: i64 }
+            }
+        ),
+        ["`#[shard(..)]` is missing `strategy = \"...\"`, one of `hash`"]
+    );
+}
+
+#[test]
+fn syntax_errors_in_attributes_do_not_add_missing_key_errors() {
+    let all = errors(
+        Derive::Sharded,
+        quote! {
+            #[shard(strategy "hash", on = "id", count = 2)]
+            struct User { #[primary_key] id: i64 }
+        },
+    );
+    assert_eq!(all, ["expected `strategy = \"hash\"` in `#[shard(..)]`"]);
+    let all = errors(
+        Derive::Sharded,
+        quote! {
+            #[shard]
+            struct User { #[primary_key] id: i64 }
+        },
+    );
+    assert_eq!(all.len(), 1, "{all:?}");
+}
+
+#[test]
+fn wrong_shapes() {
+    assert_eq!(
+        error(Derive::Sharded, quote!(enum User { A, B })),
+        "`#[derive(Sharded)]` only supports structs with named fields, not enums"
+    );
+    assert_eq!(
+        error(Derive::Sharded, quote!(struct User(i64, String);)),
+        "`#[derive(Sharded)]` needs a struct with named fields, one per column; tuple structs are \
+         not supported"
+    );
+    assert_eq!(
+        error(Derive::Model, quote!(struct Unit;)),
+        "`#[derive(Model)]` needs a struct with named fields, one per column; `Unit` has none"
+    );
+    assert_eq!(
+        error(Derive::Model, quote!(union U { a: i64 })),
+        "`#[derive(Model)]` only supports structs with named fields, not unions"
+    );
+    assert_eq!(
+        error(
+            Derive::Model,
+            quote!(struct Country<'a> { #[primary_key] code: &'a str })
+        ),
+        "`#[derive(Model)]` does not support generic parameters; a model is a concrete row type"
+    );
+}
+
+#[test]
+fn shard_attribute_on_model_derive() {
+    assert_eq!(
+        error(
+            Derive::Model,
+            quote! {
+                #[shard(strategy = "hash", on = "code", count = 2)]
+                struct Country { #[primary_key] code: String }
+            }
+        ),
+        "`#[shard(..)]` cannot be used with `#[derive(Model)]`, which is for a table on one shard; \
+         derive `Sharded` to spread the table over shards, or place it with \
+         `#[grant(shard = \"...\")]`"
+    );
+}
+
+#[test]
+fn misplaced_attributes() {
+    assert_eq!(
+        error(
+            Derive::Sharded,
+            quote! {
+                #[shard(strategy = "hash", on = "id", count = 2)]
+                struct User { #[primary_key] #[shard(on = "id")] id: i64 }
+            }
+        ),
+        "`#[shard(..)]` goes on the struct, not on a field; name the shard-key field with \
+         `#[shard(on = \"...\")]`"
+    );
+    assert_eq!(
+        error(
+            Derive::Model,
+            quote! {
+                #[primary_key]
+                struct Country { #[primary_key] code: String }
+            }
+        ),
+        "`#[primary_key]` goes on a field, not on the struct"
+    );
+    assert_eq!(
+        error(
+            Derive::Model,
+            quote!(struct Country { #[primary_key(auto)] code: String })
+        ),
+        "`#[primary_key]` takes no arguments"
+    );
+}
+
+#[test]
+fn empty_names_and_clashes() {
+    assert_eq!(
+        error(
+            Derive::Model,
+            quote! {
+                #[grant(table = "")]
+                struct Country { #[primary_key] code: String }
+            }
+        ),
+        "`#[grant(table = ...)]` must not be empty; expected the SQL table name"
+    );
+    assert_eq!(
+        error(
+            Derive::Model,
+            quote! {
+                struct Country { #[primary_key] code: String, #[grant(column = "code")] iso: String }
+            }
+        ),
+        "column `code` of field `iso` is already the column of field `code`; rename one with \
+         `#[grant(column = \"...\")]`"
+    );
+    assert_eq!(
+        error(
+            Derive::Model,
+            quote! {
+                struct Country { #[primary_key] code: String, Code: String }
+            }
+        ),
+        "field `Code` and field `code` would both get the column constant `CODE`; rename one of them"
+    );
+}
+
+#[test]
+fn every_mistake_is_reported_at_once() {
+    let all = errors(
+        Derive::Sharded,
+        quote! {
+            #[grant(tabel = "users")]
+            #[shard(strategy = "hsh", on = "idd", count = 0, extra = 1)]
+            struct User { id: i64, #[grant(colum = "x")] name: String }
+        },
+    );
+    assert_eq!(
+        all,
+        [
+            "unknown key `tabel` in `#[grant(..)]` on a struct, expected `table`",
+            "unknown strategy `hsh`, expected one of `hash`",
+            "`#[shard(count = ...)]` must be at least 1, got 0",
+            "unknown key `extra` in `#[shard(..)]`, expected one of `strategy`, `on`, `count`, `prefix`",
+            "unknown key `colum` in field attribute `#[grant(..)]`, expected `column`",
+            "`User` has no primary key; mark the field(s) that identify a row with `#[primary_key]`",
+            "`#[shard(on = \"idd\")]` names no field of `User`; did you mean `id`?",
+        ]
+    );
+}

@@ -195,7 +195,7 @@ fn is_shard_key_named(input: &Input<'_>, field: &Field<'_>) -> bool {
         .shard
         .as_ref()
         .and_then(|shard| shard.on.get())
-        .is_some_and(|on| on.value() == field.name())
+        .is_some_and(|on| on.value().strip_prefix("r#").unwrap_or(&on.value()) == field.name())
 }
 
 /// Checks `#[shard(..)]` against the fields.
@@ -275,7 +275,9 @@ fn sharded(input: &Input<'_>, name: &str, primary_key: &[usize], errors: &mut Er
 
 /// The index of the field `#[shard(on = "...")]` names, or an error suggesting the closest one.
 fn key_field(input: &Input<'_>, name: &str, on: &LitStr, errors: &mut Errors) -> Option<usize> {
-    let wanted = on.value();
+    let written = on.value();
+    // `on = "r#type"` and `on = "type"` both name the field `r#type`.
+    let wanted = written.strip_prefix("r#").unwrap_or(&written).to_owned();
     if let Some(index) = input.fields.iter().position(|f| f.name() == wanted) {
         return Some(index);
     }
@@ -303,7 +305,7 @@ fn key_field(input: &Input<'_>, name: &str, on: &LitStr, errors: &mut Errors) ->
     };
     errors.spanned(
         on,
-        format!("`#[shard(on = {wanted:?})]` names no field of `{name}`{hint}"),
+        format!("`#[shard(on = {written:?})]` names no field of `{name}`{hint}"),
     );
     None
 }

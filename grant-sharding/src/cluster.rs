@@ -9,11 +9,16 @@ use std::time::Duration;
 use grant_core::{Backend, Error, Model, Result, ShardId};
 use sea_query::Value;
 use sea_query_sqlx::SqlxValues;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use sqlx::Pool;
 use sqlx::pool::PoolOptions;
 
 /// Default time a statement on one shard may take before [`Error::Timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default bound on the shard statements one query has in flight at once.
+pub const DEFAULT_CONCURRENCY: usize = 64;
 
 /// A set of named shards, each a database reached through its own connection pool.
 ///
@@ -37,6 +42,7 @@ struct Inner<DB: Backend> {
     shards: Vec<Shard<DB>>,
     by_name: HashMap<String, usize>,
     timeout: Duration,
+    concurrency: usize,
     log: QueryLog,
 }
 
@@ -69,6 +75,8 @@ pub struct ClusterBuilder<DB: Backend> {
     max_connections: u32,
     acquire_timeout: Duration,
     timeout: Duration,
+    concurrency: usize,
+    lazy: bool,
     _db: std::marker::PhantomData<DB>,
 }
 
@@ -107,6 +115,20 @@ impl<DB: Backend> ClusterBuilder<DB> {
         self
     }
 
+    /// How many shard statements one query may have in flight at once (default 64). Ordered
+    /// cross-shard reads stream from every shard they visit at once regardless.
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Don't connect at `connect()`: each shard connects on first use (an unreachable shard
+    /// then fails the queries that need it, with [`Error::ShardUnavailable`] naming it).
+    pub fn lazy(mut self, lazy: bool) -> Self {
+        self.lazy = lazy;
+        self
+    }
+
     /// Connects every shard, in parallel.
     ///
     /// # Errors
@@ -119,6 +141,7 @@ impl<DB: Backend> ClusterBuilder<DB> {
                 "a cluster needs at least one shard: call `.shard(name, url)`".into(),
             ));
         }
+        let lazy = self.lazy;
         let pools = futures_util::future::try_join_all(self.shards.iter().map(|(name, url)| {
             let options = PoolOptions::<DB>::new()
                 .max_connections(self.max_connections)
@@ -126,6 +149,9 @@ impl<DB: Backend> ClusterBuilder<DB> {
             async move {
                 let connect = DB::connect_options(url)
                     .map_err(|e| Error::Config(format!("shard `{name}`: bad url `{url}`: {e}")))?;
+                if lazy {
+                    return Ok(options.connect_lazy_with(connect));
+                }
                 options.connect_with(connect).await.map_err(|e| {
                     Error::Config(format!(
                         "shard `{name}` cannot be reached at `{url}`: {e}; check the url and that \
@@ -135,10 +161,14 @@ impl<DB: Backend> ClusterBuilder<DB> {
             }
         }))
         .await?;
-        Cluster::from_pools(
+        let mut cluster = Cluster::from_pools(
             self.shards.into_iter().map(|(n, _)| n).zip(pools).collect(),
             self.timeout,
-        )
+        )?;
+        if let Some(inner) = Arc::get_mut(&mut cluster.inner) {
+            inner.concurrency = self.concurrency;
+        }
+        Ok(cluster)
     }
 }
 
@@ -150,6 +180,8 @@ impl<DB: Backend> Cluster<DB> {
             max_connections: 5,
             acquire_timeout: Duration::from_secs(10),
             timeout: DEFAULT_TIMEOUT,
+            concurrency: DEFAULT_CONCURRENCY,
+            lazy: false,
             _db: std::marker::PhantomData,
         }
     }
@@ -176,6 +208,7 @@ impl<DB: Backend> Cluster<DB> {
                 shards,
                 by_name,
                 timeout,
+                concurrency: DEFAULT_CONCURRENCY,
                 log: QueryLog::default(),
             }),
         })
@@ -197,6 +230,11 @@ impl<DB: Backend> Cluster<DB> {
     /// The per-statement timeout.
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
+    }
+
+    /// How many shard statements one query may have in flight at once.
+    pub fn max_concurrency(&self) -> usize {
+        self.inner.concurrency
     }
 
     /// The query log: record which shards statements touched.
@@ -245,6 +283,20 @@ impl<DB: Backend> Cluster<DB> {
         self.inner.log.record(shard, sql.as_str(), &values);
         self.bounded(model, shard, DB::fetch_all(pool, sql, values))
             .await
+    }
+
+    /// Streams the rows of a query on one shard (errors name the model and shard).
+    pub(crate) fn stream(
+        &self,
+        model: &'static str,
+        shard: ShardId,
+        (sql, values): (String, SqlxValues),
+    ) -> Result<BoxStream<'_, Result<DB::Row>>> {
+        let pool = self.shard_pool(model, shard)?;
+        self.inner.log.record(shard, sql.as_str(), &values);
+        Ok(DB::fetch_stream(pool, sql, values)
+            .map(move |row| row.map_err(|e| Error::on_shard(model, shard, e)))
+            .boxed())
     }
 
     /// Runs a statement on one shard and returns the rows it affected, within the timeout.

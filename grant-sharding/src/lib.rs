@@ -9,12 +9,15 @@
 pub mod cluster;
 pub mod context;
 pub mod crud;
+mod exec;
 pub mod merge;
 pub mod query;
 pub mod resolve;
 mod router;
+pub mod select;
 
 pub use cluster::{Cluster, ClusterBuilder, Executed, QueryLog};
 pub use context::{current_shard, with_shard};
 pub use crud::Tracked;
-pub use query::Query;
+pub use query::{Partial, PartialQuery, Query};
+pub use select::Select;

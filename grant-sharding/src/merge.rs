@@ -1,12 +1,24 @@
 //! The merger: combines per-shard answers into the answer one database would give.
+//!
+//! * ordered rows: a streaming k-way merge (a heap over one row stream per shard), so memory is
+//!   O(shards × stream buffer), not O(rows); the offset is skipped once, after the merge;
+//! * `DISTINCT`: duplicates across shards are dropped during the merge;
+//! * aggregates: partial results per shard and group are combined (counts and sums added,
+//!   minima and maxima compared, averages as total sum over total count, distinct counts as the
+//!   size of the union of the distinct values).
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashSet};
 
-use grant_core::{Model, Order};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use grant_core::value::{encode_key, is_null};
+use grant_core::{Error, Nulls, Order, Result, ShardId};
 use sea_query::Value;
 
-/// Compares two values as the backend's `ORDER BY ... ASC` would: integers and floats by
+use crate::exec::Policy;
+
+/// Compares two non-NULL-aware values as the backends order them: integers and floats by
 /// number, strings by bytes (SQLite's `BINARY` collation, PostgreSQL's `C` collation), NULL
 /// first when `nulls_first`, else last.
 pub fn compare_values(a: &Value, b: &Value, nulls_first: bool) -> Ordering {
@@ -74,122 +86,205 @@ fn number(v: &Value) -> Option<Num> {
     })
 }
 
-/// Whether a value is SQL NULL.
-pub fn is_null(v: &Value) -> bool {
-    matches!(
-        v,
-        Value::Bool(None)
-            | Value::TinyInt(None)
-            | Value::SmallInt(None)
-            | Value::Int(None)
-            | Value::BigInt(None)
-            | Value::TinyUnsigned(None)
-            | Value::SmallUnsigned(None)
-            | Value::Unsigned(None)
-            | Value::BigUnsigned(None)
-            | Value::Float(None)
-            | Value::Double(None)
-            | Value::String(None)
-            | Value::Char(None)
-            | Value::Bytes(None)
-    )
-}
-
-/// A row ordering: columns with directions, compared as the backend does.
-#[derive(Debug, Clone)]
-pub(crate) struct RowOrder {
-    pub(crate) keys: Vec<(usize, Order)>,
+/// One sort key's direction and where its NULLs go in the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyOrder {
+    pub(crate) order: Order,
     pub(crate) nulls_first: bool,
 }
 
-impl RowOrder {
-    pub(crate) fn compare<M: Model>(&self, a: &M, b: &M) -> Ordering {
-        for &(column, order) in &self.keys {
-            let o = compare_values(&a.value(column), &b.value(column), self.nulls_first);
-            let o = match order {
-                Order::Asc => o,
-                Order::Desc => o.reverse(),
-            };
-            if o != Ordering::Equal {
-                return o;
-            }
-        }
-        Ordering::Equal
+impl KeyOrder {
+    /// The direction with explicit or backend-default NULL placement.
+    pub(crate) fn new(order: Order, nulls: Option<Nulls>, backend_nulls_first_in_asc: bool) -> Self {
+        let nulls_first = match nulls {
+            Some(Nulls::First) => true,
+            Some(Nulls::Last) => false,
+            // Both backends mirror their NULL placement under DESC.
+            None => match order {
+                Order::Asc => backend_nulls_first_in_asc,
+                Order::Desc => !backend_nulls_first_in_asc,
+            },
+        };
+        KeyOrder { order, nulls_first }
     }
 }
 
-struct Head<'a, M> {
-    row: M,
-    source: usize,
-    order: &'a RowOrder,
+/// Compares two key vectors under an ordering.
+pub(crate) fn compare_keys(a: &[Value], b: &[Value], order: &[KeyOrder]) -> Ordering {
+    for ((x, y), k) in a.iter().zip(b).zip(order) {
+        let o = match (is_null(x), is_null(y)) {
+            (false, false) => {
+                let o = compare_values(x, y, true);
+                match k.order {
+                    Order::Asc => o,
+                    Order::Desc => o.reverse(),
+                }
+            }
+            _ => compare_values(x, y, k.nulls_first),
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
 }
 
-impl<M: Model> PartialEq for Head<'_, M> {
+/// A row on its way through the merge: its sort key and the item itself.
+pub(crate) type Keyed<T> = (Vec<Value>, T);
+
+/// One shard's row stream.
+pub(crate) struct Source<'a, T> {
+    pub(crate) shard: ShardId,
+    pub(crate) rows: BoxStream<'a, Result<Keyed<T>>>,
+}
+
+struct Head<'o, T> {
+    key: Vec<Value>,
+    item: T,
+    source: usize,
+    order: &'o [KeyOrder],
+}
+
+impl<T> PartialEq for Head<'_, T> {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
-impl<M: Model> Eq for Head<'_, M> {}
-impl<M: Model> PartialOrd for Head<'_, M> {
+impl<T> Eq for Head<'_, T> {}
+impl<T> PartialOrd for Head<'_, T> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
-impl<M: Model> Ord for Head<'_, M> {
+impl<T> Ord for Head<'_, T> {
     fn cmp(&self, other: &Self) -> Ordering {
-        // BinaryHeap is a max-heap: reverse so the smallest row comes out first; equal rows
+        // BinaryHeap is a max-heap: reverse, so the smallest key comes out first; equal keys
         // come out in shard order.
-        self.order
-            .compare(&self.row, &other.row)
+        compare_keys(&self.key, &other.key, self.order)
             .then(self.source.cmp(&other.source))
             .reverse()
     }
 }
 
-/// K-way merge of per-shard sorted row lists, skipping `offset` rows and keeping at most
-/// `limit`. Stops as soon as the page is full.
-pub(crate) fn merge_sorted<M: Model>(
-    parts: Vec<Vec<M>>,
-    order: &RowOrder,
-    offset: u64,
-    limit: Option<u64>,
-) -> Vec<M> {
-    let mut iters: Vec<std::vec::IntoIter<M>> = parts.into_iter().map(Vec::into_iter).collect();
-    let mut heap = BinaryHeap::with_capacity(iters.len());
-    for (source, it) in iters.iter_mut().enumerate() {
-        if let Some(row) = it.next() {
-            heap.push(Head { row, source, order });
-        }
-    }
-    let mut out = Vec::new();
-    let mut skipped = 0;
-    while let Some(Head { row, source, .. }) = heap.pop() {
-        if limit.is_some_and(|l| out.len() as u64 >= l) {
-            break;
-        }
-        if skipped < offset {
-            skipped += 1;
-        } else {
-            out.push(row);
-        }
-        if let Some(next) = iters[source].next() {
-            heap.push(Head {
-                row: next,
-                source,
-                order,
-            });
-        }
-    }
-    out
+/// The page a merge produces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Page {
+    pub(crate) offset: u64,
+    pub(crate) limit: Option<u64>,
 }
 
-/// Concatenates per-shard lists (no order requested), skipping `offset` and keeping `limit`.
-pub(crate) fn concat<M>(parts: Vec<Vec<M>>, offset: u64, limit: Option<u64>) -> Vec<M> {
-    let rows = parts.into_iter().flatten().skip(offset as usize);
-    match limit {
-        Some(l) => rows.take(l as usize).collect(),
-        None => rows.collect(),
+/// Streaming k-way merge of per-shard streams sorted by `order` (an empty `order` concatenates
+/// in shard order). Skips `page.offset` rows, keeps `page.limit`, stops pulling as soon as the
+/// page is full. With `distinct`, rows with equal distinct keys count once.
+pub(crate) async fn merge_streams<T>(
+    mut sources: Vec<Source<'_, T>>,
+    order: &[KeyOrder],
+    page: Page,
+    distinct: Option<fn(&T) -> Vec<u8>>,
+    policy: &Policy,
+) -> Result<(Vec<T>, Vec<(ShardId, Error)>)> {
+    let mut failed = Vec::new();
+    let mut out = Vec::new();
+    let mut skipped = 0_u64;
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let full = |out: &Vec<T>| page.limit.is_some_and(|l| out.len() as u64 >= l);
+    if page.limit == Some(0) {
+        return Ok((out, failed));
     }
+    let mut emit = |item: T, out: &mut Vec<T>| {
+        if let Some(key_of) = distinct
+            && !seen.insert(key_of(&item))
+        {
+            return;
+        }
+        if skipped < page.offset {
+            skipped += 1;
+        } else {
+            out.push(item);
+        }
+    };
+
+    if order.is_empty() {
+        for source in &mut sources {
+            while !full(&out) {
+                match pull(source, policy).await {
+                    Pulled::Row((_, item)) => emit(item, &mut out),
+                    Pulled::End => break,
+                    Pulled::Failed(error) if policy.partial => {
+                        failed.push((source.shard, error));
+                        break;
+                    }
+                    Pulled::Failed(error) => return Err(error),
+                }
+            }
+        }
+        return Ok((out, failed));
+    }
+
+    let mut heap = BinaryHeap::with_capacity(sources.len());
+    let firsts =
+        futures_util::future::join_all(sources.iter_mut().map(|s| pull(s, policy))).await;
+    for (i, first) in firsts.into_iter().enumerate() {
+        match first {
+            Pulled::Row((key, item)) => heap.push(Head {
+                key,
+                item,
+                source: i,
+                order,
+            }),
+            Pulled::End => {}
+            Pulled::Failed(error) if policy.partial => failed.push((sources[i].shard, error)),
+            Pulled::Failed(error) => return Err(error),
+        }
+    }
+    while let Some(head) = heap.pop() {
+        if full(&out) {
+            break;
+        }
+        let source = head.source;
+        emit(head.item, &mut out);
+        if full(&out) {
+            break;
+        }
+        match pull(&mut sources[source], policy).await {
+            Pulled::Row((key, item)) => heap.push(Head {
+                key,
+                item,
+                source,
+                order,
+            }),
+            Pulled::End => {}
+            Pulled::Failed(error) if policy.partial => {
+                failed.push((sources[source].shard, error))
+            }
+            Pulled::Failed(error) => return Err(error),
+        }
+    }
+    Ok((out, failed))
+}
+
+enum Pulled<T> {
+    Row(Keyed<T>),
+    End,
+    Failed(Error),
+}
+
+async fn pull<T>(source: &mut Source<'_, T>, policy: &Policy) -> Pulled<T> {
+    match tokio::time::timeout_at(policy.deadline, source.rows.next()).await {
+        Ok(Some(Ok(row))) => Pulled::Row(row),
+        Ok(Some(Err(error))) => Pulled::Failed(error),
+        Ok(None) => Pulled::End,
+        Err(_) => Pulled::Failed(policy.timeout_error([source.shard])),
+    }
+}
+
+/// The encoding of a row's values for `DISTINCT` / `GROUP BY` identity.
+pub(crate) fn values_key(values: &[Value]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() * 9);
+    for v in values {
+        encode_key(v, &mut out);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -203,6 +298,16 @@ mod tests {
         assert_eq!(compare_values(&null, &one, true), Ordering::Less);
         assert_eq!(compare_values(&null, &one, false), Ordering::Greater);
         assert_eq!(compare_values(&null, &null, false), Ordering::Equal);
+        let desc_sqlite = KeyOrder::new(Order::Desc, None, true);
+        assert!(!desc_sqlite.nulls_first);
+        let desc_pg = KeyOrder::new(Order::Desc, None, false);
+        assert!(desc_pg.nulls_first);
+        assert_eq!(
+            compare_keys(&[one.clone()], &[null.clone()], &[desc_pg]),
+            Ordering::Greater
+        );
+        let explicit = KeyOrder::new(Order::Desc, Some(Nulls::Last), false);
+        assert_eq!(compare_keys(&[one], &[null], &[explicit]), Ordering::Less);
     }
 
     #[test]

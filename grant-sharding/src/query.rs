@@ -1,42 +1,84 @@
-//! `Query<M>`: typed, routed queries and their terminals.
+//! `Query<M>`: typed, routed queries over whole rows and their terminals.
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::time::Duration;
 
-use futures_util::future::try_join_all;
+use futures_util::StreamExt;
+use grant_core::value::is_null;
 use grant_core::{
-    Backend, Column, Cond, Error, FromShardRow, Model, Node, Order, Result, Scalar, ShardId,
-    SumValue, Summable,
+    Backend, CmpOp, Column, ColumnRef, Cond, Error, FromShardRow, Item, Model, Node, Nulls,
+    Order, Result, Scalar, Selectable, ShardId, Summable,
 };
-use sea_query::{Expr, ExprTrait, SelectStatement};
+use sea_query::{NullOrdering, SelectStatement, Value};
 use sea_query_sqlx::SqlxBinder;
+use tokio::time::Instant;
 
 use crate::cluster::Cluster;
-use crate::merge::{self, RowOrder, compare_values};
+use crate::exec::Policy;
+use crate::merge::{self, KeyOrder, Page, Source};
 use crate::router::{self, Leg, Target};
+use crate::select::Select;
+
+/// One ordering key of a query over whole rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OrderKey {
+    pub(crate) column: usize,
+    pub(crate) order: Order,
+    pub(crate) nulls: Option<Nulls>,
+}
+
+/// What the caller gets when it opts into partial results: the answer of the shards that
+/// answered, and each shard that did not with its error.
+#[derive(Debug)]
+pub struct Partial<T> {
+    /// The answer over the shards that answered.
+    pub value: T,
+    /// The shards that failed or timed out, with why.
+    pub failed: Vec<(ShardId, Error)>,
+}
+
+impl<T> Partial<T> {
+    /// Whether every shard answered.
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
 
 /// A query over the rows of model `M`: where it goes, its filter, order and page.
 ///
 /// Built with `M::query()` (routed by the shard key in the filter; else the task-local
 /// [`with_shard`](crate::with_shard) context; else all shards), `M::on_shard(id)` or
-/// `M::on_all_shards()`; run with a terminal (`all`, `one`, `count`, `sum`, `min`, `max`, `avg`).
+/// `M::on_all_shards()`; run with a terminal (`all`, `one`, `count`, `sum`, `min`, `max`, `avg`)
+/// or turned into a projection / grouped query with [`select`](Query::select).
 ///
-/// Across shards the answer equals what one database holding every row would give: rows are
-/// merged in order (ties broken by the primary key), `OFFSET` is applied once after the merge
-/// (each shard is asked for `LIMIT limit + offset`), counts and sums are added, `AVG` is
-/// `SUM / COUNT` of the parts. Deep offsets cost `offset` rows per shard: prefer filtering on
-/// the order column (`gt(last_seen)`) for deep pages.
+/// Across shards the answer equals what one database holding every row would give:
+///
+/// * rows are merged by a streaming k-way merge in the requested order (the backend's NULL
+///   order unless [`order_by_nulls`](Query::order_by_nulls) says otherwise), ties broken by the
+///   primary key, so memory stays O(shards × stream buffer);
+/// * each shard is asked for `LIMIT limit + offset` and no `OFFSET`; the offset is applied once
+///   after the merge. Deep offsets therefore cost `offset` rows from every shard: for deep pages
+///   use keyset pagination, [`after`](Query::after) the last row of the previous page;
+/// * counts and sums are added, `min`/`max` compared, `avg` is the total sum over the total count
+///   — never an average of averages.
+///
+/// A shard that fails fails the query with [`Error::ShardUnavailable`] (or [`Error::Shard`])
+/// naming it; shards that miss the [`timeout`](Query::timeout) give [`Error::Timeout`] naming
+/// them. [`allow_partial`](Query::allow_partial) returns what the healthy shards answered instead.
 ///
 /// # Cancel safety
 ///
 /// The terminals fan out to shards; dropping their future cancels every in-flight shard
 /// statement. Reads only: nothing is left half-done.
 pub struct Query<M> {
-    target: Target,
-    filter: Option<Node>,
-    order: Vec<(usize, Order)>,
-    limit: Option<u64>,
-    offset: Option<u64>,
+    pub(crate) target: Target,
+    pub(crate) filter: Option<Node>,
+    pub(crate) order: Vec<OrderKey>,
+    pub(crate) limit: Option<u64>,
+    pub(crate) offset: Option<u64>,
+    pub(crate) after: Option<Vec<Value>>,
+    pub(crate) timeout: Option<Duration>,
     _model: PhantomData<fn() -> M>,
 }
 
@@ -48,6 +90,8 @@ impl<M> Clone for Query<M> {
             order: self.order.clone(),
             limit: self.limit,
             offset: self.offset,
+            after: self.after.clone(),
+            timeout: self.timeout,
             _model: PhantomData,
         }
     }
@@ -62,6 +106,8 @@ impl<M: Model> fmt::Debug for Query<M> {
             .field("order", &self.order)
             .field("limit", &self.limit)
             .field("offset", &self.offset)
+            .field("after", &self.after)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -74,6 +120,8 @@ impl<M: Model> Query<M> {
             order: Vec::new(),
             limit: None,
             offset: None,
+            after: None,
+            timeout: None,
             _model: PhantomData,
         }
     }
@@ -96,22 +144,27 @@ impl<M: Model> Query<M> {
 
     /// Adds a condition (`AND` with the conditions already given).
     pub fn filter(mut self, cond: Cond<M>) -> Self {
-        let node = cond.into_node();
-        self.filter = Some(match self.filter.take() {
-            None => node,
-            Some(Node::And(mut nodes)) => {
-                nodes.push(node);
-                Node::And(nodes)
-            }
-            Some(prev) => Node::And(vec![prev, node]),
-        });
+        self.filter = Some(and(self.filter.take(), cond.into_node()));
         self
     }
 
-    /// Orders by `column` (after the orderings already given). Ties are finally broken by the
-    /// primary key, so pages are deterministic.
-    pub fn order_by<T>(mut self, column: Column<M, T>, order: Order) -> Self {
-        self.order.push((column.index(), order));
+    /// Orders by `column` (after the orderings already given), NULLs where the backend puts
+    /// them. Ties are finally broken by the primary key, so pages are deterministic.
+    pub fn order_by<T>(self, column: Column<M, T>, order: Order) -> Self {
+        self.push_order(column.index(), order, None)
+    }
+
+    /// Orders by `column` with NULLs explicitly first or last.
+    pub fn order_by_nulls<T>(self, column: Column<M, T>, order: Order, nulls: Nulls) -> Self {
+        self.push_order(column.index(), order, Some(nulls))
+    }
+
+    fn push_order(mut self, column: usize, order: Order, nulls: Option<Nulls>) -> Self {
+        self.order.push(OrderKey {
+            column,
+            order,
+            nulls,
+        });
         self
     }
 
@@ -127,34 +180,163 @@ impl<M: Model> Query<M> {
         self
     }
 
+    /// Keyset pagination: only rows that come after `row` in this query's order (its
+    /// `order_by` columns, then the primary key). Cheap at any depth, unlike `offset`: pass the
+    /// last row of the previous page.
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// let page1 = User::query().order_by(User::BALANCE, Order::Desc).limit(100).all(&c).await?;
+    /// let page2 = User::query().order_by(User::BALANCE, Order::Desc).after(page1.last().unwrap())
+    ///     .limit(100).all(&c).await?;
+    /// ```
+    pub fn after(mut self, row: &M) -> Self {
+        self.after = Some(row.values());
+        self
+    }
+
+    /// How long the whole query may take (default: the cluster's timeout); shards still
+    /// running then are named in [`Error::Timeout`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Opts into partial results: shards that fail or time out are reported beside the
+    /// answer of the others instead of failing the query.
+    pub fn allow_partial(self) -> PartialQuery<M> {
+        PartialQuery { query: self }
+    }
+
+    /// A projection or aggregate query: `select((User::REGION, User::BALANCE.sum()))`.
+    /// Keeps the filter, target, page and timeout; the row order becomes the select's order.
+    pub fn select<S: Selectable<M>>(self, items: S) -> Select<M, S::Output> {
+        Select::new(self, items)
+    }
+
     /// The shards this query will visit, in index order, without running it.
     ///
     /// # Errors
     ///
     /// As the terminals' routing: [`Error::MissingShardKey`], [`Error::UnknownShard`].
     pub fn shards(&self) -> Result<Vec<ShardId>> {
-        Ok(self.legs()?.into_iter().map(|(s, _)| s).collect())
+        Ok(router::plan::<M>(self.target, self.filter.as_ref())?
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect())
     }
 
-    fn legs(&self) -> Result<Vec<Leg>> {
-        router::plan::<M>(self.target, self.filter.as_ref())
+    /// The routed legs, with the keyset condition (if any) added to the filter.
+    pub(crate) fn legs(&self, backend_nulls_first: bool) -> Result<Vec<Leg>> {
+        let filter = match &self.after {
+            Some(cursor) => Some(and(
+                self.filter.clone(),
+                self.keyset(cursor, backend_nulls_first),
+            )),
+            None => self.filter.clone(),
+        };
+        router::plan::<M>(self.target, filter.as_ref())
+    }
+
+    pub(crate) fn policy<DB: Backend>(&self, cluster: &Cluster<DB>, partial: bool) -> Policy {
+        let timeout = self.timeout.unwrap_or_else(|| cluster.timeout());
+        Policy {
+            model: M::META.name,
+            deadline: Instant::now() + timeout,
+            timeout,
+            concurrency: cluster.max_concurrency(),
+            partial,
+        }
     }
 
     /// The full ordering: the requested one, then the primary key columns not yet named.
-    fn full_order(&self) -> Vec<(usize, Order)> {
-        if self.order.is_empty() {
+    /// Empty when no order was requested (and no cursor needs one).
+    fn full_order(&self) -> Vec<OrderKey> {
+        if self.order.is_empty() && self.after.is_none() {
             return Vec::new();
         }
         let mut order = self.order.clone();
         for &pk in M::META.primary_key {
-            if !order.iter().any(|&(c, _)| c == pk) {
-                order.push((pk, Order::Asc));
+            if !order.iter().any(|k| k.column == pk) {
+                order.push(OrderKey {
+                    column: pk,
+                    order: Order::Asc,
+                    nulls: None,
+                });
             }
         }
         order
     }
 
-    fn base_select(filter: Option<&Node>) -> SelectStatement {
+    /// `(k1, k2, ...) > (v1, v2, ...)` in the query's order, NULL placement included.
+    fn keyset(&self, cursor: &[Value], backend_nulls_first: bool) -> Node {
+        let order = self.full_order();
+        let col = |k: &OrderKey| ColumnRef {
+            name: M::META.columns[k.column].name,
+            index: k.column,
+        };
+        let mut branches = Vec::new();
+        for (i, key) in order.iter().enumerate() {
+            let value = &cursor[key.column];
+            let placement = KeyOrder::new(key.order, key.nulls, backend_nulls_first);
+            let after = if is_null(value) {
+                if !placement.nulls_first {
+                    continue; // nothing comes after the NULLs at the end
+                }
+                Node::Null {
+                    col: col(key),
+                    is_null: false,
+                }
+            } else {
+                let op = match key.order {
+                    Order::Asc => CmpOp::Gt,
+                    Order::Desc => CmpOp::Lt,
+                };
+                let beyond = Node::Cmp {
+                    col: col(key),
+                    op,
+                    value: value.clone(),
+                };
+                if placement.nulls_first {
+                    beyond
+                } else {
+                    Node::Or(vec![
+                        beyond,
+                        Node::Null {
+                            col: col(key),
+                            is_null: true,
+                        },
+                    ])
+                }
+            };
+            let mut all = Vec::with_capacity(i + 1);
+            for prev in &order[..i] {
+                let v = &cursor[prev.column];
+                all.push(if is_null(v) {
+                    Node::Null {
+                        col: col(prev),
+                        is_null: true,
+                    }
+                } else {
+                    Node::Cmp {
+                        col: col(prev),
+                        op: CmpOp::Eq,
+                        value: v.clone(),
+                    }
+                });
+            }
+            all.push(after);
+            branches.push(Node::And(all));
+        }
+        if branches.is_empty() {
+            Node::Const(false)
+        } else {
+            Node::Or(branches)
+        }
+    }
+
+    pub(crate) fn base_select(filter: Option<&Node>) -> SelectStatement {
         let mut select = sea_query::Query::select();
         select.from(M::META.table);
         if let Some(node) = filter {
@@ -167,63 +349,88 @@ impl<M: Model> Query<M> {
     ///
     /// # Errors
     ///
-    /// Routing errors, [`Error::UnknownShard`], [`Error::ShardUnavailable`] / [`Error::Timeout`]
-    /// naming the failing shard (a failing shard fails the whole query), decode errors.
+    /// Routing errors, [`Error::UnknownShard`], [`Error::ShardUnavailable`] / [`Error::Shard`]
+    /// naming the failing shard, [`Error::Timeout`] naming the shards that did not answer.
     pub async fn all<DB: Backend>(self, cluster: &Cluster<DB>) -> Result<Vec<M>>
     where
         M: FromShardRow<DB>,
     {
-        let legs = self.legs()?;
+        Ok(self.rows(cluster, false).await?.value)
+    }
+
+    pub(crate) async fn rows<DB: Backend>(
+        self,
+        cluster: &Cluster<DB>,
+        partial: bool,
+    ) -> Result<Partial<Vec<M>>>
+    where
+        M: FromShardRow<DB>,
+    {
+        let legs = self.legs(DB::NULLS_FIRST_IN_ASC)?;
+        let policy = self.policy(cluster, partial);
         let order = self.full_order();
+        let keys: Vec<KeyOrder> = order
+            .iter()
+            .map(|k| KeyOrder::new(k.order, k.nulls, DB::NULLS_FIRST_IN_ASC))
+            .collect();
         let offset = self.offset.unwrap_or(0);
         let single = legs.len() == 1;
-        let statements = legs.into_iter().map(|(shard, filter)| {
+        let mut sources = Vec::with_capacity(legs.len());
+        let mut failed = Vec::new();
+        for (shard, filter) in legs {
             let mut select = Self::base_select(filter.as_ref());
             select.columns(M::META.column_names());
-            for &(column, dir) in &order {
-                select.order_by(M::META.columns[column].name, sea_order(dir));
+            for key in &order {
+                let name = M::META.columns[key.column].name;
+                let dir = sea_order(key.order);
+                match key.nulls {
+                    None => select.order_by(name, dir),
+                    Some(Nulls::First) => select.order_by_with_nulls(name, dir, NullOrdering::First),
+                    Some(Nulls::Last) => select.order_by_with_nulls(name, dir, NullOrdering::Last),
+                };
             }
             if single {
-                if let Some(limit) = self.limit {
-                    select.limit(limit);
-                }
-                if offset > 0 {
-                    if self.limit.is_none() {
-                        // Both dialects need a LIMIT before OFFSET; -1 / ALL mean "no limit".
-                        select.limit(i64::MAX as u64);
-                    }
-                    select.offset(offset);
-                }
+                page_sql(&mut select, self.limit, offset);
             } else if let Some(limit) = self.limit {
                 select.limit(limit.saturating_add(offset));
             }
-            (shard, select.build_sqlx(DB::builder()))
-        });
-        let parts = try_join_all(statements.map(|(shard, statement)| async move {
-            let rows = cluster.fetch(M::META.name, shard, statement).await?;
-            rows.iter()
-                .map(|row| {
-                    M::from_row(row).map_err(|source| Error::Shard {
+            let rows = match cluster.stream(M::META.name, shard, select.build_sqlx(DB::builder())) {
+                Ok(rows) => rows,
+                Err(e) if partial => {
+                    failed.push((shard, e));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let order = &order;
+            let rows = rows
+                .map(move |row| {
+                    let row = row?;
+                    let item = M::from_row(&row).map_err(|source| Error::Shard {
                         model: M::META.name,
                         shard,
                         source,
-                    })
+                    })?;
+                    let key = order.iter().map(|k| item.value(k.column)).collect();
+                    Ok((key, item))
                 })
-                .collect::<Result<Vec<M>>>()
-        }))
-        .await?;
-        if single {
-            return Ok(parts.into_iter().next().unwrap_or_default());
+                .boxed();
+            sources.push(Source { shard, rows });
         }
-        Ok(if order.is_empty() {
-            merge::concat(parts, offset, self.limit)
+        let page = if single {
+            Page {
+                offset: 0,
+                limit: None,
+            }
         } else {
-            let order = RowOrder {
-                keys: order,
-                nulls_first: DB::NULLS_FIRST_IN_ASC,
-            };
-            merge::merge_sorted(parts, &order, offset, self.limit)
-        })
+            Page {
+                offset,
+                limit: self.limit,
+            }
+        };
+        let (value, more) = merge::merge_streams(sources, &keys, page, None, &policy).await?;
+        failed.extend(more);
+        Ok(Partial { value, failed })
     }
 
     /// The first matching row (in the query's order), if any.
@@ -238,33 +445,57 @@ impl<M: Model> Query<M> {
         Ok(self.limit(1).all(cluster).await?.into_iter().next())
     }
 
-    /// The number of rows [`Query::all`] would return.
+    /// The number of rows [`Query::all`] would return (the page's limit and offset included).
     ///
     /// # Errors
     ///
     /// As [`Query::all`].
-    pub async fn count<DB: Backend>(self, cluster: &Cluster<DB>) -> Result<u64>
-    where
-        i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
-    {
-        let parts = self
-            .aggregate(cluster, true, Expr::col(sea_query::Asterisk).count(), None)
-            .await?;
-        let mut total: u64 = 0;
-        for (shard, row) in &parts {
-            let n: i64 = self.decode(row, 0, *shard)?;
-            total += u64::try_from(n).unwrap_or(0);
+    pub async fn count<DB: Backend>(self, cluster: &Cluster<DB>) -> Result<u64> {
+        Ok(self.count_inner(cluster, false).await?.value)
+    }
+
+    async fn count_inner<DB: Backend>(
+        self,
+        cluster: &Cluster<DB>,
+        partial: bool,
+    ) -> Result<Partial<u64>> {
+        let (limit, offset) = (self.limit, self.offset.unwrap_or(0));
+        let mut unpaged = self;
+        unpaged.limit = None;
+        unpaged.offset = None;
+        unpaged.order.clear();
+        let (rows, failed) = Select::<M, i64>::from_items(unpaged, vec![Item::Count], |values| {
+            grant_core::FromValue::from_value(values.next().unwrap_or(Value::BigInt(None)))
+        })
+        .run(cluster, partial)
+        .await?;
+        let total = rows.into_iter().next().unwrap_or(0).max(0) as u64;
+        let total = total.saturating_sub(offset);
+        Ok(Partial {
+            value: limit.map_or(total, |l| std::cmp::min(total, l)),
+            failed,
+        })
+    }
+
+    fn no_page(&self, what: &str) -> Result<()> {
+        if self.limit.is_some() || self.offset.is_some() {
+            return Err(Error::Unsupported {
+                model: M::META.name,
+                reason: format!(
+                    "{what}() over a limited or offset query is ambiguous; remove limit/offset, \
+                     or aggregate the rows returned by `all()`"
+                ),
+            });
         }
-        let total = total.saturating_sub(self.offset.unwrap_or(0));
-        Ok(self.limit.map_or(total, |l| std::cmp::min(total, l)))
+        Ok(())
     }
 
     /// `SUM(column)` over the matching rows; `None` when no non-NULL value matched (as in SQL).
     ///
     /// # Errors
     ///
-    /// As [`Query::all`]; [`Error::Unsupported`] with `limit` / `offset` (sum the rows of
-    /// `all()` instead); an integer overflow is the database's error.
+    /// As [`Query::all`]; [`Error::Unsupported`] with `limit` / `offset`; an integer overflow
+    /// is [`Error::Unsupported`] (across shards) or the database's error.
     pub async fn sum<T, DB: Backend>(
         self,
         column: Column<M, T>,
@@ -272,25 +503,10 @@ impl<M: Model> Query<M> {
     ) -> Result<Option<T::Sum>>
     where
         T: Summable,
-        Option<T::Sum>: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+        Option<T::Sum>: grant_core::FromValue,
     {
-        let sum = Expr::col(column.name()).sum().cast_as(T::SUM_SQL_TYPE);
-        let parts = self.aggregate(cluster, false, sum, None).await?;
-        let mut total: Option<T::Sum> = None;
-        for (shard, row) in &parts {
-            let part: Option<T::Sum> = self.decode(row, 0, *shard)?;
-            total = match (total, part) {
-                (Some(a), Some(b)) => Some(a.checked_sum(b).ok_or_else(|| Error::Unsupported {
-                    model: M::META.name,
-                    reason: format!(
-                        "sum({}) overflows its type across shards; sum a float column instead",
-                        column.name()
-                    ),
-                })?),
-                (a, b) => a.or(b),
-            };
-        }
-        Ok(total)
+        self.no_page("sum")?;
+        self.single(column.sum(), cluster).await
     }
 
     /// `MIN(column)` over the matching rows; `None` when no non-NULL value matched.
@@ -305,10 +521,10 @@ impl<M: Model> Query<M> {
     ) -> Result<Option<T::Inner>>
     where
         T: Scalar,
-        T::Inner: Into<sea_query::Value> + Clone,
-        Option<T::Inner>: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+        Option<T::Inner>: grant_core::FromValue,
     {
-        self.extreme::<T, DB>(column, cluster, false).await
+        self.no_page("min")?;
+        self.single(column.min(), cluster).await
     }
 
     /// `MAX(column)` over the matching rows; `None` when no non-NULL value matched.
@@ -323,46 +539,14 @@ impl<M: Model> Query<M> {
     ) -> Result<Option<T::Inner>>
     where
         T: Scalar,
-        T::Inner: Into<sea_query::Value> + Clone,
-        Option<T::Inner>: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+        Option<T::Inner>: grant_core::FromValue,
     {
-        self.extreme::<T, DB>(column, cluster, true).await
+        self.no_page("max")?;
+        self.single(column.max(), cluster).await
     }
 
-    async fn extreme<T, DB: Backend>(
-        self,
-        column: Column<M, T>,
-        cluster: &Cluster<DB>,
-        max: bool,
-    ) -> Result<Option<T::Inner>>
-    where
-        T: Scalar,
-        T::Inner: Into<sea_query::Value> + Clone,
-        Option<T::Inner>: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
-    {
-        let expr = if max {
-            Expr::col(column.name()).max()
-        } else {
-            Expr::col(column.name()).min()
-        };
-        let parts = self.aggregate(cluster, false, expr, None).await?;
-        let mut best: Option<T::Inner> = None;
-        for (shard, row) in &parts {
-            let part: Option<T::Inner> = self.decode(row, 0, *shard)?;
-            best = match (best, part) {
-                (Some(a), Some(b)) => {
-                    let o = compare_values(&a.clone().into(), &b.clone().into(), true);
-                    let keep_a = if max { o.is_ge() } else { o.is_le() };
-                    Some(if keep_a { a } else { b })
-                }
-                (a, b) => a.or(b),
-            };
-        }
-        Ok(best)
-    }
-
-    /// `AVG(column)` over the matching rows, computed as the sum of the shards' sums over the sum
-    /// of their counts — never an average of averages; `None` when no non-NULL value matched.
+    /// `AVG(column)` over the matching rows: the sum of the shards' sums over the sum of their
+    /// counts — never an average of averages; `None` when no non-NULL value matched.
     ///
     /// # Errors
     ///
@@ -374,69 +558,84 @@ impl<M: Model> Query<M> {
     ) -> Result<Option<f64>>
     where
         T: Summable,
-        Option<f64>: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
-        i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
     {
-        let sum = Expr::col(column.name()).sum().cast_as("float8");
-        let count = Expr::col(column.name()).count();
-        let parts = self.aggregate(cluster, false, sum, Some(count)).await?;
-        let (mut total, mut n) = (0.0_f64, 0_i64);
-        for (shard, row) in &parts {
-            let part: Option<f64> = self.decode(row, 0, *shard)?;
-            let c: i64 = self.decode(row, 1, *shard)?;
-            total += part.unwrap_or(0.0);
-            n += c;
-        }
-        Ok((n > 0).then(|| total / n as f64))
+        self.no_page("avg")?;
+        self.single(column.avg(), cluster).await
     }
 
-    /// Runs one aggregate row per shard. `page_ok`: whether limit/offset can be applied
-    /// afterwards by the caller (counts); otherwise they are refused.
-    async fn aggregate<DB: Backend>(
-        &self,
-        cluster: &Cluster<DB>,
-        page_ok: bool,
-        expr: Expr,
-        second: Option<Expr>,
-    ) -> Result<Vec<(ShardId, DB::Row)>> {
-        if !page_ok && (self.limit.is_some() || self.offset.is_some()) {
-            return Err(Error::Unsupported {
-                model: M::META.name,
-                reason: "aggregates over a limited or offset query are ambiguous; remove \
-                         limit/offset, or aggregate the rows returned by `all()`"
-                    .into(),
-            });
-        }
-        let legs = self.legs()?;
-        let rows = try_join_all(legs.into_iter().map(|(shard, filter)| {
-            let mut select = Self::base_select(filter.as_ref());
-            select.expr(expr.clone());
-            if let Some(second) = &second {
-                select.expr(second.clone());
-            }
-            let statement = select.build_sqlx(DB::builder());
-            async move {
-                let mut rows = cluster.fetch(M::META.name, shard, statement).await?;
-                Ok::<_, Error>(rows.pop().map(|row| (shard, row)))
-            }
-        }))
-        .await?;
-        Ok(rows.into_iter().flatten().collect())
-    }
-
-    fn decode<T, DB: Backend>(&self, row: &DB::Row, index: usize, shard: ShardId) -> Result<T>
+    async fn single<S, DB: Backend>(mut self, item: S, cluster: &Cluster<DB>) -> Result<S::Output>
     where
-        T: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+        S: Selectable<M>,
+        S::Output: Default,
     {
-        DB::get::<T>(row, index).map_err(|source| Error::Shard {
-            model: M::META.name,
-            shard,
-            source,
-        })
+        self.order.clear();
+        Ok(self
+            .select(item)
+            .all(cluster)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default())
     }
 }
 
-fn sea_order(order: Order) -> sea_query::Order {
+/// A query that reports failed shards beside the answer of the others
+/// ([`Query::allow_partial`]).
+#[derive(Debug, Clone)]
+pub struct PartialQuery<M: Model> {
+    query: Query<M>,
+}
+
+impl<M: Model> PartialQuery<M> {
+    /// The rows of the shards that answered, and the shards that did not.
+    ///
+    /// # Errors
+    ///
+    /// Routing errors only: shard failures are reported in [`Partial::failed`].
+    pub async fn all<DB: Backend>(self, cluster: &Cluster<DB>) -> Result<Partial<Vec<M>>>
+    where
+        M: FromShardRow<DB>,
+    {
+        self.query.rows(cluster, true).await
+    }
+
+    /// The count over the shards that answered, and the shards that did not.
+    ///
+    /// # Errors
+    ///
+    /// Routing errors only: shard failures are reported in [`Partial::failed`].
+    pub async fn count<DB: Backend>(self, cluster: &Cluster<DB>) -> Result<Partial<u64>> {
+        self.query.count_inner(cluster, true).await
+    }
+}
+
+/// `a AND b`, flattening.
+pub(crate) fn and(a: Option<Node>, b: Node) -> Node {
+    match a {
+        None => b,
+        Some(Node::And(mut nodes)) => {
+            nodes.push(b);
+            Node::And(nodes)
+        }
+        Some(prev) => Node::And(vec![prev, b]),
+    }
+}
+
+/// LIMIT / OFFSET for a statement that is the whole answer (one shard).
+pub(crate) fn page_sql(select: &mut SelectStatement, limit: Option<u64>, offset: u64) {
+    if let Some(limit) = limit {
+        select.limit(limit);
+    }
+    if offset > 0 {
+        if limit.is_none() {
+            // Both dialects want a LIMIT before OFFSET.
+            select.limit(i64::MAX as u64);
+        }
+        select.offset(offset);
+    }
+}
+
+pub(crate) fn sea_order(order: Order) -> sea_query::Order {
     match order {
         Order::Asc => sea_query::Order::Asc,
         Order::Desc => sea_query::Order::Desc,

@@ -80,10 +80,6 @@ fn all<M: Model>(filter: Option<&Node>) -> Vec<Leg> {
         .collect()
 }
 
-fn index_of<M: Model>(shard: ShardId) -> usize {
-    shard.index() as usize
-}
-
 /// The shard indexes the filter allows, or `None` when it does not constrain the shard key.
 fn key_shards<M: Model>(node: &Node, key: usize) -> Result<Option<BTreeSet<usize>>> {
     Ok(match node {
@@ -91,13 +87,11 @@ fn key_shards<M: Model>(node: &Node, key: usize) -> Result<Option<BTreeSet<usize
             col,
             op: CmpOp::Eq,
             value,
-        } if col.index == key => Some(BTreeSet::from([index_of::<M>(M::shard_for_value(
-            value,
-        )?)])),
+        } if col.index == key => Some(BTreeSet::from([M::shard_for_value(value)?.index() as usize])),
         Node::In { col, values } if col.index == key => {
             let mut set = BTreeSet::new();
             for value in values {
-                set.insert(index_of::<M>(M::shard_for_value(value)?));
+                set.insert(M::shard_for_value(value)?.index() as usize);
             }
             Some(set)
         }

@@ -1,0 +1,785 @@
+//! `Select<M, T>`: projections, `DISTINCT`, aggregates and `GROUP BY` across shards.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use futures_util::StreamExt;
+use grant_core::select::{Having, Item, OrderItem, Selectable};
+use grant_core::value::{ValueKind, encode_key, is_null};
+use grant_core::{Backend, CmpOp, ColumnRef, Error, Model, Node, Nulls, Order, Result};
+use sea_query::{Expr, ExprTrait, NullOrdering, SelectStatement, Value};
+use sea_query_sqlx::SqlxBinder;
+
+use crate::cluster::Cluster;
+use crate::exec;
+use crate::merge::{self, KeyOrder, Page, Source, compare_keys, compare_values, values_key};
+use crate::query::{Query, page_sql, sea_order};
+
+/// The most distinct values `count_distinct` gathers across shards before refusing the query
+/// (each distinct value must travel to the merger: per-shard counts can't be added).
+pub const DISTINCT_LIMIT: usize = 1_000_000;
+
+type Decoder<T> = fn(&mut dyn Iterator<Item = Value>) -> Result<T>;
+
+/// A projection or aggregate query over model `M` whose rows are `T` (a value or a tuple).
+///
+/// Built with [`Query::select`]. Across shards:
+///
+/// * projections stream and merge like [`Query::all`]; with [`distinct`](Select::distinct)
+///   duplicates across shards are dropped;
+/// * aggregates are computed per shard and group, then combined: counts and sums added,
+///   minima / maxima compared, `avg` as total sum over total count, `count_distinct` as the size
+///   of the union of the shards' distinct values (at most [`DISTINCT_LIMIT`] values);
+/// * [`having`](Select::having), `order_by`, `limit` and `offset` apply to the merged groups.
+///
+/// # Cancel safety
+///
+/// Dropping the future cancels every in-flight shard statement. Reads only.
+pub struct Select<M: Model, T> {
+    query: Query<M>,
+    items: Vec<Item>,
+    visible: usize,
+    group_by: Vec<ColumnRef>,
+    distinct: bool,
+    having: Option<Having>,
+    order: Vec<(Item, Order, Option<Nulls>)>,
+    decode: Decoder<T>,
+}
+
+impl<M: Model, T> fmt::Debug for Select<M, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Select")
+            .field("query", &self.query)
+            .field("items", &self.items)
+            .field("group_by", &self.group_by)
+            .field("distinct", &self.distinct)
+            .field("having", &self.having)
+            .field("order", &self.order)
+            .finish()
+    }
+}
+
+impl<M: Model, T> Clone for Select<M, T> {
+    fn clone(&self) -> Self {
+        Select {
+            query: self.query.clone(),
+            items: self.items.clone(),
+            visible: self.visible,
+            group_by: self.group_by.clone(),
+            distinct: self.distinct,
+            having: self.having.clone(),
+            order: self.order.clone(),
+            decode: self.decode,
+        }
+    }
+}
+
+impl<M: Model, T> Select<M, T> {
+    pub(crate) fn new<S: Selectable<M, Output = T>>(query: Query<M>, items: S) -> Self {
+        let mut list = Vec::new();
+        items.push_items(&mut list);
+        Self::from_items(query, list, S::decode)
+    }
+
+    pub(crate) fn from_items(mut query: Query<M>, items: Vec<Item>, decode: Decoder<T>) -> Self {
+        let order = std::mem::take(&mut query.order)
+            .into_iter()
+            .map(|k| {
+                let col = ColumnRef {
+                    name: M::META.columns[k.column].name,
+                    index: k.column,
+                };
+                (Item::Column(col), k.order, k.nulls)
+            })
+            .collect();
+        Select {
+            query,
+            visible: items.len(),
+            items,
+            group_by: Vec::new(),
+            distinct: false,
+            having: None,
+            order,
+            decode,
+        }
+    }
+
+    /// Groups by `column` (after the columns already given).
+    pub fn group_by<C>(mut self, column: grant_core::Column<M, C>) -> Self {
+        self.group_by.push(column.as_ref());
+        self
+    }
+
+    /// Only distinct result rows (`SELECT DISTINCT`).
+    pub fn distinct(mut self) -> Self {
+        self.distinct = true;
+        self
+    }
+
+    /// Keeps only the groups that satisfy `cond` (applied after the merge).
+    pub fn having(mut self, cond: Having) -> Self {
+        self.having = Some(match self.having.take() {
+            None => cond,
+            Some(prev) => prev.and(cond),
+        });
+        self
+    }
+
+    /// Orders the results by a column or an aggregate.
+    pub fn order_by(mut self, item: impl OrderItem<M>, order: Order) -> Self {
+        self.order.push((item.order_item(), order, None));
+        self
+    }
+
+    /// Orders the results with NULLs explicitly first or last.
+    pub fn order_by_nulls(mut self, item: impl OrderItem<M>, order: Order, nulls: Nulls) -> Self {
+        self.order.push((item.order_item(), order, Some(nulls)));
+        self
+    }
+
+    /// At most `n` results.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.query.limit = Some(n);
+        self
+    }
+
+    /// Skips the first `n` results.
+    pub fn offset(mut self, n: u64) -> Self {
+        self.query.offset = Some(n);
+        self
+    }
+
+    /// All results.
+    ///
+    /// # Errors
+    ///
+    /// As [`Query::all`]; [`Error::Unsupported`] for a plain column that is neither grouped nor
+    /// aggregated, for `DISTINCT` ordered by a column it does not select, and for more than
+    /// [`DISTINCT_LIMIT`] distinct values.
+    pub async fn all<DB: Backend>(self, cluster: &Cluster<DB>) -> Result<Vec<T>> {
+        Ok(self.run(cluster, false).await?.0)
+    }
+
+    /// The first result, if any.
+    ///
+    /// # Errors
+    ///
+    /// As [`Select::all`].
+    pub async fn one<DB: Backend>(self, cluster: &Cluster<DB>) -> Result<Option<T>> {
+        Ok(self.limit(1).all(cluster).await?.into_iter().next())
+    }
+
+    pub(crate) async fn run<DB: Backend>(
+        self,
+        cluster: &Cluster<DB>,
+        partial: bool,
+    ) -> Result<(Vec<T>, Vec<(grant_core::ShardId, Error)>)> {
+        let grouped = !self.group_by.is_empty() || self.items.iter().any(Item::is_aggregate);
+        let (rows, failed) = if grouped {
+            self.grouped(cluster, partial).await?
+        } else {
+            self.projected(cluster, partial).await?
+        };
+        let decode = self.decode;
+        let rows = rows
+            .into_iter()
+            .map(|values| decode(&mut values.into_iter().take(self.visible)))
+            .collect::<Result<Vec<T>>>()?;
+        Ok((rows, failed))
+    }
+
+    fn unsupported(&self, reason: String) -> Error {
+        Error::Unsupported {
+            model: M::META.name,
+            reason,
+        }
+    }
+
+    fn kind(col: &ColumnRef) -> ValueKind {
+        ValueKind::of(&(M::META.columns[col.index].column_type)())
+    }
+
+    /// Plain columns: stream, merge in order, drop duplicates when `DISTINCT`.
+    async fn projected<DB: Backend>(
+        &self,
+        cluster: &Cluster<DB>,
+        partial: bool,
+    ) -> Result<(Vec<Vec<Value>>, Vec<(grant_core::ShardId, Error)>)> {
+        let visible: Vec<ColumnRef> = self
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Column(c) => Some(*c),
+                _ => None,
+            })
+            .collect();
+        // The total order: requested keys, then (DISTINCT) every selected column or the
+        // primary key, so pages are deterministic and the per-shard LIMIT is sound.
+        let mut keys: Vec<(ColumnRef, Order, Option<Nulls>)> = Vec::new();
+        for (item, order, nulls) in &self.order {
+            let Item::Column(col) = item else {
+                return Err(self.unsupported(
+                    "ordering a query without aggregates by an aggregate".into(),
+                ));
+            };
+            if self.distinct && !visible.contains(col) {
+                return Err(self.unsupported(format!(
+                    "DISTINCT ordered by `{}`, which it does not select (PostgreSQL refuses \
+                     this too); select the column as well",
+                    col.name
+                )));
+            }
+            keys.push((*col, *order, *nulls));
+        }
+        let ordered = !keys.is_empty() || self.query.limit.is_some() || self.query.offset.is_some();
+        if ordered {
+            let tie: Vec<ColumnRef> = if self.distinct {
+                visible.clone()
+            } else {
+                M::META
+                    .primary_key
+                    .iter()
+                    .map(|&i| ColumnRef {
+                        name: M::META.columns[i].name,
+                        index: i,
+                    })
+                    .collect()
+            };
+            for col in tie {
+                if !keys.iter().any(|(c, _, _)| *c == col) {
+                    keys.push((col, Order::Asc, None));
+                }
+            }
+        }
+        let key_orders: Vec<KeyOrder> = keys
+            .iter()
+            .map(|(_, o, n)| KeyOrder::new(*o, *n, DB::NULLS_FIRST_IN_ASC))
+            .collect();
+        let layout: Vec<ColumnRef> = visible
+            .iter()
+            .copied()
+            .chain(keys.iter().map(|(c, _, _)| *c))
+            .collect();
+        let kinds: Vec<ValueKind> = layout.iter().map(Self::kind).collect();
+
+        let legs = self.query.legs(DB::NULLS_FIRST_IN_ASC)?;
+        let policy = self.query.policy(cluster, partial);
+        let offset = self.query.offset.unwrap_or(0);
+        let single = legs.len() == 1;
+        let mut sources = Vec::with_capacity(legs.len());
+        let mut failed = Vec::new();
+        for (shard, filter) in legs {
+            let mut select = Query::<M>::base_select(filter.as_ref());
+            for col in &layout {
+                select.column(col.name);
+            }
+            if self.distinct {
+                select.distinct();
+            }
+            order_sql(&mut select, keys.iter().map(|(c, o, n)| (Expr::col(c.name), *o, *n)));
+            if single {
+                page_sql(&mut select, self.query.limit, offset);
+            } else if let Some(limit) = self.query.limit {
+                select.limit(limit.saturating_add(offset));
+            }
+            let rows = match cluster.stream(M::META.name, shard, select.build_sqlx(DB::builder())) {
+                Ok(rows) => rows,
+                Err(e) if partial => {
+                    failed.push((shard, e));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let kinds = &kinds;
+            let n_visible = visible.len();
+            let rows = rows
+                .map(move |row| {
+                    let row = row?;
+                    let mut values = decode_values::<DB>(&row, kinds, M::META.name, shard)?;
+                    let key = values.split_off(n_visible);
+                    Ok((key, values))
+                })
+                .boxed();
+            sources.push(Source { shard, rows });
+        }
+        let page = if single {
+            Page {
+                offset: 0,
+                limit: None,
+            }
+        } else {
+            Page {
+                offset,
+                limit: self.query.limit,
+            }
+        };
+        let distinct: Option<fn(&Vec<Value>) -> Vec<u8>> =
+            (self.distinct && !single).then_some(row_key);
+        let (rows, more) =
+            merge::merge_streams(sources, &key_orders, page, distinct, &policy).await?;
+        failed.extend(more);
+        Ok((rows, failed))
+    }
+
+    /// Aggregates, grouped or not: partial aggregates per shard, combined per group.
+    async fn grouped<DB: Backend>(
+        &self,
+        cluster: &Cluster<DB>,
+        partial: bool,
+    ) -> Result<(Vec<Vec<Value>>, Vec<(grant_core::ShardId, Error)>)> {
+        for item in &self.items[..self.visible] {
+            if let Item::Column(col) = item
+                && !self.group_by.contains(col)
+            {
+                return Err(self.unsupported(format!(
+                    "column `{}` is selected but neither grouped nor aggregated; add \
+                     `.group_by({})` or aggregate it",
+                    col.name,
+                    col.name.to_uppercase()
+                )));
+            }
+        }
+        // Every item the merge must compute: the visible ones, then those only ordering and
+        // HAVING use.
+        let mut items = self.items.clone();
+        let mut extra = Vec::new();
+        for (item, _, _) in &self.order {
+            extra.push(item.clone());
+        }
+        if let Some(h) = &self.having {
+            having_items(h, &mut extra);
+        }
+        for item in extra {
+            if let Item::Column(col) = &item
+                && !self.group_by.contains(col)
+            {
+                return Err(self.unsupported(format!(
+                    "ordering or filtering grouped results by `{}`, which is not grouped",
+                    col.name
+                )));
+            }
+            if !items.contains(&item) {
+                items.push(item);
+            }
+        }
+
+        // Per-shard statement: group keys, then the partial aggregates.
+        let mut layout: Vec<ValueKind> = self.group_by.iter().map(Self::kind).collect();
+        let mut partials: Vec<(Item, usize)> = Vec::new(); // item -> first partial column
+        let mut exprs: Vec<Expr> = Vec::new();
+        let mut distinct_cols: Vec<ColumnRef> = Vec::new();
+        for item in &items {
+            let at = self.group_by.len() + exprs.len();
+            match item {
+                Item::Column(_) => continue,
+                Item::Count => {
+                    exprs.push(Expr::col(sea_query::Asterisk).count());
+                    layout.push(ValueKind::I64);
+                }
+                Item::CountColumn(c) => {
+                    exprs.push(Expr::col(c.name).count());
+                    layout.push(ValueKind::I64);
+                }
+                Item::Sum { col, float } => {
+                    let ty = if *float { "float8" } else { "bigint" };
+                    exprs.push(Expr::col(col.name).sum().cast_as(ty));
+                    layout.push(if *float { ValueKind::F64 } else { ValueKind::I64 });
+                }
+                Item::Min(c) => {
+                    exprs.push(Expr::col(c.name).min());
+                    layout.push(Self::kind(c));
+                }
+                Item::Max(c) => {
+                    exprs.push(Expr::col(c.name).max());
+                    layout.push(Self::kind(c));
+                }
+                Item::Avg(c) => {
+                    exprs.push(Expr::col(c.name).sum().cast_as("float8"));
+                    exprs.push(Expr::col(c.name).count());
+                    layout.push(ValueKind::F64);
+                    layout.push(ValueKind::I64);
+                }
+                Item::CountDistinct(c) => {
+                    if !distinct_cols.contains(c) {
+                        distinct_cols.push(*c);
+                    }
+                    continue;
+                }
+                other => {
+                    return Err(self.unsupported(format!("select item {other:?}")));
+                }
+            }
+            partials.push((item.clone(), at));
+        }
+
+        let legs = self.query.legs(DB::NULLS_FIRST_IN_ASC)?;
+        let policy = self.query.policy(cluster, partial);
+        let group_by = &self.group_by;
+        let layout = &layout;
+        let exprs = &exprs;
+        let distinct_cols = &distinct_cols;
+        let gathered = exec::scatter(
+            legs.iter().map(|(s, _)| *s).collect(),
+            policy,
+            |shard| {
+                let filter = legs
+                    .iter()
+                    .find(|(s, _)| *s == shard)
+                    .and_then(|(_, f)| f.clone());
+                async move {
+                    let mut main = Query::<M>::base_select(filter.as_ref());
+                    for col in group_by {
+                        main.column(col.name);
+                    }
+                    for e in exprs {
+                        main.expr(e.clone());
+                    }
+                    for col in group_by {
+                        main.group_by_col(col.name);
+                    }
+                    let rows = cluster
+                        .fetch(M::META.name, shard, main.build_sqlx(DB::builder()))
+                        .await?;
+                    let main_rows = rows
+                        .iter()
+                        .map(|row| decode_values::<DB>(row, layout, M::META.name, shard))
+                        .collect::<Result<Vec<_>>>()?;
+                    let mut distinct_rows = Vec::with_capacity(distinct_cols.len());
+                    for col in distinct_cols {
+                        let mut select = Query::<M>::base_select(
+                            Some(&crate::query::and(
+                                filter.clone(),
+                                Node::Null {
+                                    col: *col,
+                                    is_null: false,
+                                },
+                            )),
+                        );
+                        select.distinct();
+                        for g in group_by {
+                            select.column(g.name);
+                        }
+                        select.column(col.name);
+                        let kinds: Vec<ValueKind> = group_by
+                            .iter()
+                            .chain(std::iter::once(col))
+                            .map(Self::kind)
+                            .collect();
+                        let rows = cluster
+                            .fetch(M::META.name, shard, select.build_sqlx(DB::builder()))
+                            .await?;
+                        distinct_rows.push(
+                            rows.iter()
+                                .map(|row| decode_values::<DB>(row, &kinds, M::META.name, shard))
+                                .collect::<Result<Vec<_>>>()?,
+                        );
+                    }
+                    Ok((main_rows, distinct_rows))
+                }
+            },
+        )
+        .await?;
+
+        // Combine per group.
+        let k = self.group_by.len();
+        let mut groups: HashMap<Vec<u8>, Group> = HashMap::new();
+        let mut distinct_total = 0usize;
+        for (_, (main_rows, distinct_rows)) in gathered.ok {
+            for mut row in main_rows {
+                let parts = row.split_off(k);
+                let group = groups
+                    .entry(values_key(&row))
+                    .or_insert_with(|| Group::new(row, &partials, distinct_cols.len()));
+                for (slot, (item, at)) in partials.iter().enumerate() {
+                    let at = at - k;
+                    group.accs[slot].add(item, &parts[at..], M::META.name)?;
+                }
+            }
+            for (d, rows) in distinct_rows.into_iter().enumerate() {
+                for mut row in rows {
+                    let value = row.split_off(k);
+                    let group = groups
+                        .entry(values_key(&row))
+                        .or_insert_with(|| Group::new(row, &partials, distinct_cols.len()));
+                    let mut key = Vec::new();
+                    encode_key(&value[0], &mut key);
+                    if group.distinct[d].insert(key) {
+                        distinct_total += 1;
+                        if distinct_total > DISTINCT_LIMIT {
+                            return Err(self.unsupported(format!(
+                                "count_distinct gathers more than {DISTINCT_LIMIT} distinct \
+                                 values across shards; narrow the filter or group more finely"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        if k == 0 && groups.is_empty() {
+            // An aggregate without GROUP BY has one row even over no rows.
+            groups.insert(Vec::new(), Group::new(Vec::new(), &partials, distinct_cols.len()));
+        }
+
+        // Final values of every item, per group.
+        let mut rows: Vec<Vec<Value>> = Vec::with_capacity(groups.len());
+        for group in groups.into_values() {
+            let mut values = Vec::with_capacity(items.len());
+            for item in &items {
+                values.push(match item {
+                    Item::Column(col) => {
+                        let at = self.group_by.iter().position(|g| g == col).unwrap_or(0);
+                        group.keys[at].clone()
+                    }
+                    Item::CountDistinct(col) => {
+                        let d = distinct_cols.iter().position(|c| c == col).unwrap_or(0);
+                        Value::BigInt(Some(group.distinct[d].len() as i64))
+                    }
+                    other => {
+                        let slot = partials.iter().position(|(i, _)| i == other).unwrap_or(0);
+                        group.accs[slot].finish()
+                    }
+                });
+            }
+            if let Some(h) = &self.having
+                && !eval_having(h, &items, &values)
+            {
+                continue;
+            }
+            rows.push(values);
+        }
+
+        // ORDER BY (default: the group keys ascending, for a stable answer), then the page.
+        let mut order: Vec<(usize, KeyOrder)> = self
+            .order
+            .iter()
+            .map(|(item, o, n)| {
+                let at = items.iter().position(|i| i == item).unwrap_or(0);
+                (at, KeyOrder::new(*o, *n, DB::NULLS_FIRST_IN_ASC))
+            })
+            .collect();
+        for g in &self.group_by {
+            let at = items
+                .iter()
+                .position(|i| *i == Item::Column(*g))
+                .unwrap_or(usize::MAX);
+            if at != usize::MAX && !order.iter().any(|(i, _)| *i == at) {
+                order.push((at, KeyOrder::new(Order::Asc, None, DB::NULLS_FIRST_IN_ASC)));
+            }
+        }
+        let key_of = |values: &Vec<Value>| -> Vec<Value> {
+            order.iter().map(|(at, _)| values[*at].clone()).collect()
+        };
+        let orders: Vec<KeyOrder> = order.iter().map(|(_, o)| *o).collect();
+        rows.sort_by(|a, b| compare_keys(&key_of(a), &key_of(b), &orders));
+        let offset = self.query.offset.unwrap_or(0) as usize;
+        let rows: Vec<Vec<Value>> = rows
+            .into_iter()
+            .skip(offset)
+            .take(self.query.limit.map_or(usize::MAX, |l| l as usize))
+            .collect();
+        Ok((rows, gathered.failed))
+    }
+}
+
+struct Group {
+    keys: Vec<Value>,
+    accs: Vec<Acc>,
+    distinct: Vec<HashSet<Vec<u8>>>,
+}
+
+impl Group {
+    fn new(keys: Vec<Value>, partials: &[(Item, usize)], distinct: usize) -> Self {
+        Group {
+            keys,
+            accs: partials.iter().map(|(item, _)| Acc::new(item)).collect(),
+            distinct: vec![HashSet::new(); distinct],
+        }
+    }
+}
+
+/// A partial aggregate being combined.
+enum Acc {
+    Count(i64),
+    SumInt(Option<i64>),
+    SumFloat(Option<f64>),
+    Min(Value),
+    Max(Value),
+    Avg(f64, i64),
+}
+
+impl Acc {
+    fn new(item: &Item) -> Acc {
+        match item {
+            Item::Sum { float: true, .. } => Acc::SumFloat(None),
+            Item::Sum { .. } => Acc::SumInt(None),
+            Item::Min(_) => Acc::Min(Value::BigInt(None)),
+            Item::Max(_) => Acc::Max(Value::BigInt(None)),
+            Item::Avg(_) => Acc::Avg(0.0, 0),
+            _ => Acc::Count(0),
+        }
+    }
+
+    fn add(&mut self, item: &Item, parts: &[Value], model: &'static str) -> Result<()> {
+        let first = parts.first().cloned().unwrap_or(Value::BigInt(None));
+        match self {
+            Acc::Count(n) => *n += as_i64(&first).unwrap_or(0),
+            Acc::SumInt(total) => {
+                if let Some(v) = as_i64(&first) {
+                    *total = Some(match *total {
+                        None => v,
+                        Some(t) => t.checked_add(v).ok_or_else(|| Error::Unsupported {
+                            model,
+                            reason: format!(
+                                "{item:?} overflows i64 across shards; sum a float column instead"
+                            ),
+                        })?,
+                    });
+                }
+            }
+            Acc::SumFloat(total) => {
+                if let Value::Double(Some(v)) = first {
+                    *total = Some(total.unwrap_or(0.0) + v);
+                }
+            }
+            Acc::Min(best) => {
+                if !is_null(&first)
+                    && (is_null(best) || compare_values(&first, best, true).is_lt())
+                {
+                    *best = first;
+                }
+            }
+            Acc::Max(best) => {
+                if !is_null(&first)
+                    && (is_null(best) || compare_values(&first, best, true).is_gt())
+                {
+                    *best = first;
+                }
+            }
+            Acc::Avg(sum, n) => {
+                if let Value::Double(Some(v)) = first {
+                    *sum += v;
+                }
+                *n += parts.get(1).and_then(as_i64).unwrap_or(0);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Value {
+        match self {
+            Acc::Count(n) => Value::BigInt(Some(*n)),
+            Acc::SumInt(v) => Value::BigInt(*v),
+            Acc::SumFloat(v) => Value::Double(*v),
+            Acc::Min(v) | Acc::Max(v) => v.clone(),
+            Acc::Avg(sum, n) => Value::Double((*n > 0).then(|| sum / *n as f64)),
+        }
+    }
+}
+
+fn as_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::BigInt(Some(v)) => Some(*v),
+        Value::Int(Some(v)) => Some(i64::from(*v)),
+        Value::SmallInt(Some(v)) => Some(i64::from(*v)),
+        _ => None,
+    }
+}
+
+fn having_items(h: &Having, out: &mut Vec<Item>) {
+    match h {
+        Having::Cmp { item, .. } => out.push(item.clone()),
+        Having::And(hs) | Having::Or(hs) => hs.iter().for_each(|h| having_items(h, out)),
+        Having::Not(h) => having_items(h, out),
+        _ => {}
+    }
+}
+
+/// Evaluates a HAVING condition with SQL's three-valued logic (NULL never matches).
+fn eval_having(h: &Having, items: &[Item], values: &[Value]) -> bool {
+    eval3(h, items, values) == Some(true)
+}
+
+fn eval3(h: &Having, items: &[Item], values: &[Value]) -> Option<bool> {
+    match h {
+        Having::Cmp { item, op, value } => {
+            let at = items.iter().position(|i| i == item)?;
+            let v = &values[at];
+            if is_null(v) || is_null(value) {
+                return None;
+            }
+            let o = compare_values(v, value, true);
+            Some(match op {
+                CmpOp::Eq => o.is_eq(),
+                CmpOp::Ne => o.is_ne(),
+                CmpOp::Lt => o.is_lt(),
+                CmpOp::Lte => o.is_le(),
+                CmpOp::Gt => o.is_gt(),
+                CmpOp::Gte => o.is_ge(),
+            })
+        }
+        Having::And(hs) => {
+            let mut unknown = false;
+            for h in hs {
+                match eval3(h, items, values) {
+                    Some(false) => return Some(false),
+                    None => unknown = true,
+                    Some(true) => {}
+                }
+            }
+            (!unknown).then_some(true)
+        }
+        Having::Or(hs) => {
+            let mut unknown = false;
+            for h in hs {
+                match eval3(h, items, values) {
+                    Some(true) => return Some(true),
+                    None => unknown = true,
+                    Some(false) => {}
+                }
+            }
+            (!unknown).then_some(false)
+        }
+        Having::Not(h) => eval3(h, items, values).map(|b| !b),
+        _ => None,
+    }
+}
+
+#[allow(clippy::ptr_arg)] // must match `fn(&T) -> Vec<u8>` with `T = Vec<Value>`
+fn row_key(values: &Vec<Value>) -> Vec<u8> {
+    values_key(values)
+}
+
+/// Decodes the columns of a row as dynamic values of the given kinds.
+pub(crate) fn decode_values<DB: Backend>(
+    row: &DB::Row,
+    kinds: &[ValueKind],
+    model: &'static str,
+    shard: grant_core::ShardId,
+) -> Result<Vec<Value>> {
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| {
+            DB::get_value(row, i, *kind).map_err(|source| Error::Shard {
+                model,
+                shard,
+                source,
+            })
+        })
+        .collect()
+}
+
+/// ORDER BY clauses with optional explicit NULL placement.
+fn order_sql(
+    select: &mut SelectStatement,
+    keys: impl Iterator<Item = (Expr, Order, Option<Nulls>)>,
+) {
+    for (expr, order, nulls) in keys {
+        let dir = sea_order(order);
+        match nulls {
+            None => select.order_by_expr(expr, dir),
+            Some(Nulls::First) => select.order_by_expr_with_nulls(expr, dir, NullOrdering::First),
+            Some(Nulls::Last) => select.order_by_expr_with_nulls(expr, dir, NullOrdering::Last),
+        };
+    }
+}

@@ -1,0 +1,13 @@
+use grant::prelude::*;
+
+#[derive(Sharded)]
+#[shard(strategy = "hash", on = "id", count = 8)]
+pub struct User {
+    #[primary_key]
+    pub id: i64,
+    pub name: String,
+    #[grant(column = "name")]
+    pub nickname: String,
+}
+
+fn main() {}

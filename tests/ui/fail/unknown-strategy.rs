@@ -1,0 +1,10 @@
+use grant::prelude::*;
+
+#[derive(Sharded)]
+#[shard(strategy = "hsh", on = "id", count = 8)]
+pub struct User {
+    #[primary_key]
+    pub id: i64,
+}
+
+fn main() {}
