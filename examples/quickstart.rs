@@ -35,16 +35,22 @@ struct OrderItem {
 async fn main() -> grant::Result<()> {
     let dir = std::env::var("GRANT_DATA_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/grant-quickstart"));
+        .unwrap_or_else(|_| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/grant-quickstart")
+        });
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
     }
     std::fs::create_dir_all(&dir).map_err(|e| Error::Config(format!("{}: {e}", dir.display())))?;
 
     // 1. A cluster of four SQLite shard files.
     let mut builder = Cluster::<Sqlite>::builder();
     for i in 0..4 {
-        builder = builder.shard(format!("shard_{i}"), dir.join(format!("shard_{i}.db")).display().to_string());
+        builder = builder.shard(
+            format!("shard_{i}"),
+            dir.join(format!("shard_{i}.db")).display().to_string(),
+        );
     }
     let cluster = builder.connect().await?;
     cluster.check::<User>()?;
@@ -67,11 +73,20 @@ async fn main() -> grant::Result<()> {
     let n = User::insert_many(&cluster, &users).await?;
     println!("inserted {n} users in {:?}", started.elapsed());
     let items: Vec<OrderItem> = (1..=10_000)
-        .flat_map(|order_id| (1..=3).map(move |product_id| OrderItem { order_id, product_id, quantity: (order_id % 5 + product_id) as i32 }))
+        .flat_map(|order_id| {
+            (1..=3).map(move |product_id| OrderItem {
+                order_id,
+                product_id,
+                quantity: (order_id % 5 + product_id) as i32,
+            })
+        })
         .collect();
     let started = Instant::now();
     let n = OrderItem::insert_many(&cluster, &items).await?;
-    println!("inserted {n} order items (composite key) in {:?}", started.elapsed());
+    println!(
+        "inserted {n} order items (composite key) in {:?}",
+        started.elapsed()
+    );
 
     // 3. Where keys route: pure, no I/O.
     for id in [1_i64, 2, 42, 9_999] {
@@ -84,14 +99,24 @@ async fn main() -> grant::Result<()> {
     let ada = User::find(&cluster, 42).await?;
     let took = started.elapsed();
     let touched = cluster.log().stop();
-    println!("find(42) = {:?} in {took:?}, shards touched: {:?}", ada.map(|u| u.name), touched.iter().map(|e| &e.shard).collect::<Vec<_>>());
+    println!(
+        "find(42) = {:?} in {took:?}, shards touched: {:?}",
+        ada.map(|u| u.name),
+        touched.iter().map(|e| &e.shard).collect::<Vec<_>>()
+    );
     let item = OrderItem::find(&cluster, (42, 2)).await?;
     println!("OrderItem::find((42, 2)) = {item:?}");
 
     // 5. A scatter count over every shard, and an ordered cross-shard page.
     let started = Instant::now();
-    let active = User::query().filter(User::ACTIVE.eq(true)).count(&cluster).await?;
-    println!("active users (scatter count over 4 shards) = {active} in {:?}", started.elapsed());
+    let active = User::query()
+        .filter(User::ACTIVE.eq(true))
+        .count(&cluster)
+        .await?;
+    println!(
+        "active users (scatter count over 4 shards) = {active} in {:?}",
+        started.elapsed()
+    );
     let started = Instant::now();
     let richest = User::query()
         .filter(User::REGION.eq("eu"))
@@ -101,7 +126,10 @@ async fn main() -> grant::Result<()> {
         .await?;
     println!(
         "3 richest in eu (merged across shards) = {:?} in {:?}",
-        richest.iter().map(|u| (u.id, u.balance)).collect::<Vec<_>>(),
+        richest
+            .iter()
+            .map(|u| (u.id, u.balance))
+            .collect::<Vec<_>>(),
         started.elapsed()
     );
 

@@ -31,11 +31,11 @@
 //!
 //! See the README for the tour and the guarantees.
 
-pub use grant_core::{
-    Agg, Backend, Column, ColumnRef, Cond, Error, FromShardRow, FromValue, Having, KeyPart,
-    Model, ModelMeta, Nulls, Order, Result, ShardId, ShardKey, Sharded, SqlType, count,
-};
 pub use grant_core::__private::sea_query::Value;
+pub use grant_core::{
+    Agg, Backend, Column, ColumnRef, Cond, Error, FromShardRow, FromValue, Having, KeyPart, Model,
+    ModelMeta, Nulls, Order, Result, ShardId, ShardKey, Sharded, SqlType, count,
+};
 pub use grant_derive::{Model, Sharded};
 pub use grant_sharding::{
     Cluster, ClusterBuilder, Executed, Partial, PartialQuery, Query, QueryLog, Select, Tracked,

@@ -68,7 +68,11 @@ fn shard_ids() {
 
 #[test]
 fn missing_dynamic_keys_are_errors_never_shard_zero() {
-    for value in [Value::BigInt(None), Value::String(None), Value::Bool(Some(true))] {
+    for value in [
+        Value::BigInt(None),
+        Value::String(None),
+        Value::Bool(Some(true)),
+    ] {
         let err = User::shard_for_value(&value).unwrap_err();
         match &err {
             Error::MissingShardKey { model, key, .. } => {

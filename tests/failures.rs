@@ -84,7 +84,10 @@ async fn a_slow_shard_times_out_by_name_and_partial_returns_the_rest() {
         }
         other => panic!("expected Timeout, got {other}"),
     }
-    assert!(took < Duration::from_millis(2500), "failed after {took:?}, not within the timeout");
+    assert!(
+        took < Duration::from_millis(2500),
+        "failed after {took:?}, not within the timeout"
+    );
 
     // The same with a count (scatter path) and with an ordered merge (streaming path).
     let err = User4::on_all_shards()
@@ -93,7 +96,10 @@ async fn a_slow_shard_times_out_by_name_and_partial_returns_the_rest() {
         .count(&cluster)
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::Timeout { shards, .. } if shards == "shard_2"), "{err}");
+    assert!(
+        matches!(&err, Error::Timeout { shards, .. } if shards == "shard_2"),
+        "{err}"
+    );
 
     let partial = User4::on_all_shards()
         .filter(wait4())
@@ -142,7 +148,10 @@ async fn an_unreachable_shard_fails_the_query_by_name_and_cancels_the_rest() {
     for i in 0..3 {
         builder = builder.shard(
             format!("shard_{i}"),
-            dir.path().join(format!("shard_{i}.db")).display().to_string(),
+            dir.path()
+                .join(format!("shard_{i}.db"))
+                .display()
+                .to_string(),
         );
     }
     builder = builder.shard("shard_3", "/nonexistent-grant-dir/shard_3.db");
@@ -185,7 +194,10 @@ async fn an_unreachable_shard_fails_the_query_by_name_and_cancels_the_rest() {
             ("shard_0".to_string(), good.pool("shard_0").unwrap().clone()),
             ("shard_1".to_string(), good.pool("shard_1").unwrap().clone()),
             ("shard_2".to_string(), good.pool("shard_2").unwrap().clone()),
-            ("shard_3".to_string(), cluster.pool("shard_3").unwrap().clone()),
+            (
+                "shard_3".to_string(),
+                cluster.pool("shard_3").unwrap().clone(),
+            ),
         ],
         Duration::from_secs(30),
     )
@@ -211,5 +223,8 @@ async fn statement_errors_name_model_and_shard() {
     let err = User::find(&cluster, 7).await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::Shard { .. }), "{err:?}");
-    assert!(msg.contains("User") && msg.contains(&User::shard_for(&7).to_string()), "{msg}");
+    assert!(
+        msg.contains("User") && msg.contains(&User::shard_for(&7).to_string()),
+        "{msg}"
+    );
 }

@@ -99,7 +99,12 @@ fn child_process_routes() {
 fn separate_processes_route_identically() {
     let exe = std::env::current_exe().unwrap();
     let output = std::process::Command::new(exe)
-        .args(["--exact", "child_process_routes", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_process_routes",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("GRANT_ROUTE_CHILD", "1")
         .output()
         .expect("run the test binary as a child process");

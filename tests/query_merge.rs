@@ -93,7 +93,14 @@ async fn ordered_pages_match_one_database() {
         ),
     ];
     for (order_sql, query) in cases {
-        for (limit, offset) in [(None, 0), (Some(10), 0), (Some(25), 40), (Some(5), 598), (Some(5), 700), (None, 13)] {
+        for (limit, offset) in [
+            (None, 0),
+            (Some(10), 0),
+            (Some(25), 40),
+            (Some(5), 598),
+            (Some(5), 700),
+            (None, 13),
+        ] {
             for (where_sql, cond) in [
                 ("", None),
                 (" WHERE active = 1", Some(User::ACTIVE.eq(true))),
@@ -117,10 +124,21 @@ async fn ordered_pages_match_one_database() {
                     q = q.offset(offset);
                     sql += &format!(" OFFSET {offset}");
                 }
-                let got: Vec<i64> = q.clone().all(&sharded).await.unwrap().iter().map(|u| u.id).collect();
+                let got: Vec<i64> = q
+                    .clone()
+                    .all(&sharded)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|u| u.id)
+                    .collect();
                 let want = reference_ids(&single, &sql).await;
                 assert_eq!(got, want, "{sql}");
-                assert_eq!(q.count(&sharded).await.unwrap(), want.len() as u64, "count of {sql}");
+                assert_eq!(
+                    q.count(&sharded).await.unwrap(),
+                    want.len() as u64,
+                    "count of {sql}"
+                );
             }
         }
     }
@@ -157,11 +175,31 @@ async fn aggregates_match_one_database() {
             .fetch_one(pool)
             .await
             .unwrap();
-        assert_eq!(q.clone().count(&sharded).await.unwrap(), count as u64, "{where_sql}");
-        assert_eq!(q.clone().sum(User::BALANCE, &sharded).await.unwrap(), sum, "{where_sql}");
-        assert_eq!(q.clone().min(User::BALANCE, &sharded).await.unwrap(), min, "{where_sql}");
-        assert_eq!(q.clone().max(User::BALANCE, &sharded).await.unwrap(), max, "{where_sql}");
-        assert_eq!(q.clone().min(User::EMAIL, &sharded).await.unwrap(), min_email, "{where_sql}");
+        assert_eq!(
+            q.clone().count(&sharded).await.unwrap(),
+            count as u64,
+            "{where_sql}"
+        );
+        assert_eq!(
+            q.clone().sum(User::BALANCE, &sharded).await.unwrap(),
+            sum,
+            "{where_sql}"
+        );
+        assert_eq!(
+            q.clone().min(User::BALANCE, &sharded).await.unwrap(),
+            min,
+            "{where_sql}"
+        );
+        assert_eq!(
+            q.clone().max(User::BALANCE, &sharded).await.unwrap(),
+            max,
+            "{where_sql}"
+        );
+        assert_eq!(
+            q.clone().min(User::EMAIL, &sharded).await.unwrap(),
+            min_email,
+            "{where_sql}"
+        );
         let got_avg = q.clone().avg(User::BALANCE, &sharded).await.unwrap();
         match (got_avg, avg) {
             (Some(a), Some(b)) => assert!((a - b).abs() < 1e-9, "{where_sql}: {a} vs {b}"),
@@ -169,6 +207,61 @@ async fn aggregates_match_one_database() {
         }
     }
     // Aggregates over a page are refused, not answered wrongly.
-    let err = User::query().limit(3).sum(User::BALANCE, &sharded).await.unwrap_err();
+    let err = User::query()
+        .limit(3)
+        .sum(User::BALANCE, &sharded)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+}
+
+#[derive(sqlx::FromRow, Debug, PartialEq)]
+struct NameBalance {
+    name: String,
+    balance: i64,
+}
+
+#[tokio::test]
+async fn projections_into_from_row_structs_and_tuples() {
+    let (sharded, _single) = clusters().await;
+    let full = User::query()
+        .filter(User::ACTIVE.eq(true))
+        .order_by(User::BALANCE, Order::Desc)
+        .limit(20)
+        .offset(5);
+    let want: Vec<NameBalance> = full
+        .clone()
+        .all(&sharded)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| NameBalance {
+            name: u.name,
+            balance: u.balance,
+        })
+        .collect();
+    assert_eq!(want.len(), 20);
+    let got: Vec<NameBalance> = full
+        .clone()
+        .select_as((User::NAME, User::BALANCE), &sharded)
+        .await
+        .unwrap();
+    assert_eq!(got, want);
+    let tuples: Vec<(String, i64)> = full
+        .clone()
+        .select((User::NAME, User::BALANCE))
+        .all(&sharded)
+        .await
+        .unwrap();
+    assert_eq!(
+        tuples,
+        want.iter()
+            .map(|w| (w.name.clone(), w.balance))
+            .collect::<Vec<_>>()
+    );
+    let err = full
+        .select_as::<NameBalance, _, _>((User::NAME, User::BALANCE.sum()), &sharded)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err}");
 }

@@ -30,11 +30,17 @@ async fn key_equality_hits_one_shard() {
         .await
         .unwrap();
     assert_eq!(rows, vec![user(7)]);
-    assert_eq!(shards_of(&cluster.log().stop()), [User::shard_for(&7).name()]);
+    assert_eq!(
+        shards_of(&cluster.log().stop()),
+        [User::shard_for(&7).name()]
+    );
 
     cluster.log().start();
     assert_eq!(User::find(&cluster, 7).await.unwrap(), Some(user(7)));
-    assert_eq!(shards_of(&cluster.log().stop()), [User::shard_for(&7).name()]);
+    assert_eq!(
+        shards_of(&cluster.log().stop()),
+        [User::shard_for(&7).name()]
+    );
 
     // Equality inside an AND still routes.
     cluster.log().start();
@@ -52,7 +58,9 @@ async fn is_in_sends_each_shard_only_its_own_keys() {
     let cluster = loaded().await;
     // Pick two keys on different shards (the pgdog#639 case).
     let a = 1_i64;
-    let b = (2..).find(|k| User::shard_for(k) != User::shard_for(&a)).unwrap();
+    let b = (2..)
+        .find(|k| User::shard_for(k) != User::shard_for(&a))
+        .unwrap();
     cluster.log().start();
     let mut rows = User::query()
         .filter(User::ID.is_in([a, b]))
@@ -84,7 +92,10 @@ async fn is_in_sends_each_shard_only_its_own_keys() {
     assert_eq!(n, 40);
     let mut expected: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for k in &keys {
-        expected.entry(User::shard_for(k).name()).or_default().push(*k);
+        expected
+            .entry(User::shard_for(k).name())
+            .or_default()
+            .push(*k);
     }
     let mut seen: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for e in cluster.log().stop() {
@@ -105,7 +116,9 @@ async fn is_in_sends_each_shard_only_its_own_keys() {
 async fn or_of_key_equalities_prunes_and_other_filters_scatter() {
     let cluster = loaded().await;
     let a = 3_i64;
-    let b = (4..).find(|k| User::shard_for(k) != User::shard_for(&a)).unwrap();
+    let b = (4..)
+        .find(|k| User::shard_for(k) != User::shard_for(&a))
+        .unwrap();
     cluster.log().start();
     let n = User::query()
         .filter(User::ID.eq(a).or(User::ID.eq(b)))
@@ -174,7 +187,10 @@ async fn explicit_targets() {
     assert_eq!(n, 200);
     assert_eq!(cluster.log().stop().len(), 8);
 
-    let err = User::on_shard(ShardId::new(9)).all(&cluster).await.unwrap_err();
+    let err = User::on_shard(ShardId::new(9))
+        .all(&cluster)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::UnknownShard { .. }), "{err}");
 }
 
@@ -221,7 +237,9 @@ async fn contexts_nest_and_never_leak_between_tasks() {
                     assert_eq!(grant::current_shard(), Some(outer));
                 }
                 // A task spawned inside the context does not inherit it.
-                let child = tokio::spawn(async { grant::current_shard() }).await.unwrap();
+                let child = tokio::spawn(async { grant::current_shard() })
+                    .await
+                    .unwrap();
                 assert_eq!(child, None);
             })
             .await;

@@ -29,7 +29,11 @@ async fn ten_thousand_users_land_where_shard_for_says() {
             .await
             .unwrap();
         for id in &ids {
-            assert_eq!(User::shard_for(id), ShardId::new(i), "user {id} in shard_{i}");
+            assert_eq!(
+                User::shard_for(id),
+                ShardId::new(i),
+                "user {id} in shard_{i}"
+            );
         }
         let share = ids.len() as f64 / 10_000.0;
         assert!(
@@ -85,12 +89,20 @@ async fn composite_keys_find_update_delete() {
     changed.quantity = 99;
     changed.update(&cluster).await.unwrap();
     assert_eq!(
-        OrderItem::find(&cluster, (7, 2)).await.unwrap().unwrap().quantity,
+        OrderItem::find(&cluster, (7, 2))
+            .await
+            .unwrap()
+            .unwrap()
+            .quantity,
         99
     );
     // Siblings untouched.
     assert_eq!(
-        OrderItem::find(&cluster, (7, 1)).await.unwrap().unwrap().quantity,
+        OrderItem::find(&cluster, (7, 1))
+            .await
+            .unwrap()
+            .unwrap()
+            .quantity,
         7
     );
 
@@ -108,7 +120,10 @@ async fn insert_update_delete_one_user() {
     u.insert(&cluster).await.unwrap();
     // A duplicate primary key is the shard's error, naming model and shard.
     let err = u.insert(&cluster).await.unwrap_err().to_string();
-    assert!(err.contains("User") && err.contains(&User::shard_for(&42).to_string()), "{err}");
+    assert!(
+        err.contains("User") && err.contains(&User::shard_for(&42).to_string()),
+        "{err}"
+    );
 
     u.balance = 1234;
     u.email = None;
@@ -127,7 +142,9 @@ async fn insert_update_delete_one_user() {
 async fn shard_key_mutation_is_refused_and_writes_nothing() {
     let cluster = Cluster::<Sqlite>::memory(8).await.unwrap();
     User::create_table(&cluster).await.unwrap();
-    User::insert_many(&cluster, &[user(1), user(2)]).await.unwrap();
+    User::insert_many(&cluster, &[user(1), user(2)])
+        .await
+        .unwrap();
 
     let mut tracked = User::find_tracked(&cluster, 1).await.unwrap().unwrap();
     tracked.id = 2;
@@ -137,7 +154,11 @@ async fn shard_key_mutation_is_refused_and_writes_nothing() {
     assert!(cluster.log().stop().is_empty(), "nothing may be sent");
     match &err {
         Error::ShardKeyMutation {
-            model, key, from, to, ..
+            model,
+            key,
+            from,
+            to,
+            ..
         } => {
             assert_eq!((*model, *key), ("User", "id"));
             assert_eq!((from.as_str(), to.as_str()), ("1", "2"));

@@ -31,7 +31,9 @@ pub trait Backend: sqlx::Database + Sized {
     /// # Errors
     ///
     /// The driver's error for a malformed URL.
-    fn connect_options(url: &str) -> Result<<Self::Connection as sqlx::Connection>::Options, sqlx::Error>;
+    fn connect_options(
+        url: &str,
+    ) -> Result<<Self::Connection as sqlx::Connection>::Options, sqlx::Error>;
 
     /// Runs a statement on a pool and returns all rows.
     fn fetch_all(
@@ -105,7 +107,9 @@ macro_rules! backend {
             const NULLS_FIRST_IN_ASC: bool = $nulls_first;
             type Builder = $builder;
 
-            fn connect_options(url: &str) -> Result<<Self::Connection as sqlx::Connection>::Options, sqlx::Error> {
+            fn connect_options(
+                url: &str,
+            ) -> Result<<Self::Connection as sqlx::Connection>::Options, sqlx::Error> {
                 $opts(url)
             }
 

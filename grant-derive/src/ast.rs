@@ -24,7 +24,11 @@ pub(crate) struct Field<'a> {
 impl<'a> Input<'a> {
     /// Reads the struct; `None` (with the error recorded) when the item is not a struct with
     /// named fields. Attribute errors are recorded and parsing goes on.
-    pub(crate) fn from_syn(input: &'a DeriveInput, kind: Derive, errors: &mut Errors) -> Option<Self> {
+    pub(crate) fn from_syn(
+        input: &'a DeriveInput,
+        kind: Derive,
+        errors: &mut Errors,
+    ) -> Option<Self> {
         let derive = kind.as_written();
         let named = match &input.data {
             Data::Struct(data) => match &data.fields {

@@ -5,9 +5,9 @@
 //! early, so that every mistake in an attribute is reported at once.
 
 use proc_macro2::{Span, TokenTree};
-use syn::spanned::Spanned;
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
+use syn::spanned::Spanned;
 use syn::{Attribute, Expr, Lit, LitInt, LitStr, Token};
 
 use crate::Derive;
@@ -143,7 +143,11 @@ const GRANT_KEYS_MODEL: &[&str] = &["table", "shard"];
 const GRANT_FIELD_KEYS: &[&str] = &["column"];
 
 /// Parses the struct's `#[shard(..)]`, `#[grant(..)]` and misplaced `#[primary_key]`.
-pub(crate) fn container<'a>(attrs: &'a [Attribute], kind: Derive, errors: &mut Errors) -> Container<'a> {
+pub(crate) fn container<'a>(
+    attrs: &'a [Attribute],
+    kind: Derive,
+    errors: &mut Errors,
+) -> Container<'a> {
     let mut out = Container {
         shard: None,
         table: Slot::Missing,
@@ -172,10 +176,7 @@ pub(crate) fn container<'a>(attrs: &'a [Attribute], kind: Derive, errors: &mut E
         } else if attr.path().is_ident("grant") {
             parse_container_grant(attr, kind, &mut out, errors);
         } else if attr.path().is_ident("primary_key") {
-            errors.spanned(
-                attr,
-                "`#[primary_key]` goes on a field, not on the struct",
-            );
+            errors.spanned(attr, "`#[primary_key]` goes on a field, not on the struct");
         }
     }
     out
@@ -215,17 +216,21 @@ fn parse_shard(attr: &Attribute, shard: &mut ShardAttr<'_>, errors: &mut Errors)
             }
             "on" => {
                 let value = string_value(&meta, "shard", "on", "\"id\"", errors)?;
-                let value = value.and_then(|lit| non_empty(lit, "#[shard(on = ...)]", "the name of the shard-key field", errors));
+                let value = value.and_then(|lit| {
+                    non_empty(
+                        lit,
+                        "#[shard(on = ...)]",
+                        "the name of the shard-key field",
+                        errors,
+                    )
+                });
                 store(&mut shard.on, &meta, "shard", value, errors);
             }
             "count" => {
                 let value = int_value(&meta, "shard", "count", "8", errors)?;
                 let value = value.and_then(|lit| match lit.base10_parse::<u64>() {
                     Ok(0) => {
-                        errors.spanned(
-                            &lit,
-                            "`#[shard(count = ...)]` must be at least 1, got 0",
-                        );
+                        errors.spanned(&lit, "`#[shard(count = ...)]` must be at least 1, got 0");
                         None
                     }
                     Ok(n) if n <= u64::from(MAX_SHARD_COUNT) => u32::try_from(n).ok(),
@@ -265,7 +270,12 @@ fn parse_shard(attr: &Attribute, shard: &mut ShardAttr<'_>, errors: &mut Errors)
     }
 }
 
-fn parse_container_grant(attr: &Attribute, kind: Derive, out: &mut Container<'_>, errors: &mut Errors) {
+fn parse_container_grant(
+    attr: &Attribute,
+    kind: Derive,
+    out: &mut Container<'_>,
+    errors: &mut Errors,
+) {
     let keys = match kind {
         Derive::Sharded => GRANT_KEYS_SHARDED,
         Derive::Model => GRANT_KEYS_MODEL,
@@ -275,12 +285,21 @@ fn parse_container_grant(attr: &Attribute, kind: Derive, out: &mut Container<'_>
         match (key.as_deref(), kind) {
             (Some("table"), _) => {
                 let value = string_value(&meta, "grant", "table", "\"users\"", errors)?;
-                let value = value.and_then(|lit| non_empty(lit, "#[grant(table = ...)]", "the SQL table name", errors));
+                let value = value.and_then(|lit| {
+                    non_empty(lit, "#[grant(table = ...)]", "the SQL table name", errors)
+                });
                 store(&mut out.table, &meta, "grant", value, errors);
             }
             (Some("shard"), Derive::Model) => {
                 let value = string_value(&meta, "grant", "shard", "\"shard_0\"", errors)?;
-                let value = value.and_then(|lit| non_empty(lit, "#[grant(shard = ...)]", "the name of the cluster shard holding the table", errors));
+                let value = value.and_then(|lit| {
+                    non_empty(
+                        lit,
+                        "#[grant(shard = ...)]",
+                        "the name of the cluster shard holding the table",
+                        errors,
+                    )
+                });
                 store(&mut out.shard_name, &meta, "grant", value, errors);
             }
             (Some("shard"), Derive::Sharded) => {
@@ -400,11 +419,14 @@ fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
 }
 
 /// Parses `= <expr>`, reporting a missing `=` as "expected `key = example`".
-fn value_expr(meta: &ParseNestedMeta<'_>, attr: &str, key: &str, example: &str) -> syn::Result<Expr> {
+fn value_expr(
+    meta: &ParseNestedMeta<'_>,
+    attr: &str,
+    key: &str,
+    example: &str,
+) -> syn::Result<Expr> {
     if !meta.input.peek(Token![=]) {
-        return Err(meta.error(format!(
-            "expected `{key} = {example}` in `#[{attr}(..)]`"
-        )));
+        return Err(meta.error(format!("expected `{key} = {example}` in `#[{attr}(..)]`")));
     }
     meta.value()?.parse()
 }
@@ -425,7 +447,9 @@ fn string_value(
         other => {
             errors.spanned(
                 other,
-                format!("`#[{attr}({key} = ...)]` expects a string literal, e.g. `{key} = {example}`"),
+                format!(
+                    "`#[{attr}({key} = ...)]` expects a string literal, e.g. `{key} = {example}`"
+                ),
             );
             Ok(None)
         }
@@ -448,7 +472,9 @@ fn int_value(
         other => {
             errors.spanned(
                 other,
-                format!("`#[{attr}({key} = ...)]` expects an integer literal, e.g. `{key} = {example}`"),
+                format!(
+                    "`#[{attr}({key} = ...)]` expects an integer literal, e.g. `{key} = {example}`"
+                ),
             );
             Ok(None)
         }
@@ -458,7 +484,10 @@ fn int_value(
 /// `lit` unless it is the empty string (then an error is recorded).
 fn non_empty(lit: LitStr, written: &str, expected: &str, errors: &mut Errors) -> Option<LitStr> {
     if lit.value().is_empty() {
-        errors.spanned(&lit, format!("`{written}` must not be empty; expected {expected}"));
+        errors.spanned(
+            &lit,
+            format!("`{written}` must not be empty; expected {expected}"),
+        );
         None
     } else {
         Some(lit)
@@ -466,7 +495,13 @@ fn non_empty(lit: LitStr, written: &str, expected: &str, errors: &mut Errors) ->
 }
 
 /// Stores a parsed value, reporting a key written twice at its second occurrence.
-fn store<T>(slot: &mut Slot<T>, meta: &ParseNestedMeta<'_>, attr: &str, value: Option<T>, errors: &mut Errors) {
+fn store<T>(
+    slot: &mut Slot<T>,
+    meta: &ParseNestedMeta<'_>,
+    attr: &str,
+    value: Option<T>,
+    errors: &mut Errors,
+) {
     if !slot.is_missing() {
         errors.spanned(
             &meta.path,

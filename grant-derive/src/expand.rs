@@ -48,10 +48,15 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
         })
         .collect();
     let shard_for = match &model.placement {
-        Placement::Sharded { key, .. } => model
-            .columns
-            .get(*key)
-            .map_or(ShardFor::Absent, |c| ShardFor::Typed(c.ty)),
+        Placement::Sharded { key, .. } => {
+            model
+                .columns
+                .get(*key)
+                .map_or(ShardFor::Absent, |c| ShardFor::Typed {
+                    ty: c.ty,
+                    route: route(model, &quote!(key)),
+                })
+        }
         Placement::Single { .. } => ShardFor::Absent,
     };
     let inherent = inherent_impl(&Inherent {
@@ -69,6 +74,28 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
             #row_impl
             #inherent
         };
+    }
+}
+
+/// The shard of the key `key` (an expression of type `&ShardKey`) under the model's strategy.
+///
+/// Generated at every place that routes a key (`Model::shard_of`, `Sharded::shard_for`, the
+/// inherent `shard_for`) rather than delegating to `Sharded::shard_for`, so that a shard-key type
+/// that is not a `ShardKey` gives one error at the field, not type mismatches on
+/// `<User as Sharded>::ShardKey`.
+fn route(model: &Model<'_>, key: &TokenStream) -> TokenStream {
+    let p = private();
+    match &model.placement {
+        Placement::Sharded {
+            strategy: Strategy::Hash,
+            count,
+            prefix,
+            ..
+        } => {
+            let count = Literal::u32_suffixed(*count);
+            quote!(#p::ShardId::prefixed(#prefix, #p::hash::shard_index(#key, #count)))
+        }
+        Placement::Single { shard } => quote!(#p::ShardId::named(0, #shard)),
     }
 }
 
@@ -167,7 +194,10 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
             }
         }
     });
-    let pk_indices = model.primary_key.iter().map(|&i| Literal::usize_unsuffixed(i));
+    let pk_indices = model
+        .primary_key
+        .iter()
+        .map(|&i| Literal::usize_unsuffixed(i));
     let shard_key_index = match &model.placement {
         Placement::Sharded { key, .. } => {
             let key = Literal::usize_unsuffixed(*key);
@@ -257,6 +287,8 @@ fn placement_fns(model: &Model<'_>) -> TokenStream {
             let route_value = match strategy {
                 Strategy::Hash => quote!(#p::hash::route_value::<Self>(value, #count)),
             };
+            let route_key = route(model, &key_of_pk);
+            let route_row = route(model, &quote!(&self.#key_field));
             quote! {
                 fn shards() -> &'static [#p::ShardId] {
                     static SHARDS: [#p::ShardId; #len] = {
@@ -272,11 +304,11 @@ fn placement_fns(model: &Model<'_>) -> TokenStream {
                 }
 
                 fn shard_of_key(key: &Self::PrimaryKey) -> #p::ShardId {
-                    <Self as #p::Sharded>::shard_for(#key_of_pk)
+                    #route_key
                 }
 
                 fn shard_of(&self) -> #p::ShardId {
-                    <Self as #p::Sharded>::shard_for(&self.#key_field)
+                    #route_row
                 }
 
                 fn shard_for_value(
@@ -311,14 +343,7 @@ fn placement_fns(model: &Model<'_>) -> TokenStream {
 
 fn sharded_impl(model: &Model<'_>) -> TokenStream {
     let p = private();
-    let Placement::Sharded {
-        strategy,
-        count,
-        prefix,
-        key,
-        ..
-    } = &model.placement
-    else {
+    let Placement::Sharded { key, .. } = &model.placement else {
         return TokenStream::new();
     };
     let Some(key) = model.columns.get(*key) else {
@@ -329,12 +354,7 @@ fn sharded_impl(model: &Model<'_>) -> TokenStream {
     // The `Model` impl carries the checked bounds; these only restate them.
     let model_holds = deferred(quote!(Self: #p::Model));
     let key_is_a_key = deferred(quote!(#key_ty: #p::ShardKey));
-    let count = Literal::u32_suffixed(*count);
-    let shard_for = match strategy {
-        Strategy::Hash => {
-            quote!(#p::ShardId::prefixed(#prefix, #p::hash::shard_index(key, #count)))
-        }
-    };
+    let shard_for = route(model, &quote!(key));
     quote! {
         #[automatically_derived]
         #[allow(unused_qualifications)]
@@ -401,8 +421,8 @@ pub(crate) struct ColumnConst<'a> {
 pub(crate) enum ShardFor<'a> {
     /// None (`#[derive(Model)]`).
     Absent,
-    /// `shard_for(key: &T)`, delegating to `Sharded`.
-    Typed(&'a Type),
+    /// `shard_for(key: &T)`, computing `route` (the same as `Sharded::shard_for`).
+    Typed { ty: &'a Type, route: TokenStream },
     /// A placeholder accepting any key (fallback when the key's type is unknown).
     Any,
 }
@@ -454,10 +474,10 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
         }
     });
 
-    let shard_for = match inherent.shard_for {
+    let shard_for = match &inherent.shard_for {
         ShardFor::Absent => TokenStream::new(),
-        ShardFor::Typed(ty) => {
-            let call = body(quote!(<Self as #p::Sharded>::shard_for(key)));
+        ShardFor::Typed { ty, route } => {
+            let call = body(route.clone());
             quote! {
                 /// The shard holding the rows with shard key `key`. Pure: no I/O.
                 #vis fn shard_for(key: &#ty) -> #p::ShardId {
@@ -486,8 +506,8 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
     let (allow_unused, where_clause) = match inherent.bodies {
         Bodies::Real => {
             let mut holds = vec![deferred(quote!(Self: #p::Model))];
-            if let ShardFor::Typed(_) = inherent.shard_for {
-                holds.push(deferred(quote!(Self: #p::Sharded)));
+            if let ShardFor::Typed { ty, .. } = &inherent.shard_for {
+                holds.push(deferred(quote!(#ty: #p::ShardKey)));
             }
             (TokenStream::new(), quote!(where #(#holds),*))
         }

@@ -69,7 +69,10 @@ pub(crate) fn expand(input: &DeriveInput, parsed: Option<&Input<'_>>, kind: Deri
     };
     let shard_for = match (kind, key_ty) {
         (Derive::Model, _) => ShardFor::Absent,
-        (Derive::Sharded, Some(ty)) => ShardFor::Typed(ty),
+        (Derive::Sharded, Some(ty)) => ShardFor::Typed {
+            ty,
+            route: TokenStream::new(),
+        },
         (Derive::Sharded, None) => ShardFor::Any,
     };
 

@@ -4,10 +4,15 @@
 //! Use them through the `grant` facade (`use grant::prelude::*;`): the generated code refers only
 //! to `::grant::...` paths, so an application needs no other dependency.
 //!
-//! The macros parse the struct ([`ast`](self) stage), read the attributes, check them against each
-//! other (the shard key exists, is not an `Option`, is part of the primary key) and then expand.
-//! Every mistake is reported at once, each at the token that caused it; beside the errors the
-//! macros emit placeholder impls so that one mistake does not cascade into dozens.
+//! The macros work in stages, one module each: read the struct (`ast`) and its attributes
+//! (`attr`), check them against each other (`valid`: the shard key names a field, is not an
+//! `Option` and is part of the primary key), then generate code (`expand`). Every mistake is
+//! reported at once, each at the token that caused it; beside the errors the macros emit
+//! placeholder impls (`fallback`) so that one mistake does not cascade into dozens.
+//!
+//! A field type without an SQL type, or a shard key whose type is not a shard key type (an alias of
+//! an `Option`, an `f64`), is reported by the compiler at the field's type: the generated `Model`
+//! impl states those bounds in its where-clause.
 
 mod ast;
 mod attr;

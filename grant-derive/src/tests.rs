@@ -73,8 +73,9 @@ fn sharded_user_expansion() {
             "shard_key : :: core :: option :: Option :: Some (0)",
             "static SHARDS : [:: grant :: __private :: ShardId ; 8]",
             ":: grant :: __private :: ShardId :: prefixed (\"shard_\" , index)",
-            "fn shard_of_key (key : & Self :: PrimaryKey) -> :: grant :: __private :: ShardId { < Self as :: grant :: __private :: Sharded > :: shard_for (key) }",
-            "< Self as :: grant :: __private :: Sharded > :: shard_for (& self . id)",
+            "fn shard_of_key (key : & Self :: PrimaryKey) -> :: grant :: __private :: ShardId { :: grant :: __private :: ShardId :: prefixed (\"shard_\" , :: grant :: __private :: hash :: shard_index (key , 8u32)) }",
+            "fn shard_of (& self) -> :: grant :: __private :: ShardId { :: grant :: __private :: ShardId :: prefixed (\"shard_\" , :: grant :: __private :: hash :: shard_index (& self . id , 8u32)) }",
+            "fn shard_for (key : & Self :: ShardKey) -> :: grant :: __private :: ShardId { :: grant :: __private :: ShardId :: prefixed (\"shard_\" , :: grant :: __private :: hash :: shard_index (key , 8u32)) }",
             ":: grant :: __private :: hash :: route_value :: < Self > (value , 8u32)",
             "2 => :: core :: convert :: Into :: < :: grant :: __private :: sea_query :: Value > :: into (:: core :: clone :: Clone :: clone (& self . email)) ,",
             "_ => :: grant :: __private :: sea_query :: Value :: Bool (:: core :: option :: Option :: None)",
@@ -83,7 +84,7 @@ fn sharded_user_expansion() {
             ", i64 : :: grant :: __private :: ShardKey , { type PrimaryKey",
             // ... the impls depending on it restate them without a second check.
             "impl :: grant :: __private :: Sharded for User where for < '__grant > Self : :: grant :: __private :: Model , for < '__grant > i64 : :: grant :: __private :: ShardKey ,",
-            "impl User where for < '__grant > Self : :: grant :: __private :: Model , for < '__grant > Self : :: grant :: __private :: Sharded {",
+            "impl User where for < '__grant > Self : :: grant :: __private :: Model , for < '__grant > i64 : :: grant :: __private :: ShardKey {",
             "type ShardKey = i64 ;",
             ":: grant :: __private :: hash :: shard_index (key , 8u32)",
             "impl < __DB : :: grant :: __private :: Backend > :: grant :: __private :: FromShardRow < __DB > for User",
@@ -91,7 +92,7 @@ fn sharded_user_expansion() {
             "email : < __DB as :: grant :: __private :: Backend > :: get :: < Option < String > > (row , 2) ?",
             "pub const ID : :: grant :: __private :: Column < Self , i64 > = :: grant :: __private :: Column :: new (\"id\" , 0) ;",
             "pub const EMAIL : :: grant :: __private :: Column < Self , Option < String > >",
-            "pub fn shard_for (key : & i64) -> :: grant :: __private :: ShardId",
+            "pub fn shard_for (key : & i64) -> :: grant :: __private :: ShardId { :: grant :: __private :: ShardId :: prefixed (\"shard_\" , :: grant :: __private :: hash :: shard_index (key , 8u32)) }",
             "pub async fn create_table < DB : :: grant :: __private :: Backend >",
             ":: grant :: __private :: crud :: create_table :: < Self , DB > (cluster) . await",
             ":: grant :: __private :: crud :: insert (cluster , self) . await",
@@ -112,7 +113,8 @@ fn sharded_user_expansion() {
 #[test]
 fn every_generated_pub_item_has_docs() {
     let out = expand(Derive::Sharded, user());
-    let items = out.matches("pub const ").count() + out.matches("pub fn ").count()
+    let items = out.matches("pub const ").count()
+        + out.matches("pub fn ").count()
         + out.matches("pub async fn ").count();
     // 3 constants, shard_for, 7 async fns, query, on_shard, on_all_shards.
     assert_eq!(items, 3 + 1 + 7 + 3, "{out}");
@@ -143,7 +145,7 @@ fn composite_primary_key_is_a_tuple_in_field_order() {
             "shard_key : :: core :: option :: Option :: Some (0)",
             ":: core :: clone :: Clone :: clone (& key . 0)",
             ":: core :: clone :: Clone :: clone (& key . 1)",
-            "< Self as :: grant :: __private :: Sharded > :: shard_for (& key . 0)",
+            "fn shard_of_key (key : & Self :: PrimaryKey) -> :: grant :: __private :: ShardId { :: grant :: __private :: ShardId :: prefixed (\"shard_\" , :: grant :: __private :: hash :: shard_index (& key . 0 , 4u32)) }",
             "hash :: shard_index (key , 4u32)",
         ],
     );
@@ -168,7 +170,7 @@ fn shard_key_position_within_a_composite_key() {
             "type PrimaryKey = (i64 , String ,) ;",
             "primary_key : & [0 , 2]",
             "shard_key : :: core :: option :: Option :: Some (2)",
-            "shard_for (& key . 1)",
+            "shard_index (& key . 1 , 2u32)",
             "ShardId :: prefixed (\"t\" , index)",
             // A private struct gets private items.
             " const ID :",
@@ -238,7 +240,10 @@ fn model_derive_lives_on_one_shard() {
         Derive::Model,
         quote! { struct Setting { #[primary_key] key: String } },
     );
-    contains_all(&out, &["table : \"setting\"", "ShardId :: named (0 , \"shard_0\")"]);
+    contains_all(
+        &out,
+        &["table : \"setting\"", "ShardId :: named (0 , \"shard_0\")"],
+    );
 }
 
 #[test]
@@ -298,7 +303,9 @@ fn generic_items_get_no_placeholders() {
 
 #[test]
 fn unparsable_input_is_an_error_not_a_panic() {
-    let out = derive_sharded_inner(quote!(fn not_a_struct() {}));
+    let out = derive_sharded_inner(quote!(
+        fn not_a_struct() {}
+    ));
     assert!(out.to_string().contains("compile_error"), "{out}");
 }
 
@@ -307,7 +314,15 @@ fn unparsable_input_is_an_error_not_a_panic() {
 #[test]
 fn missing_shard_attribute() {
     assert_eq!(
-        error(Derive::Sharded, quote!(struct User { #[primary_key] id: i64 })),
+        error(
+            Derive::Sharded,
+            quote!(
+                struct User {
+                    #[primary_key]
+                    id: i64,
+                }
+            )
+        ),
         "`#[derive(Sharded)]` needs a `#[shard(strategy = \"hash\", on = \"<field>\", count = \
          <shards>)]` attribute on `User`; for a table on one shard, derive `Model` instead"
     );
@@ -370,7 +385,7 @@ fn shard_key_outside_primary_key() {
             }
         ),
         "shard key `region` is not part of the primary key of `User`; mark it `#[primary_key]` \
-         (beside the other key fields) so every key names one shard"
+         too (a composite key is fine) so that a primary key always names one shard"
     );
 }
 
@@ -387,7 +402,14 @@ fn no_primary_key() {
         "`User` has no primary key; mark the field(s) that identify a row with `#[primary_key]`"
     );
     assert_eq!(
-        error(Derive::Model, quote!(struct Country { code: String })),
+        error(
+            Derive::Model,
+            quote!(
+                struct Country {
+                    code: String,
+                }
+            )
+        ),
         "`Country` has no primary key; mark the field(s) that identify a row with `#[primary_key]`"
     );
 }
@@ -397,7 +419,12 @@ fn nullable_primary_key() {
     assert_eq!(
         error(
             Derive::Model,
-            quote!(struct Country { #[primary_key] code: Option<String> })
+            quote!(
+                struct Country {
+                    #[primary_key]
+                    code: Option<String>,
+                }
+            )
         ),
         "primary-key field `code` cannot be an `Option`: primary-key columns are never NULL; use \
          the inner type"
@@ -594,16 +621,34 @@ fn syntax_errors_in_attributes_do_not_add_missing_key_errors() {
 #[test]
 fn wrong_shapes() {
     assert_eq!(
-        error(Derive::Sharded, quote!(enum User { A, B })),
+        error(
+            Derive::Sharded,
+            quote!(
+                enum User {
+                    A,
+                    B,
+                }
+            )
+        ),
         "`#[derive(Sharded)]` only supports structs with named fields, not enums"
     );
     assert_eq!(
-        error(Derive::Sharded, quote!(struct User(i64, String);)),
+        error(
+            Derive::Sharded,
+            quote!(
+                struct User(i64, String);
+            )
+        ),
         "`#[derive(Sharded)]` needs a struct with named fields, one per column; tuple structs are \
          not supported"
     );
     assert_eq!(
-        error(Derive::Model, quote!(struct Unit;)),
+        error(
+            Derive::Model,
+            quote!(
+                struct Unit;
+            )
+        ),
         "`#[derive(Model)]` needs a struct with named fields, one per column; `Unit` has none"
     );
     assert_eq!(
@@ -613,7 +658,12 @@ fn wrong_shapes() {
     assert_eq!(
         error(
             Derive::Model,
-            quote!(struct Country<'a> { #[primary_key] code: &'a str })
+            quote!(
+                struct Country<'a> {
+                    #[primary_key]
+                    code: &'a str,
+                }
+            )
         ),
         "`#[derive(Model)]` does not support generic parameters; a model is a concrete row type"
     );
@@ -661,7 +711,12 @@ fn misplaced_attributes() {
     assert_eq!(
         error(
             Derive::Model,
-            quote!(struct Country { #[primary_key(auto)] code: String })
+            quote!(
+                struct Country {
+                    #[primary_key(auto)]
+                    code: String,
+                }
+            )
         ),
         "`#[primary_key]` takes no arguments"
     );

@@ -103,7 +103,9 @@ pub(crate) fn check<'a>(input: &Input<'a>, kind: Derive, errors: &mut Errors) ->
         _ => None,
     };
     for &i in &primary_key {
-        let Some(field) = input.fields.get(i) else { continue };
+        let Some(field) = input.fields.get(i) else {
+            continue;
+        };
         if is_option(field.ty) && shard_key != Some(i) && !is_shard_key_named(input, field) {
             errors.spanned(
                 field.ty,
@@ -170,7 +172,9 @@ fn columns<'a>(fields: &[Field<'a>], errors: &mut Errors) -> Vec<Column<'a>> {
             );
             ok = false;
         }
-        by_name.entry(name.clone()).or_insert_with(|| field_name.clone());
+        by_name
+            .entry(name.clone())
+            .or_insert_with(|| field_name.clone());
         by_constant
             .entry(constant.clone())
             .or_insert_with(|| field_name.clone());
@@ -199,7 +203,12 @@ fn is_shard_key_named(input: &Input<'_>, field: &Field<'_>) -> bool {
 }
 
 /// Checks `#[shard(..)]` against the fields.
-fn sharded(input: &Input<'_>, name: &str, primary_key: &[usize], errors: &mut Errors) -> Option<Placement> {
+fn sharded(
+    input: &Input<'_>,
+    name: &str,
+    primary_key: &[usize],
+    errors: &mut Errors,
+) -> Option<Placement> {
     let Some(shard) = &input.attrs.shard else {
         errors.spanned(
             input.ident,
@@ -233,7 +242,10 @@ fn sharded(input: &Input<'_>, name: &str, primary_key: &[usize], errors: &mut Er
         }
     }
 
-    let key = shard.on.get().and_then(|on| key_field(input, name, on, errors));
+    let key = shard
+        .on
+        .get()
+        .and_then(|on| key_field(input, name, on, errors));
     let key_in_primary_key = key.and_then(|key| {
         let field = input.fields.get(key)?;
         if is_option(field.ty) {
@@ -253,7 +265,8 @@ fn sharded(input: &Input<'_>, name: &str, primary_key: &[usize], errors: &mut Er
                 field.ident,
                 format!(
                     "shard key `{}` is not part of the primary key of `{name}`; mark it \
-                     `#[primary_key]` (beside the other key fields) so every key names one shard",
+                     `#[primary_key]` too (a composite key is fine) so that a primary key always \
+                     names one shard",
                     field.name()
                 ),
             );

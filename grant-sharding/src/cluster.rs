@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use grant_core::{Backend, Error, Model, Result, ShardId};
 use sea_query::Value;
 use sea_query_sqlx::SqlxValues;
-use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
 use sqlx::Pool;
 use sqlx::pool::PoolOptions;
 
@@ -83,7 +83,10 @@ pub struct ClusterBuilder<DB: Backend> {
 impl<DB: Backend> fmt::Debug for ClusterBuilder<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClusterBuilder")
-            .field("shards", &self.shards.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field(
+                "shards",
+                &self.shards.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .field("max_connections", &self.max_connections)
             .finish()
     }

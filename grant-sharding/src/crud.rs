@@ -40,7 +40,11 @@ pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Resul
         let sql = sql.clone();
         async move {
             cluster
-                .execute(M::META.name, shard, (sql, SqlxValues(sea_query::Values(Vec::new()))))
+                .execute(
+                    M::META.name,
+                    shard,
+                    (sql, SqlxValues(sea_query::Values(Vec::new()))),
+                )
                 .await
         }
     }))
@@ -50,11 +54,7 @@ pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Resul
 
 fn pk_condition<M: Model>(key: &M::PrimaryKey) -> Condition {
     let mut cond = Condition::all();
-    for (&i, value) in M::META
-        .primary_key
-        .iter()
-        .zip(M::primary_key_values(key))
-    {
+    for (&i, value) in M::META.primary_key.iter().zip(M::primary_key_values(key)) {
         cond = cond.add(Expr::col(M::META.columns[i].name).eq(value));
     }
     cond
@@ -243,7 +243,9 @@ where
 }
 
 /// The shard and the statement (SQL and bound values) [`find`] sends for `key`: pure, no I/O.
-pub fn find_statement<M: Model, DB: Backend>(key: &M::PrimaryKey) -> (ShardId, (String, SqlxValues)) {
+pub fn find_statement<M: Model, DB: Backend>(
+    key: &M::PrimaryKey,
+) -> (ShardId, (String, SqlxValues)) {
     let mut select = sea_query::Query::select();
     select
         .columns(M::META.column_names())

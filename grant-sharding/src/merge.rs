@@ -95,7 +95,11 @@ pub(crate) struct KeyOrder {
 
 impl KeyOrder {
     /// The direction with explicit or backend-default NULL placement.
-    pub(crate) fn new(order: Order, nulls: Option<Nulls>, backend_nulls_first_in_asc: bool) -> Self {
+    pub(crate) fn new(
+        order: Order,
+        nulls: Option<Nulls>,
+        backend_nulls_first_in_asc: bool,
+    ) -> Self {
         let nulls_first = match nulls {
             Some(Nulls::First) => true,
             Some(Nulls::Last) => false,
@@ -166,6 +170,9 @@ impl<T> Ord for Head<'_, T> {
     }
 }
 
+/// How a merge tells duplicate items apart for `DISTINCT`.
+pub(crate) type DistinctKey<T> = fn(&T) -> Vec<u8>;
+
 /// The page a merge produces.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Page {
@@ -180,7 +187,7 @@ pub(crate) async fn merge_streams<T>(
     mut sources: Vec<Source<'_, T>>,
     order: &[KeyOrder],
     page: Page,
-    distinct: Option<fn(&T) -> Vec<u8>>,
+    distinct: Option<DistinctKey<T>>,
     policy: &Policy,
 ) -> Result<(Vec<T>, Vec<(ShardId, Error)>)> {
     let mut failed = Vec::new();
@@ -222,8 +229,7 @@ pub(crate) async fn merge_streams<T>(
     }
 
     let mut heap = BinaryHeap::with_capacity(sources.len());
-    let firsts =
-        futures_util::future::join_all(sources.iter_mut().map(|s| pull(s, policy))).await;
+    let firsts = futures_util::future::join_all(sources.iter_mut().map(|s| pull(s, policy))).await;
     for (i, first) in firsts.into_iter().enumerate() {
         match first {
             Pulled::Row((key, item)) => heap.push(Head {
@@ -254,9 +260,7 @@ pub(crate) async fn merge_streams<T>(
                 order,
             }),
             Pulled::End => {}
-            Pulled::Failed(error) if policy.partial => {
-                failed.push((sources[source].shard, error))
-            }
+            Pulled::Failed(error) if policy.partial => failed.push((sources[source].shard, error)),
             Pulled::Failed(error) => return Err(error),
         }
     }
@@ -303,7 +307,11 @@ mod tests {
         let desc_pg = KeyOrder::new(Order::Desc, None, false);
         assert!(desc_pg.nulls_first);
         assert_eq!(
-            compare_keys(&[one.clone()], &[null.clone()], &[desc_pg]),
+            compare_keys(
+                std::slice::from_ref(&one),
+                std::slice::from_ref(&null),
+                &[desc_pg]
+            ),
             Ordering::Greater
         );
         let explicit = KeyOrder::new(Order::Desc, Some(Nulls::Last), false);

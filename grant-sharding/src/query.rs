@@ -5,10 +5,10 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use grant_core::value::is_null;
+use grant_core::value::{ValueKind, is_null};
 use grant_core::{
-    Backend, CmpOp, Column, ColumnRef, Cond, Error, FromShardRow, Item, Model, Node, Nulls,
-    Order, Result, Scalar, Selectable, ShardId, Summable,
+    Backend, CmpOp, Column, ColumnRef, Cond, Error, FromShardRow, Item, Model, Node, Nulls, Order,
+    Result, Scalar, Selectable, ShardId, Summable,
 };
 use sea_query::{NullOrdering, SelectStatement, Value};
 use sea_query_sqlx::SqlxBinder;
@@ -366,6 +366,69 @@ impl<M: Model> Query<M> {
     where
         M: FromShardRow<DB>,
     {
+        let columns: Vec<&'static str> = M::META.column_names().collect();
+        self.fetch_rows(cluster, partial, &columns, M::from_row)
+            .await
+    }
+
+    /// Projects onto `columns` (a column or a tuple of columns) and decodes each row with `T`'s
+    /// [`sqlx::FromRow`] — for user structs that derive it (columns are matched by name) or
+    /// tuples (by position).
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// #[derive(sqlx::FromRow)]
+    /// struct NameBalance { name: String, balance: i64 }
+    /// let top: Vec<NameBalance> = User::query().order_by(User::BALANCE, Order::Desc).limit(10)
+    ///     .select_as((User::NAME, User::BALANCE), &cluster).await?;
+    /// ```
+    ///
+    /// Ordering, paging and routing work as in [`Query::all`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Query::all`].
+    pub async fn select_as<T, S, DB: Backend>(
+        self,
+        columns: S,
+        cluster: &Cluster<DB>,
+    ) -> Result<Vec<T>>
+    where
+        S: Selectable<M>,
+        T: for<'r> sqlx::FromRow<'r, DB::Row> + Send,
+    {
+        let mut items = Vec::new();
+        columns.push_items(&mut items);
+        let mut names = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Item::Column(c) => names.push(c.name),
+                other => {
+                    return Err(Error::Unsupported {
+                        model: M::META.name,
+                        reason: format!(
+                            "select_as() takes columns, not {other:?}; use select() for aggregates"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(self
+            .fetch_rows(cluster, false, &names, |row| T::from_row(row))
+            .await?
+            .value)
+    }
+
+    /// Streams `columns` (followed by the sort key) from every leg, merges by the key, and
+    /// decodes only the rows of the page.
+    async fn fetch_rows<T, DB: Backend>(
+        self,
+        cluster: &Cluster<DB>,
+        partial: bool,
+        columns: &[&'static str],
+        decode: impl Fn(&DB::Row) -> std::result::Result<T, sqlx::Error>,
+    ) -> Result<Partial<Vec<T>>> {
         let legs = self.legs(DB::NULLS_FIRST_IN_ASC)?;
         let policy = self.policy(cluster, partial);
         let order = self.full_order();
@@ -373,19 +436,32 @@ impl<M: Model> Query<M> {
             .iter()
             .map(|k| KeyOrder::new(k.order, k.nulls, DB::NULLS_FIRST_IN_ASC))
             .collect();
+        let key_columns: Vec<(usize, ValueKind)> = order
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let kind = ValueKind::of(&(M::META.columns[k.column].column_type)());
+                (columns.len() + i, kind)
+            })
+            .collect();
         let offset = self.offset.unwrap_or(0);
         let single = legs.len() == 1;
         let mut sources = Vec::with_capacity(legs.len());
         let mut failed = Vec::new();
         for (shard, filter) in legs {
             let mut select = Self::base_select(filter.as_ref());
-            select.columns(M::META.column_names());
+            select.columns(columns.iter().copied());
+            for key in &order {
+                select.column(M::META.columns[key.column].name);
+            }
             for key in &order {
                 let name = M::META.columns[key.column].name;
                 let dir = sea_order(key.order);
                 match key.nulls {
                     None => select.order_by(name, dir),
-                    Some(Nulls::First) => select.order_by_with_nulls(name, dir, NullOrdering::First),
+                    Some(Nulls::First) => {
+                        select.order_by_with_nulls(name, dir, NullOrdering::First)
+                    }
                     Some(Nulls::Last) => select.order_by_with_nulls(name, dir, NullOrdering::Last),
                 };
             }
@@ -402,17 +478,23 @@ impl<M: Model> Query<M> {
                 }
                 Err(e) => return Err(e),
             };
-            let order = &order;
+            // Only the sort key is decoded while merging; rows are decoded into `M` once they
+            // make the page, so skipped rows (a deep OFFSET) cost no model decoding.
+            let key_columns = &key_columns;
             let rows = rows
                 .map(move |row| {
                     let row = row?;
-                    let item = M::from_row(&row).map_err(|source| Error::Shard {
-                        model: M::META.name,
-                        shard,
-                        source,
-                    })?;
-                    let key = order.iter().map(|k| item.value(k.column)).collect();
-                    Ok((key, item))
+                    let mut key = Vec::with_capacity(key_columns.len());
+                    for &(index, kind) in key_columns {
+                        key.push(DB::get_value(&row, index, kind).map_err(|source| {
+                            Error::Shard {
+                                model: M::META.name,
+                                shard,
+                                source,
+                            }
+                        })?);
+                    }
+                    Ok((key, (shard, row)))
                 })
                 .boxed();
             sources.push(Source { shard, rows });
@@ -428,8 +510,18 @@ impl<M: Model> Query<M> {
                 limit: self.limit,
             }
         };
-        let (value, more) = merge::merge_streams(sources, &keys, page, None, &policy).await?;
+        let (rows, more) = merge::merge_streams(sources, &keys, page, None, &policy).await?;
         failed.extend(more);
+        let value = rows
+            .iter()
+            .map(|(shard, row)| {
+                decode(row).map_err(|source| Error::Shard {
+                    model: M::META.name,
+                    shard: *shard,
+                    source,
+                })
+            })
+            .collect::<Result<Vec<T>>>()?;
         Ok(Partial { value, failed })
     }
 

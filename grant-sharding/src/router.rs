@@ -87,7 +87,9 @@ fn key_shards<M: Model>(node: &Node, key: usize) -> Result<Option<BTreeSet<usize
             col,
             op: CmpOp::Eq,
             value,
-        } if col.index == key => Some(BTreeSet::from([M::shard_for_value(value)?.index() as usize])),
+        } if col.index == key => Some(BTreeSet::from(
+            [M::shard_for_value(value)?.index() as usize],
+        )),
         Node::In { col, values } if col.index == key => {
             let mut set = BTreeSet::new();
             for value in values {

@@ -12,7 +12,9 @@ use sea_query_sqlx::SqlxBinder;
 
 use crate::cluster::Cluster;
 use crate::exec;
-use crate::merge::{self, KeyOrder, Page, Source, compare_keys, compare_values, values_key};
+use crate::merge::{
+    self, DistinctKey, KeyOrder, Page, Source, compare_keys, compare_values, values_key,
+};
 use crate::query::{Query, page_sql, sea_order};
 
 /// The most distinct values `count_distinct` gathers across shards before refusing the query
@@ -218,9 +220,9 @@ impl<M: Model, T> Select<M, T> {
         let mut keys: Vec<(ColumnRef, Order, Option<Nulls>)> = Vec::new();
         for (item, order, nulls) in &self.order {
             let Item::Column(col) = item else {
-                return Err(self.unsupported(
-                    "ordering a query without aggregates by an aggregate".into(),
-                ));
+                return Err(
+                    self.unsupported("ordering a query without aggregates by an aggregate".into())
+                );
             };
             if self.distinct && !visible.contains(col) {
                 return Err(self.unsupported(format!(
@@ -276,7 +278,10 @@ impl<M: Model, T> Select<M, T> {
             if self.distinct {
                 select.distinct();
             }
-            order_sql(&mut select, keys.iter().map(|(c, o, n)| (Expr::col(c.name), *o, *n)));
+            order_sql(
+                &mut select,
+                keys.iter().map(|(c, o, n)| (Expr::col(c.name), *o, *n)),
+            );
             if single {
                 page_sql(&mut select, self.query.limit, offset);
             } else if let Some(limit) = self.query.limit {
@@ -313,7 +318,7 @@ impl<M: Model, T> Select<M, T> {
                 limit: self.query.limit,
             }
         };
-        let distinct: Option<fn(&Vec<Value>) -> Vec<u8>> =
+        let distinct: Option<DistinctKey<Vec<Value>>> =
             (self.distinct && !single).then_some(row_key);
         let (rows, more) =
             merge::merge_streams(sources, &key_orders, page, distinct, &policy).await?;
@@ -383,7 +388,11 @@ impl<M: Model, T> Select<M, T> {
                 Item::Sum { col, float } => {
                     let ty = if *float { "float8" } else { "bigint" };
                     exprs.push(Expr::col(col.name).sum().cast_as(ty));
-                    layout.push(if *float { ValueKind::F64 } else { ValueKind::I64 });
+                    layout.push(if *float {
+                        ValueKind::F64
+                    } else {
+                        ValueKind::I64
+                    });
                 }
                 Item::Min(c) => {
                     exprs.push(Expr::col(c.name).min());
@@ -418,66 +427,60 @@ impl<M: Model, T> Select<M, T> {
         let layout = &layout;
         let exprs = &exprs;
         let distinct_cols = &distinct_cols;
-        let gathered = exec::scatter(
-            legs.iter().map(|(s, _)| *s).collect(),
-            policy,
-            |shard| {
-                let filter = legs
-                    .iter()
-                    .find(|(s, _)| *s == shard)
-                    .and_then(|(_, f)| f.clone());
-                async move {
-                    let mut main = Query::<M>::base_select(filter.as_ref());
-                    for col in group_by {
-                        main.column(col.name);
-                    }
-                    for e in exprs {
-                        main.expr(e.clone());
-                    }
-                    for col in group_by {
-                        main.group_by_col(col.name);
-                    }
-                    let rows = cluster
-                        .fetch(M::META.name, shard, main.build_sqlx(DB::builder()))
-                        .await?;
-                    let main_rows = rows
-                        .iter()
-                        .map(|row| decode_values::<DB>(row, layout, M::META.name, shard))
-                        .collect::<Result<Vec<_>>>()?;
-                    let mut distinct_rows = Vec::with_capacity(distinct_cols.len());
-                    for col in distinct_cols {
-                        let mut select = Query::<M>::base_select(
-                            Some(&crate::query::and(
-                                filter.clone(),
-                                Node::Null {
-                                    col: *col,
-                                    is_null: false,
-                                },
-                            )),
-                        );
-                        select.distinct();
-                        for g in group_by {
-                            select.column(g.name);
-                        }
-                        select.column(col.name);
-                        let kinds: Vec<ValueKind> = group_by
-                            .iter()
-                            .chain(std::iter::once(col))
-                            .map(Self::kind)
-                            .collect();
-                        let rows = cluster
-                            .fetch(M::META.name, shard, select.build_sqlx(DB::builder()))
-                            .await?;
-                        distinct_rows.push(
-                            rows.iter()
-                                .map(|row| decode_values::<DB>(row, &kinds, M::META.name, shard))
-                                .collect::<Result<Vec<_>>>()?,
-                        );
-                    }
-                    Ok((main_rows, distinct_rows))
+        let gathered = exec::scatter(legs.iter().map(|(s, _)| *s).collect(), policy, |shard| {
+            let filter = legs
+                .iter()
+                .find(|(s, _)| *s == shard)
+                .and_then(|(_, f)| f.clone());
+            async move {
+                let mut main = Query::<M>::base_select(filter.as_ref());
+                for col in group_by {
+                    main.column(col.name);
                 }
-            },
-        )
+                for e in exprs {
+                    main.expr(e.clone());
+                }
+                for col in group_by {
+                    main.group_by_col(col.name);
+                }
+                let rows = cluster
+                    .fetch(M::META.name, shard, main.build_sqlx(DB::builder()))
+                    .await?;
+                let main_rows = rows
+                    .iter()
+                    .map(|row| decode_values::<DB>(row, layout, M::META.name, shard))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut distinct_rows = Vec::with_capacity(distinct_cols.len());
+                for col in distinct_cols {
+                    let mut select = Query::<M>::base_select(Some(&crate::query::and(
+                        filter.clone(),
+                        Node::Null {
+                            col: *col,
+                            is_null: false,
+                        },
+                    )));
+                    select.distinct();
+                    for g in group_by {
+                        select.column(g.name);
+                    }
+                    select.column(col.name);
+                    let kinds: Vec<ValueKind> = group_by
+                        .iter()
+                        .chain(std::iter::once(col))
+                        .map(Self::kind)
+                        .collect();
+                    let rows = cluster
+                        .fetch(M::META.name, shard, select.build_sqlx(DB::builder()))
+                        .await?;
+                    distinct_rows.push(
+                        rows.iter()
+                            .map(|row| decode_values::<DB>(row, &kinds, M::META.name, shard))
+                            .collect::<Result<Vec<_>>>()?,
+                    );
+                }
+                Ok((main_rows, distinct_rows))
+            }
+        })
         .await?;
 
         // Combine per group.
@@ -517,7 +520,10 @@ impl<M: Model, T> Select<M, T> {
         }
         if k == 0 && groups.is_empty() {
             // An aggregate without GROUP BY has one row even over no rows.
-            groups.insert(Vec::new(), Group::new(Vec::new(), &partials, distinct_cols.len()));
+            groups.insert(
+                Vec::new(),
+                Group::new(Vec::new(), &partials, distinct_cols.len()),
+            );
         }
 
         // Final values of every item, per group.
@@ -642,15 +648,13 @@ impl Acc {
                 }
             }
             Acc::Min(best) => {
-                if !is_null(&first)
-                    && (is_null(best) || compare_values(&first, best, true).is_lt())
+                if !is_null(&first) && (is_null(best) || compare_values(&first, best, true).is_lt())
                 {
                     *best = first;
                 }
             }
             Acc::Max(best) => {
-                if !is_null(&first)
-                    && (is_null(best) || compare_values(&first, best, true).is_gt())
+                if !is_null(&first) && (is_null(best) || compare_values(&first, best, true).is_gt())
                 {
                     *best = first;
                 }

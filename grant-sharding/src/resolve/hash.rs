@@ -101,11 +101,13 @@ pub fn route_value<M: Model>(value: &Value, count: u32) -> Result<ShardId> {
     match KeyPart::from_value(value) {
         Some(part) => {
             let index = (parts_hash([part]) % u64::from(count.max(1))) as usize;
-            M::shards().get(index).copied().ok_or_else(|| Error::Config(format!(
-                "model `{}` declares {count} hash shards but lists {}",
-                M::META.name,
-                M::shards().len()
-            )))
+            M::shards().get(index).copied().ok_or_else(|| {
+                Error::Config(format!(
+                    "model `{}` declares {count} hash shards but lists {}",
+                    M::META.name,
+                    M::shards().len()
+                ))
+            })
         }
         None => Err(Error::MissingShardKey {
             model: M::META.name,

@@ -14,7 +14,10 @@ pub struct User {
 async fn usage(cluster: &Cluster<Sqlite>) -> grant::Result<()> {
     let _ = User::shard_for(&7);
     let _: Option<User> = User::find(cluster, 7).await?;
-    let _ = User::query().filter(User::BALANCE.gt(5)).all(cluster).await?;
+    let _ = User::query()
+        .filter(User::BALANCE.gt(5))
+        .all(cluster)
+        .await?;
     Ok(())
 }
 

@@ -25,7 +25,10 @@ mod models {
 
 fn main() {
     use grant::prelude::*;
-    let session = models::Session { id: 5, token: String::new() };
+    let session = models::Session {
+        id: 5,
+        token: String::new(),
+    };
     assert_eq!(session.shard_of(), models::Session::shard_for(&5));
     assert_eq!(models::Session::TOKEN.name(), "token");
     assert_eq!(models::shard_of_private().index(), 0);

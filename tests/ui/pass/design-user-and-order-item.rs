@@ -69,7 +69,19 @@ async fn usage(cluster: &Cluster<Sqlite>) -> grant::Result<()> {
 fn main() {
     // Routing is pure and stable.
     assert_eq!(User::shard_for(&7), <User as Sharded>::shard_for(&7));
-    assert_eq!(User::shard_for(&7).index(), User { id: 7, name: String::new(), region: String::new(), active: false, balance: 0, email: None }.shard_of().index());
+    assert_eq!(
+        User::shard_for(&7).index(),
+        User {
+            id: 7,
+            name: String::new(),
+            region: String::new(),
+            active: false,
+            balance: 0,
+            email: None
+        }
+        .shard_of()
+        .index()
+    );
     assert!(User::shard_for(&7).index() < 8);
     assert_eq!(<User as Model>::shards().len(), 8);
     assert_eq!(<User as Model>::shards()[3].to_string(), "shard_3");

@@ -1,8 +1,8 @@
 //! `#[derive(Model)]`: an unsharded table living on one named shard.
 #![deny(missing_docs, warnings)]
 
-use grant::prelude::*;
 use grant::__private::sea_query::Value;
+use grant::prelude::*;
 
 /// Reference data on one shard.
 #[derive(Model, Debug, Clone, PartialEq)]
@@ -45,7 +45,10 @@ fn main() {
     );
     assert_eq!(<FeatureFlag as Model>::META.table, "feature_flag");
     assert_eq!(<FeatureFlag as Model>::shards()[0].to_string(), "shard_0");
-    let flag = FeatureFlag { key: "beta".into(), enabled: true };
+    let flag = FeatureFlag {
+        key: "beta".into(),
+        enabled: true,
+    };
     assert_eq!(<FeatureFlag as Model>::shard_of(&flag).index(), 0);
     assert_eq!(<FeatureFlag as Model>::values(&flag).len(), 2);
 }
