@@ -17,6 +17,10 @@ pub trait Backend: sqlx::Database + Sized {
     /// Whether NULL sorts before every value in ascending order (SQLite) or after (PostgreSQL).
     const NULLS_FIRST_IN_ASC: bool;
 
+    /// The collation cross-shard ordering and `MIN`/`MAX` of text use, so every shard sorts
+    /// text the way the merger compares it (by bytes). `None`: the default already does.
+    const TEXT_COLLATION: Option<&'static str>;
+
     /// sea-query's builder for this dialect.
     type Builder: QueryBuilder + SchemaBuilder + Default + Send + Sync;
 
@@ -100,9 +104,10 @@ pub trait Backend: sqlx::Database + Sized {
 }
 
 macro_rules! backend {
-    ($db:ty, $name:literal, $max:expr, $nulls_first:expr, $builder:ty, $opts:expr) => {
+    ($db:ty, $name:literal, $max:expr, $nulls_first:expr, $collation:expr, $builder:ty, $opts:expr) => {
         impl Backend for $db {
             const NAME: &'static str = $name;
+            const TEXT_COLLATION: Option<&'static str> = $collation;
             const MAX_BIND_PARAMS: usize = $max;
             const NULLS_FIRST_IN_ASC: bool = $nulls_first;
             type Builder = $builder;
@@ -228,6 +233,7 @@ backend!(
     "SQLite",
     32766,
     true,
+    None, // BINARY, the default, compares bytes
     sea_query::SqliteQueryBuilder,
     sqlite_options
 );
@@ -238,6 +244,7 @@ backend!(
     "PostgreSQL",
     65535,
     false,
+    Some("C"), // byte order whatever the database's locale
     sea_query::PostgresQueryBuilder,
     postgres_options
 );

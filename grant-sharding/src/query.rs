@@ -10,7 +10,7 @@ use grant_core::{
     Backend, CmpOp, Column, ColumnRef, Cond, Error, FromShardRow, Item, Model, Node, Nulls, Order,
     Result, Scalar, Selectable, ShardId, Summable,
 };
-use sea_query::{NullOrdering, SelectStatement, Value};
+use sea_query::{Expr, NullOrdering, SelectStatement, Value};
 use sea_query_sqlx::SqlxBinder;
 use tokio::time::Instant;
 
@@ -724,6 +724,32 @@ pub(crate) fn page_sql(select: &mut SelectStatement, limit: Option<u64>, offset:
             select.limit(i64::MAX as u64);
         }
         select.offset(offset);
+    }
+}
+
+/// The expression a column is sorted (and compared in `MIN`/`MAX`) by on backend `DB`: text in
+/// byte order (`COLLATE "C"` on PostgreSQL), as the merger compares it.
+pub(crate) fn sort_expr<DB: Backend>(column: &'static str, kind: ValueKind) -> Expr {
+    match (kind, DB::TEXT_COLLATION) {
+        (ValueKind::String, Some(collation)) => {
+            Expr::cust_with_expr(format!("$1 COLLATE \"{collation}\""), Expr::col(column))
+        }
+        _ => Expr::col(column),
+    }
+}
+
+/// ORDER BY clauses with optional explicit NULL placement.
+pub(crate) fn order_sql(
+    select: &mut SelectStatement,
+    keys: impl Iterator<Item = (Expr, Order, Option<Nulls>)>,
+) {
+    for (expr, order, nulls) in keys {
+        let dir = sea_order(order);
+        match nulls {
+            None => select.order_by_expr(expr, dir),
+            Some(Nulls::First) => select.order_by_expr_with_nulls(expr, dir, NullOrdering::First),
+            Some(Nulls::Last) => select.order_by_expr_with_nulls(expr, dir, NullOrdering::Last),
+        };
     }
 }
 

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use grant_core::select::{Having, Item, OrderItem, Selectable};
 use grant_core::value::{ValueKind, encode_key, is_null};
 use grant_core::{Backend, CmpOp, ColumnRef, Error, Model, Node, Nulls, Order, Result};
-use sea_query::{Expr, ExprTrait, NullOrdering, SelectStatement, Value};
+use sea_query::{Expr, ExprTrait, Value};
 use sea_query_sqlx::SqlxBinder;
 
 use crate::cluster::Cluster;
@@ -15,7 +15,7 @@ use crate::exec;
 use crate::merge::{
     self, DistinctKey, KeyOrder, Page, Source, compare_keys, compare_values, values_key,
 };
-use crate::query::{Query, page_sql, sea_order};
+use crate::query::{Query, order_sql, page_sql, sort_expr};
 
 /// The most distinct values `count_distinct` gathers across shards before refusing the query
 /// (each distinct value must travel to the merger: per-shard counts can't be added).
@@ -395,11 +395,11 @@ impl<M: Model, T> Select<M, T> {
                     });
                 }
                 Item::Min(c) => {
-                    exprs.push(Expr::col(c.name).min());
+                    exprs.push(sort_expr::<DB>(c.name, Self::kind(c)).min());
                     layout.push(Self::kind(c));
                 }
                 Item::Max(c) => {
-                    exprs.push(Expr::col(c.name).max());
+                    exprs.push(sort_expr::<DB>(c.name, Self::kind(c)).max());
                     layout.push(Self::kind(c));
                 }
                 Item::Avg(c) => {
@@ -771,19 +771,4 @@ pub(crate) fn decode_values<DB: Backend>(
             })
         })
         .collect()
-}
-
-/// ORDER BY clauses with optional explicit NULL placement.
-fn order_sql(
-    select: &mut SelectStatement,
-    keys: impl Iterator<Item = (Expr, Order, Option<Nulls>)>,
-) {
-    for (expr, order, nulls) in keys {
-        let dir = sea_order(order);
-        match nulls {
-            None => select.order_by_expr(expr, dir),
-            Some(Nulls::First) => select.order_by_expr_with_nulls(expr, dir, NullOrdering::First),
-            Some(Nulls::Last) => select.order_by_expr_with_nulls(expr, dir, NullOrdering::Last),
-        };
-    }
 }
