@@ -228,3 +228,39 @@ async fn statement_errors_name_model_and_shard() {
         "{msg}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_times_out_instead_of_hanging() {
+    let dir = tempdir();
+    let mut builder = Cluster::<Sqlite>::builder()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(200));
+    for i in 0..4 {
+        builder = builder.shard(
+            format!("shard_{i}"),
+            dir.path()
+                .join(format!("shard_{i}.db"))
+                .display()
+                .to_string(),
+        );
+    }
+    let cluster = builder.connect().await.unwrap();
+    load(&cluster).await;
+    let held = cluster.pool("shard_1").unwrap().acquire().await.unwrap();
+    let id = (1..).find(|id| User4::shard_for(id).index() == 1).unwrap();
+    let started = Instant::now();
+    let err = User4::find(&cluster, id).await.unwrap_err();
+    match &err {
+        Error::Timeout { model, shards, .. } => {
+            assert_eq!(*model, "User4");
+            assert!(shards.contains("shard_1"), "{err}");
+        }
+        other => panic!("expected Timeout, got {other}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Other shards are unaffected, and the shard recovers once the connection is back.
+    let other = (1..).find(|id| User4::shard_for(id).index() == 0).unwrap();
+    assert!(User4::find(&cluster, other).await.unwrap().is_some());
+    drop(held);
+    assert!(User4::find(&cluster, id).await.unwrap().is_some());
+}

@@ -17,6 +17,9 @@ use sqlx::pool::PoolOptions;
 /// Default time a statement on one shard may take before [`Error::Timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default time to wait for a free pooled connection.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Default bound on the shard statements one query has in flight at once.
 pub const DEFAULT_CONCURRENCY: usize = 64;
 
@@ -42,6 +45,7 @@ struct Inner<DB: Backend> {
     shards: Vec<Shard<DB>>,
     by_name: HashMap<String, usize>,
     timeout: Duration,
+    acquire_timeout: Duration,
     concurrency: usize,
     log: QueryLog,
 }
@@ -77,6 +81,7 @@ pub struct ClusterBuilder<DB: Backend> {
     timeout: Duration,
     concurrency: usize,
     lazy: bool,
+    idle_timeout: Option<Duration>,
     _db: std::marker::PhantomData<DB>,
 }
 
@@ -97,6 +102,12 @@ impl<DB: Backend> ClusterBuilder<DB> {
     /// created if missing).
     pub fn shard(mut self, name: impl Into<String>, url: impl Into<String>) -> Self {
         self.shards.push((name.into(), url.into()));
+        self
+    }
+
+    /// Close connections idle this long (default: sqlx's, 10 minutes).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = Some(d);
         self
     }
 
@@ -146,9 +157,12 @@ impl<DB: Backend> ClusterBuilder<DB> {
         }
         let lazy = self.lazy;
         let pools = futures_util::future::try_join_all(self.shards.iter().map(|(name, url)| {
-            let options = PoolOptions::<DB>::new()
+            let mut options = PoolOptions::<DB>::new()
                 .max_connections(self.max_connections)
                 .acquire_timeout(self.acquire_timeout);
+            if let Some(idle) = self.idle_timeout {
+                options = options.idle_timeout(idle);
+            }
             async move {
                 let connect = DB::connect_options(url)
                     .map_err(|e| Error::Config(format!("shard `{name}`: bad url `{url}`: {e}")))?;
@@ -170,6 +184,7 @@ impl<DB: Backend> ClusterBuilder<DB> {
         )?;
         if let Some(inner) = Arc::get_mut(&mut cluster.inner) {
             inner.concurrency = self.concurrency;
+            inner.acquire_timeout = self.acquire_timeout;
         }
         Ok(cluster)
     }
@@ -181,10 +196,11 @@ impl<DB: Backend> Cluster<DB> {
         ClusterBuilder {
             shards: Vec::new(),
             max_connections: 5,
-            acquire_timeout: Duration::from_secs(10),
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
             concurrency: DEFAULT_CONCURRENCY,
             lazy: false,
+            idle_timeout: None,
             _db: std::marker::PhantomData,
         }
     }
@@ -211,6 +227,7 @@ impl<DB: Backend> Cluster<DB> {
                 shards,
                 by_name,
                 timeout,
+                acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
                 concurrency: DEFAULT_CONCURRENCY,
                 log: QueryLog::default(),
             }),
@@ -298,7 +315,7 @@ impl<DB: Backend> Cluster<DB> {
         let pool = self.shard_pool(model, shard)?;
         self.inner.log.record(shard, sql.as_str(), &values);
         Ok(DB::fetch_stream(pool, sql, values)
-            .map(move |row| row.map_err(|e| Error::on_shard(model, shard, e)))
+            .map(move |row| row.map_err(|e| self.shard_error(model, shard, e)))
             .boxed())
     }
 
@@ -330,6 +347,20 @@ impl<DB: Backend> Cluster<DB> {
             .await
     }
 
+    /// A driver error on `shard`, classified: an exhausted pool is a [`Error::Timeout`] after the
+    /// acquire timeout; connection failures [`Error::ShardUnavailable`]; the rest
+    /// [`Error::Shard`].
+    fn shard_error(&self, model: &'static str, shard: ShardId, error: sqlx::Error) -> Error {
+        match error {
+            sqlx::Error::PoolTimedOut => Error::Timeout {
+                model,
+                shards: format!("{shard} (no free connection in its pool)"),
+                millis: self.inner.acquire_timeout.as_millis(),
+            },
+            other => Error::on_shard(model, shard, other),
+        }
+    }
+
     async fn bounded<T>(
         &self,
         model: &'static str,
@@ -338,7 +369,7 @@ impl<DB: Backend> Cluster<DB> {
     ) -> Result<T> {
         match tokio::time::timeout(self.inner.timeout, work).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Error::on_shard(model, shard, e)),
+            Ok(Err(e)) => Err(self.shard_error(model, shard, e)),
             Err(_) => Err(Error::Timeout {
                 model,
                 shards: shard.name(),
