@@ -38,9 +38,14 @@ pub use grant_core::{
 };
 pub use grant_derive::{Model, Sharded};
 pub use grant_sharding::{
-    Cluster, ClusterBuilder, Executed, Partial, PartialQuery, Query, QueryLog, Select, Tracked,
-    current_shard, with_shard,
+    Cluster, ClusterBuilder, Executed, Migration, Partial, PartialQuery, Query, QueryLog,
+    SchemaReport, Select, Tracked, current_shard, with_shard,
 };
+
+/// Tracing spans and metrics emitted per shard statement.
+pub mod observe {
+    pub use grant_sharding::observe::*;
+}
 
 /// Strategies (resolvers) usable without the derive.
 pub mod resolve {

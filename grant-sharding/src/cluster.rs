@@ -7,6 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use tracing::Instrument;
+
+use crate::observe::Statement;
 use futures_util::stream::BoxStream;
 use grant_core::{Backend, Error, Model, Result, ShardId};
 use sea_query::Value;
@@ -16,6 +19,9 @@ use sqlx::pool::PoolOptions;
 
 /// Default time a statement on one shard may take before [`Error::Timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The endpoint label of a shard's primary.
+const PRIMARY: &str = "primary";
 
 /// Default time to wait for a free pooled connection.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +58,8 @@ struct Inner<DB: Backend> {
 
 struct Shard<DB: Backend> {
     name: String,
+    /// The name as a `ShardId` for errors about this cluster shard (see [`Cluster::shard_id`]).
+    id: ShardId,
     pool: Pool<DB>,
 }
 
@@ -220,7 +228,10 @@ impl<DB: Backend> Cluster<DB> {
             if by_name.insert(name.clone(), i).is_some() {
                 return Err(Error::Config(format!("shard `{name}` is listed twice")));
             }
-            shards.push(Shard { name, pool });
+            // A ShardId holds a `&'static str`: cluster shard names are leaked once per cluster
+            // construction (a few bytes each; clusters are built once per process in practice).
+            let id = ShardId::named(i as u32, Box::leak(name.clone().into_boxed_str()));
+            shards.push(Shard { name, id, pool });
         }
         Ok(Cluster {
             inner: Arc::new(Inner {
@@ -237,6 +248,12 @@ impl<DB: Backend> Cluster<DB> {
     /// The shard names, in the order they were added.
     pub fn shard_names(&self) -> impl Iterator<Item = &str> {
         self.inner.shards.iter().map(|s| s.name.as_str())
+    }
+
+    /// The cluster shard at position `index` (in the order shards were added) as a [`ShardId`]
+    /// named like it.
+    pub fn shard_id(&self, index: usize) -> Option<ShardId> {
+        self.inner.shards.get(index).map(|s| s.id)
     }
 
     /// The pool of the shard called `name`, for direct access.
@@ -301,8 +318,10 @@ impl<DB: Backend> Cluster<DB> {
     ) -> Result<Vec<DB::Row>> {
         let pool = self.shard_pool(model, shard)?;
         self.inner.log.record(shard, sql.as_str(), &values);
-        self.bounded(model, shard, DB::fetch_all(pool, sql, values))
-            .await
+        self.bounded(model, shard, DB::fetch_all(pool, sql, values), |rows| {
+            rows.len() as u64
+        })
+        .await
     }
 
     /// Streams the rows of a query on one shard (errors name the model and shard).
@@ -314,8 +333,18 @@ impl<DB: Backend> Cluster<DB> {
     ) -> Result<BoxStream<'_, Result<DB::Row>>> {
         let pool = self.shard_pool(model, shard)?;
         self.inner.log.record(shard, sql.as_str(), &values);
+        let mut statement = Statement::start(model, shard, PRIMARY);
         Ok(DB::fetch_stream(pool, sql, values)
-            .map(move |row| row.map_err(|e| self.shard_error(model, shard, e)))
+            .map(move |row| match row {
+                Ok(row) => {
+                    statement.add_rows(1);
+                    Ok(row)
+                }
+                Err(e) => {
+                    statement.fail();
+                    Err(self.shard_error(model, shard, e))
+                }
+            })
             .boxed())
     }
 
@@ -328,7 +357,7 @@ impl<DB: Backend> Cluster<DB> {
     ) -> Result<u64> {
         let pool = self.shard_pool(model, shard)?;
         self.inner.log.record(shard, sql.as_str(), &values);
-        self.bounded(model, shard, DB::execute(pool, sql, values))
+        self.bounded(model, shard, DB::execute(pool, sql, values), |n| *n)
             .await
     }
 
@@ -343,7 +372,7 @@ impl<DB: Backend> Cluster<DB> {
         for (sql, values) in &statements {
             self.inner.log.record(shard, sql, values);
         }
-        self.bounded(model, shard, DB::execute_atomic(pool, statements))
+        self.bounded(model, shard, DB::execute_atomic(pool, statements), |n| *n)
             .await
     }
 
@@ -366,15 +395,29 @@ impl<DB: Backend> Cluster<DB> {
         model: &'static str,
         shard: ShardId,
         work: impl Future<Output = std::result::Result<T, sqlx::Error>>,
+        rows: impl FnOnce(&T) -> u64,
     ) -> Result<T> {
-        match tokio::time::timeout(self.inner.timeout, work).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.shard_error(model, shard, e)),
-            Err(_) => Err(Error::Timeout {
-                model,
-                shards: shard.name(),
-                millis: self.inner.timeout.as_millis(),
-            }),
+        let mut statement = Statement::start(model, shard, PRIMARY);
+        let outcome = tokio::time::timeout(self.inner.timeout, work)
+            .instrument(statement.span())
+            .await;
+        match outcome {
+            Ok(Ok(v)) => {
+                statement.add_rows(rows(&v));
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                statement.fail();
+                Err(self.shard_error(model, shard, e))
+            }
+            Err(_) => {
+                statement.fail();
+                Err(Error::Timeout {
+                    model,
+                    shards: shard.name(),
+                    millis: self.inner.timeout.as_millis(),
+                })
+            }
         }
     }
 }

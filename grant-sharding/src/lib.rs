@@ -11,13 +11,18 @@ pub mod context;
 pub mod crud;
 mod exec;
 pub mod merge;
+pub mod observe;
 pub mod query;
 pub mod resolve;
 mod router;
+pub mod schema;
 pub mod select;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use cluster::{Cluster, ClusterBuilder, Executed, QueryLog};
 pub use context::{current_shard, with_shard};
 pub use crud::Tracked;
 pub use query::{Partial, PartialQuery, Query};
+pub use schema::{Migration, SchemaReport};
 pub use select::Select;

@@ -1,0 +1,182 @@
+//! Schema changes on every shard, with a per-shard report: a half-applied change is reported,
+//! never hidden.
+
+use futures_util::future::join_all;
+use grant_core::{Backend, Error, Result, ShardId};
+use sea_query::Values;
+use sea_query_sqlx::SqlxValues;
+
+use crate::cluster::Cluster;
+
+/// The ledger table [`Cluster::migrate`] keeps on every shard.
+pub const LEDGER: &str = "grant_migrations";
+
+/// One named, ordered schema change.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// A unique, stable name, e.g. `"0001_create_users"`; migrations apply in slice order.
+    pub name: &'static str,
+    /// The SQL to run (one statement).
+    pub sql: &'static str,
+}
+
+/// What happened on one shard.
+#[derive(Debug)]
+pub struct ShardOutcome {
+    /// The shard's name.
+    pub shard: String,
+    /// Migrations applied now, in order.
+    pub applied: Vec<&'static str>,
+    /// Migrations found already applied.
+    pub skipped: Vec<&'static str>,
+    /// The migration that failed (nothing of it was applied) and why; later ones were not tried.
+    pub failed: Option<(&'static str, Error)>,
+}
+
+/// Per-shard results of a schema change.
+#[derive(Debug)]
+pub struct SchemaReport {
+    /// One entry per shard, in cluster order.
+    pub shards: Vec<ShardOutcome>,
+}
+
+impl SchemaReport {
+    /// Whether every shard succeeded.
+    pub fn is_complete(&self) -> bool {
+        self.shards.iter().all(|s| s.failed.is_none())
+    }
+
+    /// The shards that failed, with the failing migration and error.
+    pub fn failures(&self) -> impl Iterator<Item = (&str, &'static str, &Error)> {
+        self.shards.iter().filter_map(|s| {
+            s.failed
+                .as_ref()
+                .map(|(name, error)| (s.shard.as_str(), *name, error))
+        })
+    }
+
+    /// `Ok` when complete, else [`Error::Config`] naming every shard that failed and why, and
+    /// saying that rerunning applies only what is missing.
+    ///
+    /// # Errors
+    ///
+    /// As described.
+    pub fn into_result(self) -> Result<Self> {
+        if self.is_complete() {
+            return Ok(self);
+        }
+        let failed: Vec<String> = self
+            .failures()
+            .map(|(shard, name, error)| format!("`{name}` on `{shard}`: {error}"))
+            .collect();
+        Err(Error::Config(format!(
+            "schema change half-applied: failed {}; the other shards succeeded; fix the cause \
+             and run it again — shards that already have a migration skip it",
+            failed.join("; ")
+        )))
+    }
+}
+
+fn no_values() -> SqlxValues {
+    SqlxValues(Values(Vec::new()))
+}
+
+impl<DB: Backend> Cluster<DB> {
+    fn id_at(&self, i: usize) -> ShardId {
+        self.shard_id(i).unwrap_or(ShardId::new(i as u32))
+    }
+
+    /// Runs `sql` on every shard, in parallel; reports each shard's outcome (rows affected or
+    /// error) rather than stopping at the first failure.
+    ///
+    /// `sql` is trusted text (DDL and maintenance statements): never build it from user input.
+    pub async fn execute_on_all_shards(&self, sql: &str) -> Vec<(String, Result<u64>)> {
+        let names: Vec<String> = self.shard_names().map(str::to_owned).collect();
+        let results = join_all(names.iter().enumerate().map(|(i, name)| async move {
+            let pool = self
+                .pool(name)
+                .ok_or_else(|| Error::Config(format!("no shard {name}")))?;
+            DB::execute(pool, sql.to_owned(), no_values())
+                .await
+                .map_err(|e| Error::on_shard("-", self.id_at(i), e))
+        }))
+        .await;
+        names.into_iter().zip(results).collect()
+    }
+
+    /// Applies `migrations` on every shard, in parallel across shards and in order on each:
+    /// each migration runs in one transaction with its entry in the [`LEDGER`] table, so a shard
+    /// has a migration entirely or not at all, and rerunning skips what a shard already has.
+    ///
+    /// # Errors
+    ///
+    /// Only when the ledger itself cannot be created or read on a shard — reported in that
+    /// shard's outcome like any other failure; the call itself returns every shard's outcome.
+    pub async fn migrate(&self, migrations: &[Migration]) -> SchemaReport {
+        let names: Vec<String> = self.shard_names().map(str::to_owned).collect();
+        let shards = join_all(names.into_iter().enumerate().map(|(i, shard)| async move {
+            let mut outcome = ShardOutcome {
+                shard: shard.clone(),
+                applied: Vec::new(),
+                skipped: Vec::new(),
+                failed: None,
+            };
+            let Some(pool) = self.pool(&shard) else {
+                return outcome;
+            };
+            let id = self.id_at(i);
+            let ledger = format!(
+                "CREATE TABLE IF NOT EXISTS {LEDGER} (name VARCHAR(255) PRIMARY KEY, \
+                 applied_at VARCHAR(64) NOT NULL)"
+            );
+            if let Err(e) = DB::execute(pool, ledger, no_values()).await {
+                outcome.failed = Some(("(ledger)", Error::on_shard("-", id, e)));
+                return outcome;
+            }
+            for m in migrations {
+                let mut check = sea_query::Query::select();
+                check.expr(sea_query::Expr::val(1)).from(LEDGER).and_where(
+                    sea_query::ExprTrait::eq(sea_query::Expr::col("name"), m.name),
+                );
+                let (sql, values) = sea_query_sqlx::SqlxBinder::build_sqlx(&check, DB::builder());
+                match DB::fetch_all(pool, sql, values).await {
+                    Ok(rows) if !rows.is_empty() => {
+                        outcome.skipped.push(m.name);
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        outcome.failed = Some((m.name, Error::on_shard("-", id, e)));
+                        return outcome;
+                    }
+                }
+                let mut record = sea_query::Query::insert();
+                record
+                    .into_table(LEDGER)
+                    .columns(["name", "applied_at"])
+                    .values_panic([m.name.into(), now().into()]);
+                let statements = vec![
+                    (m.sql.to_owned(), no_values()),
+                    sea_query_sqlx::SqlxBinder::build_sqlx(&record, DB::builder()),
+                ];
+                match DB::execute_atomic(pool, statements).await {
+                    Ok(_) => outcome.applied.push(m.name),
+                    Err(e) => {
+                        outcome.failed = Some((m.name, Error::on_shard("-", id, e)));
+                        return outcome;
+                    }
+                }
+            }
+            outcome
+        }))
+        .await;
+        SchemaReport { shards }
+    }
+}
+
+fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("unix:{secs}")
+}
