@@ -38,8 +38,9 @@ pub use grant_core::{
 };
 pub use grant_derive::{Model, Sharded};
 pub use grant_sharding::{
-    Cluster, ClusterBuilder, Executed, Migration, Partial, PartialQuery, Query, QueryLog,
-    SchemaReport, Select, Tracked, current_shard, with_shard,
+    Balance, Circuit, Cluster, ClusterBuilder, EndpointStatus, Executed, HealthConfig, Migration,
+    Partial, PartialQuery, Query, QueryLog, ReadPolicy, SchemaReport, Select, ShardStatus,
+    Tracked, current_shard, with_shard,
 };
 
 /// Tracing spans and metrics emitted per shard statement.
@@ -64,8 +65,8 @@ pub mod backends {
 pub mod prelude {
     pub use crate::backends::*;
     pub use crate::{
-        Agg, Cluster, Column, Cond, Error, Model, Nulls, Order, Partial, Query, Result, Select,
-        ShardId, Sharded, Tracked, count, current_shard, with_shard,
+        Agg, Cluster, Column, Cond, Error, Model, Nulls, Order, Partial, Query, ReadPolicy, Result,
+        Select, ShardId, Sharded, Tracked, count, current_shard, with_shard,
     };
 }
 

@@ -1,27 +1,26 @@
-//! The cluster: named shards, one connection pool each, and the query log.
+//! The cluster: named shards — each a primary and zero or more replicas, each endpoint with its
+//! own connection pool and health — and the query log.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tracing::Instrument;
-
-use crate::observe::Statement;
 use futures_util::stream::BoxStream;
 use grant_core::{Backend, Error, Model, Result, ShardId};
-use sea_query::Value;
+use sea_query::{Value, Values};
 use sea_query_sqlx::SqlxValues;
 use sqlx::Pool;
 use sqlx::pool::PoolOptions;
+use tracing::Instrument;
+
+use crate::health::{EndpointStatus, Health, HealthConfig, ShardStatus};
+use crate::observe::Statement;
 
 /// Default time a statement on one shard may take before [`Error::Timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The endpoint label of a shard's primary.
-const PRIMARY: &str = "primary";
 
 /// Default time to wait for a free pooled connection.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,7 +28,35 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default bound on the shard statements one query has in flight at once.
 pub const DEFAULT_CONCURRENCY: usize = 64;
 
-/// A set of named shards, each a database reached through its own connection pool.
+/// Default read-your-writes window: after a write to a shard, its reads go to the primary this
+/// long (replicas may lag), as Rails does by default.
+pub const DEFAULT_READ_YOUR_WRITES: Duration = Duration::from_secs(2);
+
+/// Where reads go. Writes always go to the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadPolicy {
+    /// The primary; a healthy replica only while the primary is down (failover).
+    #[default]
+    Primary,
+    /// A healthy replica, except within the read-your-writes window after a write to the
+    /// shard; the primary when no replica is healthy.
+    PreferReplica,
+    /// A healthy replica, never the primary.
+    ReplicaOnly,
+}
+
+/// How reads pick among a shard's healthy replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// In turn.
+    #[default]
+    RoundRobin,
+    /// The one with the fewest connections in use.
+    LeastBusy,
+}
+
+/// A set of named shards, each a primary database (plus optional replicas) reached through
+/// its own connection pools.
 ///
 /// Cheap to clone (an `Arc`); share one per application.
 ///
@@ -53,6 +80,11 @@ struct Inner<DB: Backend> {
     timeout: Duration,
     acquire_timeout: Duration,
     concurrency: usize,
+    read_policy: ReadPolicy,
+    balance: Balance,
+    read_your_writes: Duration,
+    health: HealthConfig,
+    epoch: Instant,
     log: QueryLog,
 }
 
@@ -60,7 +92,49 @@ struct Shard<DB: Backend> {
     name: String,
     /// The name as a `ShardId` for errors about this cluster shard (see [`Cluster::shard_id`]).
     id: ShardId,
+    primary: Endpoint<DB>,
+    replicas: Vec<Endpoint<DB>>,
+    next_replica: AtomicUsize,
+    /// When the last write here succeeded, in nanoseconds since the cluster's epoch (0: never).
+    last_write: AtomicU64,
+}
+
+struct Endpoint<DB: Backend> {
+    label: &'static str,
     pool: Pool<DB>,
+    health: Health,
+}
+
+impl<DB: Backend> Endpoint<DB> {
+    fn new(label: &'static str, pool: Pool<DB>) -> Self {
+        Endpoint {
+            label,
+            pool,
+            health: Health::default(),
+        }
+    }
+
+    fn in_use(&self) -> u32 {
+        self.pool.size().saturating_sub(self.pool.num_idle() as u32)
+    }
+}
+
+/// Labels of replica endpoints: `replica_0`, `replica_1`, ... (static for spans and metrics).
+fn replica_label(i: usize) -> &'static str {
+    const LABELS: [&str; 8] = [
+        "replica_0",
+        "replica_1",
+        "replica_2",
+        "replica_3",
+        "replica_4",
+        "replica_5",
+        "replica_6",
+        "replica_7",
+    ];
+    LABELS
+        .get(i)
+        .copied()
+        .unwrap_or_else(|| Box::leak(format!("replica_{i}").into_boxed_str()))
 }
 
 impl<DB: Backend> Clone for Cluster<DB> {
@@ -77,6 +151,7 @@ impl<DB: Backend> fmt::Debug for Cluster<DB> {
             .field("backend", &<DB as Backend>::NAME)
             .field("shards", &self.shard_names().collect::<Vec<_>>())
             .field("timeout", &self.inner.timeout)
+            .field("read_policy", &self.inner.read_policy)
             .finish()
     }
 }
@@ -84,32 +159,70 @@ impl<DB: Backend> fmt::Debug for Cluster<DB> {
 /// Builds a [`Cluster`]: `Cluster::<Sqlite>::builder().shard("shard_0", url)...connect().await?`.
 pub struct ClusterBuilder<DB: Backend> {
     shards: Vec<(String, String)>,
+    replicas: Vec<(String, String)>,
     max_connections: u32,
     acquire_timeout: Duration,
     timeout: Duration,
     concurrency: usize,
     lazy: bool,
     idle_timeout: Option<Duration>,
+    read_policy: ReadPolicy,
+    balance: Balance,
+    read_your_writes: Duration,
+    health: HealthConfig,
+    health_checks: bool,
     _db: std::marker::PhantomData<DB>,
 }
 
 impl<DB: Backend> fmt::Debug for ClusterBuilder<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClusterBuilder")
-            .field(
-                "shards",
-                &self.shards.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            )
+            .field("shards", &self.shards.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field("replicas", &self.replicas.iter().map(|(n, _)| n).collect::<Vec<_>>())
             .field("max_connections", &self.max_connections)
             .finish()
     }
 }
 
 impl<DB: Backend> ClusterBuilder<DB> {
-    /// Adds a shard named `name` at `url` (for SQLite a `sqlite:` URL or a file path; the file is
-    /// created if missing).
+    /// Adds a shard named `name` whose primary is at `url` (for SQLite a `sqlite:` URL or a file
+    /// path; the file is created if missing).
     pub fn shard(mut self, name: impl Into<String>, url: impl Into<String>) -> Self {
         self.shards.push((name.into(), url.into()));
+        self
+    }
+
+    /// Adds a read replica at `url` to the shard named `shard` (a streaming replica of its
+    /// primary). Writes never go to replicas.
+    pub fn replica(mut self, shard: impl Into<String>, url: impl Into<String>) -> Self {
+        self.replicas.push((shard.into(), url.into()));
+        self
+    }
+
+    /// Where reads go by default (default [`ReadPolicy::Primary`]); queries can override it.
+    pub fn read_policy(mut self, policy: ReadPolicy) -> Self {
+        self.read_policy = policy;
+        self
+    }
+
+    /// How reads pick among healthy replicas (default [`Balance::RoundRobin`]).
+    pub fn balance(mut self, balance: Balance) -> Self {
+        self.balance = balance;
+        self
+    }
+
+    /// After a write to a shard, its reads go to the primary for this long (default 2 s).
+    pub fn read_your_writes(mut self, window: Duration) -> Self {
+        self.read_your_writes = window;
+        self
+    }
+
+    /// Background health checks of every endpoint (off unless called): probes every
+    /// `interval`, each allowed `timeout`; `failures_to_open` consecutive failures open the
+    /// endpoint's circuit, the next successful probe closes it.
+    pub fn health_checks(mut self, config: HealthConfig) -> Self {
+        self.health = config;
+        self.health_checks = true;
         self
     }
 
@@ -119,13 +232,13 @@ impl<DB: Backend> ClusterBuilder<DB> {
         self
     }
 
-    /// Connections per shard pool (default 5).
+    /// Connections per endpoint pool (default 5).
     pub fn max_connections(mut self, n: u32) -> Self {
         self.max_connections = n.max(1);
         self
     }
 
-    /// How long to wait for a pooled connection (default 10 s).
+    /// How long to wait for a pooled connection (default 10 s); then [`Error::Timeout`].
     pub fn acquire_timeout(mut self, d: Duration) -> Self {
         self.acquire_timeout = d;
         self
@@ -144,58 +257,128 @@ impl<DB: Backend> ClusterBuilder<DB> {
         self
     }
 
-    /// Don't connect at `connect()`: each shard connects on first use (an unreachable shard
+    /// Don't connect at `connect()`: each endpoint connects on first use (an unreachable shard
     /// then fails the queries that need it, with [`Error::ShardUnavailable`] naming it).
     pub fn lazy(mut self, lazy: bool) -> Self {
         self.lazy = lazy;
         self
     }
 
-    /// Connects every shard, in parallel.
+    async fn pool(&self, name: &str, url: &str) -> Result<Pool<DB>> {
+        let mut options = PoolOptions::<DB>::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout);
+        if let Some(idle) = self.idle_timeout {
+            options = options.idle_timeout(idle);
+        }
+        let connect = DB::connect_options(url)
+            .map_err(|e| Error::Config(format!("shard `{name}`: bad url `{url}`: {e}")))?;
+        if self.lazy {
+            return Ok(options.connect_lazy_with(connect));
+        }
+        options.connect_with(connect).await.map_err(|e| {
+            Error::Config(format!(
+                "shard `{name}` cannot be reached at `{url}`: {e}; check the url and that the \
+                 database is up (or build the cluster with `.lazy(true)`)"
+            ))
+        })
+    }
+
+    /// Connects every endpoint, in parallel, and starts the health checks if configured.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for duplicate names, no shards, a bad url or a shard that cannot be
-    /// reached (naming it).
+    /// [`Error::Config`] for duplicate names, no shards, a replica of an unknown shard, a bad
+    /// url or an endpoint that cannot be reached (naming it).
     pub async fn connect(self) -> Result<Cluster<DB>> {
         if self.shards.is_empty() {
             return Err(Error::Config(
                 "a cluster needs at least one shard: call `.shard(name, url)`".into(),
             ));
         }
-        let lazy = self.lazy;
-        let pools = futures_util::future::try_join_all(self.shards.iter().map(|(name, url)| {
-            let mut options = PoolOptions::<DB>::new()
-                .max_connections(self.max_connections)
-                .acquire_timeout(self.acquire_timeout);
-            if let Some(idle) = self.idle_timeout {
-                options = options.idle_timeout(idle);
+        for (shard, _) in &self.replicas {
+            if !self.shards.iter().any(|(n, _)| n == shard) {
+                return Err(Error::Config(format!(
+                    "replica of shard `{shard}`, which the cluster does not have; add it with \
+                     `.shard(\"{shard}\", url)` first"
+                )));
             }
-            async move {
-                let connect = DB::connect_options(url)
-                    .map_err(|e| Error::Config(format!("shard `{name}`: bad url `{url}`: {e}")))?;
-                if lazy {
-                    return Ok(options.connect_lazy_with(connect));
-                }
-                options.connect_with(connect).await.map_err(|e| {
-                    Error::Config(format!(
-                        "shard `{name}` cannot be reached at `{url}`: {e}; check the url and that \
-                         the database is up"
-                    ))
-                })
-            }
-        }))
+        }
+        let primaries = futures_util::future::try_join_all(
+            self.shards.iter().map(|(name, url)| self.pool(name, url)),
+        )
+        .await?;
+        let replicas = futures_util::future::try_join_all(
+            self.replicas.iter().map(|(name, url)| self.pool(name, url)),
+        )
         .await?;
         let mut cluster = Cluster::from_pools(
-            self.shards.into_iter().map(|(n, _)| n).zip(pools).collect(),
+            self.shards.iter().map(|(n, _)| n.clone()).zip(primaries).collect(),
             self.timeout,
         )?;
-        if let Some(inner) = Arc::get_mut(&mut cluster.inner) {
+        {
+            let inner = Arc::get_mut(&mut cluster.inner)
+                .ok_or_else(|| Error::Config("cluster shared while building".into()))?;
             inner.concurrency = self.concurrency;
             inner.acquire_timeout = self.acquire_timeout;
+            inner.read_policy = self.read_policy;
+            inner.balance = self.balance;
+            inner.read_your_writes = self.read_your_writes;
+            inner.health = self.health;
+            for ((shard, _), pool) in self.replicas.iter().zip(replicas) {
+                let i = inner.by_name[shard];
+                let label = replica_label(inner.shards[i].replicas.len());
+                inner.shards[i].replicas.push(Endpoint::new(label, pool));
+            }
+        }
+        if self.health_checks {
+            spawn_health_checks(Arc::downgrade(&cluster.inner), self.health);
         }
         Ok(cluster)
     }
+}
+
+/// Probes every endpoint every `config.interval` until the cluster is dropped.
+fn spawn_health_checks<DB: Backend>(inner: Weak<Inner<DB>>, config: HealthConfig) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(config.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            let endpoints = inner
+                .shards
+                .iter()
+                .flat_map(|s| std::iter::once(&s.primary).chain(&s.replicas));
+            futures_util::future::join_all(endpoints.map(|e| probe(e, config))).await;
+        }
+    });
+}
+
+async fn probe<DB: Backend>(endpoint: &Endpoint<DB>, config: HealthConfig) {
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(
+        config.timeout,
+        DB::fetch_all(&endpoint.pool, "SELECT 1".into(), SqlxValues(Values(Vec::new()))),
+    )
+    .await;
+    match outcome {
+        Ok(Ok(_)) => endpoint.health.success(started.elapsed()),
+        Ok(Err(e)) => endpoint.health.failure(&e.to_string(), config.failures_to_open),
+        Err(_) => endpoint.health.failure(
+            &format!("health probe timed out after {:?}", config.timeout),
+            config.failures_to_open,
+        ),
+    }
+}
+
+/// What a statement does: reads may go to replicas, writes only to the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read(Option<ReadPolicy>),
+    Write,
 }
 
 impl<DB: Backend> Cluster<DB> {
@@ -203,17 +386,23 @@ impl<DB: Backend> Cluster<DB> {
     pub fn builder() -> ClusterBuilder<DB> {
         ClusterBuilder {
             shards: Vec::new(),
+            replicas: Vec::new(),
             max_connections: 5,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
             concurrency: DEFAULT_CONCURRENCY,
             lazy: false,
             idle_timeout: None,
+            read_policy: ReadPolicy::Primary,
+            balance: Balance::RoundRobin,
+            read_your_writes: DEFAULT_READ_YOUR_WRITES,
+            health: HealthConfig::default(),
+            health_checks: false,
             _db: std::marker::PhantomData,
         }
     }
 
-    /// A cluster over already-connected pools, `(name, pool)` in order.
+    /// A cluster over already-connected pools, `(name, pool)` in order (primaries only).
     ///
     /// # Errors
     ///
@@ -231,7 +420,14 @@ impl<DB: Backend> Cluster<DB> {
             // A ShardId holds a `&'static str`: cluster shard names are leaked once per cluster
             // construction (a few bytes each; clusters are built once per process in practice).
             let id = ShardId::named(i as u32, Box::leak(name.clone().into_boxed_str()));
-            shards.push(Shard { name, id, pool });
+            shards.push(Shard {
+                name,
+                id,
+                primary: Endpoint::new("primary", pool),
+                replicas: Vec::new(),
+                next_replica: AtomicUsize::new(0),
+                last_write: AtomicU64::new(0),
+            });
         }
         Ok(Cluster {
             inner: Arc::new(Inner {
@@ -240,6 +436,11 @@ impl<DB: Backend> Cluster<DB> {
                 timeout,
                 acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
                 concurrency: DEFAULT_CONCURRENCY,
+                read_policy: ReadPolicy::Primary,
+                balance: Balance::RoundRobin,
+                read_your_writes: DEFAULT_READ_YOUR_WRITES,
+                health: HealthConfig::default(),
+                epoch: Instant::now(),
                 log: QueryLog::default(),
             }),
         })
@@ -256,12 +457,18 @@ impl<DB: Backend> Cluster<DB> {
         self.inner.shards.get(index).map(|s| s.id)
     }
 
-    /// The pool of the shard called `name`, for direct access.
+    /// The primary pool of the shard called `name`, for direct access.
     pub fn pool(&self, name: &str) -> Option<&Pool<DB>> {
         self.inner
             .by_name
             .get(name)
-            .map(|&i| &self.inner.shards[i].pool)
+            .map(|&i| &self.inner.shards[i].primary.pool)
+    }
+
+    /// The pool of replica `replica` of the shard called `name`.
+    pub fn replica_pool(&self, name: &str, replica: usize) -> Option<&Pool<DB>> {
+        let shard = &self.inner.shards[*self.inner.by_name.get(name)?];
+        shard.replicas.get(replica).map(|e| &e.pool)
     }
 
     /// The per-statement timeout.
@@ -274,9 +481,38 @@ impl<DB: Backend> Cluster<DB> {
         self.inner.concurrency
     }
 
-    /// The query log: record which shards statements touched.
+    /// The query log: record which shards (and endpoints) statements touched.
     pub fn log(&self) -> &QueryLog {
         &self.inner.log
+    }
+
+    /// Health, latency, error rate and pool use of every endpoint of every shard.
+    pub fn status(&self) -> Vec<ShardStatus> {
+        self.inner
+            .shards
+            .iter()
+            .map(|shard| ShardStatus {
+                shard: shard.name.clone(),
+                endpoints: std::iter::once(&shard.primary)
+                    .chain(&shard.replicas)
+                    .map(|e| {
+                        let (latency_mean, latency_p95) = e.health.latency();
+                        EndpointStatus {
+                            endpoint: e.label.to_string(),
+                            healthy: !e.health.is_open(),
+                            circuit: e.health.circuit(),
+                            consecutive_failures: e.health.consecutive_failures(),
+                            latency_mean,
+                            latency_p95,
+                            error_rate: e.health.error_rate(),
+                            in_use: e.in_use(),
+                            idle: e.pool.num_idle() as u32,
+                            last_error: e.health.last_error(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 
     /// Checks that the cluster has every shard model `M` uses.
@@ -286,26 +522,123 @@ impl<DB: Backend> Cluster<DB> {
     /// [`Error::UnknownShard`] naming the first missing shard.
     pub fn check<M: Model>(&self) -> Result<()> {
         for &shard in M::shards() {
-            self.shard_pool(M::META.name, shard)?;
+            self.shard_index(M::META.name, shard)?;
         }
         Ok(())
     }
 
-    /// The pool for `shard`, or [`Error::UnknownShard`].
-    pub(crate) fn shard_pool(&self, model: &'static str, shard: ShardId) -> Result<&Pool<DB>> {
+    /// The position of `shard` in the cluster, or [`Error::UnknownShard`].
+    fn shard_index(&self, model: &'static str, shard: ShardId) -> Result<usize> {
         let shards = &self.inner.shards;
         let found = if shards.len() <= 32 {
             shards.iter().position(|s| shard.is_named(&s.name))
         } else {
             self.inner.by_name.get(&shard.name()).copied()
         };
-        match found {
-            Some(i) => Ok(&shards[i].pool),
-            None => Err(Error::UnknownShard {
-                model,
-                shard: shard.name(),
-                known: self.shard_names().collect::<Vec<_>>().join(", "),
-            }),
+        found.ok_or_else(|| Error::UnknownShard {
+            model,
+            shard: shard.name(),
+            known: self.shard_names().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// Checks that `shard` exists, without running anything.
+    pub(crate) fn shard_pool(&self, model: &'static str, shard: ShardId) -> Result<&Pool<DB>> {
+        let i = self.shard_index(model, shard)?;
+        Ok(&self.inner.shards[i].primary.pool)
+    }
+
+    fn since_epoch(&self) -> u64 {
+        (self.inner.epoch.elapsed().as_nanos() as u64).max(1)
+    }
+
+    /// The endpoint a statement goes to, or a fail-fast [`Error::ShardUnavailable`].
+    fn endpoint(
+        &self,
+        model: &'static str,
+        shard: ShardId,
+        access: Access,
+    ) -> Result<&Endpoint<DB>> {
+        let s = &self.inner.shards[self.shard_index(model, shard)?];
+        let policy = match access {
+            Access::Write => {
+                return if s.primary.health.is_open() {
+                    Err(self.circuit_open(model, shard, &s.primary, "writes go to the primary only"))
+                } else {
+                    Ok(&s.primary)
+                };
+            }
+            Access::Read(policy) => policy.unwrap_or(self.inner.read_policy),
+        };
+        let recent_write = {
+            let at = s.last_write.load(Ordering::Relaxed);
+            at != 0
+                && self.since_epoch().saturating_sub(at)
+                    < self.inner.read_your_writes.as_nanos() as u64
+        };
+        let primary_up = !s.primary.health.is_open();
+        let replica = || self.pick_replica(s);
+        let chosen = match policy {
+            ReadPolicy::Primary if primary_up => Some(&s.primary),
+            // Failover: the primary is down, a healthy replica serves the read.
+            ReadPolicy::Primary => replica(),
+            ReadPolicy::PreferReplica if recent_write && primary_up => Some(&s.primary),
+            ReadPolicy::PreferReplica => replica().or(primary_up.then_some(&s.primary)),
+            ReadPolicy::ReplicaOnly => replica(),
+        };
+        chosen.ok_or_else(|| {
+            let why = if s.replicas.is_empty() {
+                "the shard has no replica to fail over to"
+            } else {
+                "no replica of the shard is healthy either"
+            };
+            let down = if policy == ReadPolicy::ReplicaOnly && primary_up {
+                s.replicas.first().unwrap_or(&s.primary)
+            } else {
+                &s.primary
+            };
+            self.circuit_open(model, shard, down, why)
+        })
+    }
+
+    fn pick_replica<'a>(&self, shard: &'a Shard<DB>) -> Option<&'a Endpoint<DB>> {
+        let healthy = shard.replicas.iter().filter(|r| !r.health.is_open());
+        match self.inner.balance {
+            Balance::LeastBusy => healthy.min_by_key(|r| r.in_use()),
+            Balance::RoundRobin => {
+                let healthy: Vec<&Endpoint<DB>> = healthy.collect();
+                if healthy.is_empty() {
+                    return None;
+                }
+                let turn = shard.next_replica.fetch_add(1, Ordering::Relaxed);
+                Some(healthy[turn % healthy.len()])
+            }
+        }
+    }
+
+    fn circuit_open(
+        &self,
+        model: &'static str,
+        shard: ShardId,
+        endpoint: &Endpoint<DB>,
+        why: &str,
+    ) -> Error {
+        let last = endpoint
+            .health
+            .last_error()
+            .unwrap_or_else(|| "no response".into());
+        Error::ShardUnavailable {
+            model,
+            shard,
+            source: sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                format!(
+                    "{} is down (circuit open after {} consecutive failures; last: {last}); {why}; \
+                     retry when `cluster.status()` shows it healthy",
+                    endpoint.label,
+                    endpoint.health.consecutive_failures()
+                ),
+            )),
         }
     }
 
@@ -314,11 +647,12 @@ impl<DB: Backend> Cluster<DB> {
         &self,
         model: &'static str,
         shard: ShardId,
+        policy: Option<ReadPolicy>,
         (sql, values): (String, SqlxValues),
     ) -> Result<Vec<DB::Row>> {
-        let pool = self.shard_pool(model, shard)?;
-        self.inner.log.record(shard, sql.as_str(), &values);
-        self.bounded(model, shard, DB::fetch_all(pool, sql, values), |rows| {
+        let endpoint = self.endpoint(model, shard, Access::Read(policy))?;
+        self.inner.log.record(shard, endpoint.label, sql.as_str(), &values);
+        self.bounded(model, shard, endpoint, DB::fetch_all(&endpoint.pool, sql, values), |rows| {
             rows.len() as u64
         })
         .await
@@ -329,94 +663,138 @@ impl<DB: Backend> Cluster<DB> {
         &self,
         model: &'static str,
         shard: ShardId,
+        policy: Option<ReadPolicy>,
         (sql, values): (String, SqlxValues),
     ) -> Result<BoxStream<'_, Result<DB::Row>>> {
-        let pool = self.shard_pool(model, shard)?;
-        self.inner.log.record(shard, sql.as_str(), &values);
-        let mut statement = Statement::start(model, shard, PRIMARY);
-        Ok(DB::fetch_stream(pool, sql, values)
-            .map(move |row| match row {
-                Ok(row) => {
-                    statement.add_rows(1);
-                    Ok(row)
+        let endpoint = self.endpoint(model, shard, Access::Read(policy))?;
+        self.inner.log.record(shard, endpoint.label, sql.as_str(), &values);
+        let mut statement = Statement::start(model, shard, endpoint.label);
+        let started = Instant::now();
+        let mut first = true;
+        Ok(DB::fetch_stream(&endpoint.pool, sql, values)
+            .map(move |row| {
+                let ok = row.is_ok();
+                if first {
+                    first = false;
+                    if ok {
+                        endpoint.health.success(started.elapsed());
+                    }
                 }
-                Err(e) => {
-                    statement.fail();
-                    Err(self.shard_error(model, shard, e))
+                match row {
+                    Ok(row) => {
+                        statement.add_rows(1);
+                        Ok(row)
+                    }
+                    Err(e) => {
+                        statement.fail();
+                        Err(self.shard_error(model, shard, endpoint, e))
+                    }
                 }
             })
             .boxed())
     }
 
-    /// Runs a statement on one shard and returns the rows it affected, within the timeout.
+    /// Runs a write on one shard's primary and returns the rows it affected.
     pub(crate) async fn execute(
         &self,
         model: &'static str,
         shard: ShardId,
         (sql, values): (String, SqlxValues),
     ) -> Result<u64> {
-        let pool = self.shard_pool(model, shard)?;
-        self.inner.log.record(shard, sql.as_str(), &values);
-        self.bounded(model, shard, DB::execute(pool, sql, values), |n| *n)
-            .await
+        let endpoint = self.endpoint(model, shard, Access::Write)?;
+        self.inner.log.record(shard, endpoint.label, sql.as_str(), &values);
+        let n = self
+            .bounded(model, shard, endpoint, DB::execute(&endpoint.pool, sql, values), |n| *n)
+            .await?;
+        self.wrote(shard);
+        Ok(n)
     }
 
-    /// Runs statements in one transaction on one shard, within the timeout.
+    /// Runs writes in one transaction on one shard's primary.
     pub(crate) async fn execute_atomic(
         &self,
         model: &'static str,
         shard: ShardId,
         statements: Vec<(String, SqlxValues)>,
     ) -> Result<u64> {
-        let pool = self.shard_pool(model, shard)?;
+        let endpoint = self.endpoint(model, shard, Access::Write)?;
         for (sql, values) in &statements {
-            self.inner.log.record(shard, sql, values);
+            self.inner.log.record(shard, endpoint.label, sql, values);
         }
-        self.bounded(model, shard, DB::execute_atomic(pool, statements), |n| *n)
-            .await
+        let work = DB::execute_atomic(&endpoint.pool, statements);
+        let n = self.bounded(model, shard, endpoint, work, |n| *n).await?;
+        self.wrote(shard);
+        Ok(n)
     }
 
-    /// A driver error on `shard`, classified: an exhausted pool is a [`Error::Timeout`] after the
-    /// acquire timeout; connection failures [`Error::ShardUnavailable`]; the rest
-    /// [`Error::Shard`].
-    fn shard_error(&self, model: &'static str, shard: ShardId, error: sqlx::Error) -> Error {
-        match error {
+    fn wrote(&self, shard: ShardId) {
+        if let Ok(i) = self.shard_index("-", shard) {
+            self.inner.shards[i]
+                .last_write
+                .store(self.since_epoch(), Ordering::Relaxed);
+        }
+    }
+
+    /// A driver error on an endpoint, classified (and fed to its health): an exhausted pool is
+    /// a [`Error::Timeout`] after the acquire timeout; connection failures
+    /// [`Error::ShardUnavailable`]; the rest [`Error::Shard`].
+    fn shard_error(
+        &self,
+        model: &'static str,
+        shard: ShardId,
+        endpoint: &Endpoint<DB>,
+        error: sqlx::Error,
+    ) -> Error {
+        let error = match error {
             sqlx::Error::PoolTimedOut => Error::Timeout {
                 model,
                 shards: format!("{shard} (no free connection in its pool)"),
                 millis: self.inner.acquire_timeout.as_millis(),
             },
             other => Error::on_shard(model, shard, other),
+        };
+        if matches!(error, Error::ShardUnavailable { .. }) {
+            endpoint
+                .health
+                .failure(&error.to_string(), self.inner.health.failures_to_open);
         }
+        error
     }
 
     async fn bounded<T>(
         &self,
         model: &'static str,
         shard: ShardId,
+        endpoint: &Endpoint<DB>,
         work: impl Future<Output = std::result::Result<T, sqlx::Error>>,
         rows: impl FnOnce(&T) -> u64,
     ) -> Result<T> {
-        let mut statement = Statement::start(model, shard, PRIMARY);
+        let mut statement = Statement::start(model, shard, endpoint.label);
+        let started = Instant::now();
         let outcome = tokio::time::timeout(self.inner.timeout, work)
             .instrument(statement.span())
             .await;
         match outcome {
             Ok(Ok(v)) => {
+                endpoint.health.success(started.elapsed());
                 statement.add_rows(rows(&v));
                 Ok(v)
             }
             Ok(Err(e)) => {
                 statement.fail();
-                Err(self.shard_error(model, shard, e))
+                Err(self.shard_error(model, shard, endpoint, e))
             }
             Err(_) => {
                 statement.fail();
-                Err(Error::Timeout {
+                let error = Error::Timeout {
                     model,
                     shards: shard.name(),
                     millis: self.inner.timeout.as_millis(),
-                })
+                };
+                endpoint
+                    .health
+                    .failure(&error.to_string(), self.inner.health.failures_to_open);
+                Err(error)
             }
         }
     }
@@ -452,6 +830,8 @@ impl Cluster<sqlx::Sqlite> {
 pub struct Executed {
     /// The shard's name.
     pub shard: String,
+    /// The endpoint: `primary`, `replica_0`, ...
+    pub endpoint: &'static str,
     /// The SQL text, with placeholders.
     pub sql: String,
     /// The bound values.
@@ -498,10 +878,11 @@ impl QueryLog {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn record(&self, shard: ShardId, sql: &str, values: &SqlxValues) {
+    fn record(&self, shard: ShardId, endpoint: &'static str, sql: &str, values: &SqlxValues) {
         if self.on.load(Ordering::Relaxed) {
             self.lock().push(Executed {
                 shard: shard.name(),
+                endpoint,
                 sql: sql.to_owned(),
                 values: values.0.0.clone(),
             });

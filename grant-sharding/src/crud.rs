@@ -10,7 +10,7 @@ use grant_core::{Backend, Error, FromShardRow, Model, Result, ShardId};
 use sea_query::{ColumnDef, Condition, Expr, ExprTrait, Index, Table};
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ReadPolicy};
 
 /// Creates the model's table (with its primary key, composite or not) on every shard the model
 /// uses, in parallel. Idempotent (`IF NOT EXISTS`).
@@ -173,7 +173,12 @@ async fn find_row_exists<M: Model, DB: Backend>(
         .cond_where(pk_condition::<M>(key))
         .limit(1);
     let rows = cluster
-        .fetch(M::META.name, shard, select.build_sqlx(DB::builder()))
+        .fetch(
+            M::META.name,
+            shard,
+            Some(ReadPolicy::Primary),
+            select.build_sqlx(DB::builder()),
+        )
         .await?;
     Ok(!rows.is_empty())
 }
@@ -230,7 +235,7 @@ where
     DB: Backend,
 {
     let (shard, statement) = find_statement::<M, DB>(&key);
-    let rows = cluster.fetch(M::META.name, shard, statement).await?;
+    let rows = cluster.fetch(M::META.name, shard, None, statement).await?;
     rows.first()
         .map(|row| {
             M::from_row(row).map_err(|source| Error::Shard {

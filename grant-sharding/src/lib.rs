@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod context;
 pub mod crud;
 mod exec;
+pub mod health;
 pub mod merge;
 pub mod observe;
 pub mod query;
@@ -20,7 +21,8 @@ pub mod select;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use cluster::{Cluster, ClusterBuilder, Executed, QueryLog};
+pub use cluster::{Balance, Cluster, ClusterBuilder, Executed, QueryLog, ReadPolicy};
+pub use health::{Circuit, EndpointStatus, HealthConfig, ShardStatus};
 pub use context::{current_shard, with_shard};
 pub use crud::Tracked;
 pub use query::{Partial, PartialQuery, Query};

@@ -14,7 +14,7 @@ use sea_query::{Expr, NullOrdering, SelectStatement, Value};
 use sea_query_sqlx::SqlxBinder;
 use tokio::time::Instant;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ReadPolicy};
 use crate::exec::Policy;
 use crate::merge::{self, KeyOrder, Page, Source};
 use crate::router::{self, Leg, Target};
@@ -79,6 +79,7 @@ pub struct Query<M> {
     pub(crate) offset: Option<u64>,
     pub(crate) after: Option<Vec<Value>>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) read_policy: Option<ReadPolicy>,
     _model: PhantomData<fn() -> M>,
 }
 
@@ -92,6 +93,7 @@ impl<M> Clone for Query<M> {
             offset: self.offset,
             after: self.after.clone(),
             timeout: self.timeout,
+            read_policy: self.read_policy,
             _model: PhantomData,
         }
     }
@@ -122,6 +124,7 @@ impl<M: Model> Query<M> {
             offset: None,
             after: None,
             timeout: None,
+            read_policy: None,
             _model: PhantomData,
         }
     }
@@ -200,6 +203,12 @@ impl<M: Model> Query<M> {
     /// running then are named in [`Error::Timeout`].
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Where this query's reads go (default: the cluster's [`ReadPolicy`]).
+    pub fn read_policy(mut self, policy: ReadPolicy) -> Self {
+        self.read_policy = Some(policy);
         self
     }
 
@@ -470,7 +479,12 @@ impl<M: Model> Query<M> {
             } else if let Some(limit) = self.limit {
                 select.limit(limit.saturating_add(offset));
             }
-            let rows = match cluster.stream(M::META.name, shard, select.build_sqlx(DB::builder())) {
+            let rows = match cluster.stream(
+                M::META.name,
+                shard,
+                self.read_policy,
+                select.build_sqlx(DB::builder()),
+            ) {
                 Ok(rows) => rows,
                 Err(e) if partial => {
                     failed.push((shard, e));

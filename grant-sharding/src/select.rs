@@ -287,7 +287,12 @@ impl<M: Model, T> Select<M, T> {
             } else if let Some(limit) = self.query.limit {
                 select.limit(limit.saturating_add(offset));
             }
-            let rows = match cluster.stream(M::META.name, shard, select.build_sqlx(DB::builder())) {
+            let rows = match cluster.stream(
+                M::META.name,
+                shard,
+                self.query.read_policy,
+                select.build_sqlx(DB::builder()),
+            ) {
                 Ok(rows) => rows,
                 Err(e) if partial => {
                     failed.push((shard, e));
@@ -427,6 +432,7 @@ impl<M: Model, T> Select<M, T> {
         let layout = &layout;
         let exprs = &exprs;
         let distinct_cols = &distinct_cols;
+        let read_policy = self.query.read_policy;
         let gathered = exec::scatter(legs.iter().map(|(s, _)| *s).collect(), policy, |shard| {
             let filter = legs
                 .iter()
@@ -444,7 +450,7 @@ impl<M: Model, T> Select<M, T> {
                     main.group_by_col(col.name);
                 }
                 let rows = cluster
-                    .fetch(M::META.name, shard, main.build_sqlx(DB::builder()))
+                    .fetch(M::META.name, shard, read_policy, main.build_sqlx(DB::builder()))
                     .await?;
                 let main_rows = rows
                     .iter()
@@ -470,7 +476,7 @@ impl<M: Model, T> Select<M, T> {
                         .map(Self::kind)
                         .collect();
                     let rows = cluster
-                        .fetch(M::META.name, shard, select.build_sqlx(DB::builder()))
+                        .fetch(M::META.name, shard, read_policy, select.build_sqlx(DB::builder()))
                         .await?;
                     distinct_rows.push(
                         rows.iter()
