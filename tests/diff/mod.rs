@@ -698,3 +698,95 @@ where
 fn nulls_of(first: bool) -> Nulls {
     if first { Nulls::First } else { Nulls::Last }
 }
+
+/// The same harness on PostgreSQL: an 8-shard `Cluster<Postgres>` of fresh databases and one more
+/// database holding all rows, on the shared test server (`grant_sharding::testing::postgres`).
+pub struct PgSide {
+    pub cluster: Cluster<Postgres>,
+    pub single: sqlx::PgPool,
+}
+
+impl PgSide {
+    /// `None` (the test skips, after a line on stderr) when there is no PostgreSQL outside CI.
+    pub async fn new(test: &str) -> Option<Self> {
+        let env = grant_sharding::testing::postgres::available().await?;
+        let cluster = env.cluster(test, 8).await;
+        let url = env.database(test).await;
+        let single = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        Some(PgSide { cluster, single })
+    }
+
+    /// The harness's SQL, with PostgreSQL's result types brought to the harness's: `SUM(bigint)`
+    /// and `AVG` are NUMERIC there, decoded here as `i64` and `f64`.
+    fn typed(sql: &str) -> String {
+        sql.replace("SUM(a)", "CAST(SUM(a) AS BIGINT)")
+            .replace("AVG(a)", "CAST(AVG(a) AS DOUBLE PRECISION)")
+    }
+}
+
+impl Backend for PgSide {
+    type Db = Postgres;
+    fn sharded(&self) -> &Cluster<Postgres> {
+        &self.cluster
+    }
+    async fn rows(&self, sql: &str) -> Vec<Tuple> {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_all(&self.single)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+    async fn ints(&self, sql: &str) -> Vec<i64> {
+        let sql = Self::typed(sql);
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+            .fetch_all(&self.single)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+    async fn aggregates(&self, sql: &str) -> Aggregates {
+        let sql = Self::typed(sql);
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .fetch_one(&self.single)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+    async fn groups(&self, sql: &str) -> Vec<GroupRow> {
+        let sql = Self::typed(sql);
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .fetch_all(&self.single)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+    async fn pairs(&self, sql: &str) -> Vec<(String, Option<String>)> {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_all(&self.single)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+    fn no_limit(&self) -> &'static str {
+        "LIMIT ALL"
+    }
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+    async fn load(&self, data: &[Item]) {
+        Item::create_table(&self.cluster).await.unwrap();
+        Item::insert_many(&self.cluster, data).await.unwrap();
+        sqlx::query(
+            "CREATE TABLE items (id BIGINT PRIMARY KEY, grp TEXT NOT NULL, cat TEXT, \
+             a BIGINT NOT NULL, b BIGINT, f DOUBLE PRECISION, flag BOOLEAN NOT NULL)",
+        )
+        .execute(&self.single)
+        .await
+        .unwrap();
+        for sql in insert_sql(data) {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&self.single)
+                .await
+                .unwrap();
+        }
+    }
+}

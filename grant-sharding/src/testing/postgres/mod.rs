@@ -29,6 +29,7 @@ mod server;
 
 pub use server::PgServer;
 
+use std::io::Write as _;
 use std::time::Duration;
 
 use sqlx::postgres::PgConnection;
@@ -268,7 +269,10 @@ pub async fn available() -> Option<&'static PgEnv> {
             std::env::var("CI").unwrap_or_default()
         ),
         Err(why) => {
-            eprintln!(
+            // Straight to the stderr handle: `eprintln!` would be captured by the test harness
+            // and shown only for failing tests.
+            let _ = writeln!(
+                std::io::stderr(),
                 "\n!!! skipping: no PostgreSQL: {why}\n!!! this test checked nothing; install the \
                  PostgreSQL server binaries (initdb, pg_ctl) or set {URL_VAR}\n"
             );

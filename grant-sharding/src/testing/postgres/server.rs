@@ -354,11 +354,11 @@ fn shell_quote(s: &str) -> String {
 
 /// Whether the effective user is root: `/proc/self/status` where there is one, else `id -u`.
 fn is_root() -> bool {
-    if let Ok(status) = fs::read_to_string("/proc/self/status") {
-        if let Some(uids) = status.lines().find_map(|l| l.strip_prefix("Uid:")) {
-            // Real, effective, saved, filesystem.
-            return uids.split_whitespace().nth(1) == Some("0");
-        }
+    if let Ok(status) = fs::read_to_string("/proc/self/status")
+        && let Some(uids) = status.lines().find_map(|l| l.strip_prefix("Uid:"))
+    {
+        // Real, effective, saved, filesystem.
+        return uids.split_whitespace().nth(1) == Some("0");
     }
     Command::new("id")
         .arg("-u")
@@ -481,8 +481,14 @@ fn find_bin_dir() -> Result<PathBuf, String> {
             ))
         };
     }
-    if let Some(dir) = on_path("initdb").and_then(|p| p.parent().map(Path::to_path_buf)) {
-        if has_both(&dir) {
+    if let Some(initdb) = on_path("initdb") {
+        // Follow a symlink (`/usr/local/bin/initdb -> /usr/lib/postgresql/15/bin/initdb`) to
+        // the folder that also holds the other programs (`pg_basebackup`, ...).
+        let real = fs::canonicalize(&initdb)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf));
+        let linked = initdb.parent().map(Path::to_path_buf);
+        if let Some(dir) = real.into_iter().chain(linked).find(|d| has_both(d)) {
             return Ok(dir);
         }
     }
@@ -502,14 +508,14 @@ fn find_bin_dir() -> Result<PathBuf, String> {
                 .next()
                 .and_then(|v| v.parse::<u32>().ok());
             let dir = entry.path().join("bin");
-            if let Some(major) = major {
-                if has_both(&dir) {
-                    versioned.push((major, dir));
-                }
+            if let Some(major) = major
+                && has_both(&dir)
+            {
+                versioned.push((major, dir));
             }
         }
     }
-    versioned.sort_by(|a, b| b.0.cmp(&a.0));
+    versioned.sort_by_key(|(major, _)| std::cmp::Reverse(*major));
     if let Some((_, dir)) = versioned.into_iter().next() {
         return Ok(dir);
     }
