@@ -3,7 +3,6 @@
 mod common;
 
 use common::{User, sqlite_cluster, tempdir, user};
-use grant::prelude::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_tasks_see_only_their_own_rows() {

@@ -70,16 +70,27 @@ async fn black_hole_proxy(target: u16, hole: Arc<AtomicBool>) -> u16 {
 /// `postgres://user@host:PORT/db?x` → (`postgres://user@host`, (`PORT`, `/db?x`)).
 fn split_port(url: &str) -> (&str, (&str, &str)) {
     let host_start = url.find('@').map_or(url.find("//").unwrap() + 2, |i| i + 1);
-    let path = url[host_start..].find('/').map_or(url.len(), |i| host_start + i);
-    let colon = url[host_start..path].rfind(':').map(|i| host_start + i).expect("url has a port");
+    let path = url[host_start..]
+        .find('/')
+        .map_or(url.len(), |i| host_start + i);
+    let colon = url[host_start..path]
+        .rfind(':')
+        .map(|i| host_start + i)
+        .expect("url has a port");
     (&url[..colon], (&url[colon + 1..path], &url[path..]))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_shard_times_out_by_name_and_the_other_serves() {
     let Some(env) = pg::env().await else { return };
-    let a = env.create_database(&pg::database_name("black_hole", "shard_0")).await.unwrap();
-    let b = env.create_database(&pg::database_name("black_hole", "shard_1")).await.unwrap();
+    let a = env
+        .create_database(&pg::database_name("black_hole", "shard_0"))
+        .await
+        .unwrap();
+    let b = env
+        .create_database(&pg::database_name("black_hole", "shard_1"))
+        .await
+        .unwrap();
     // Route shard_1 through the proxy: same server, same database, one more hop.
     let (before, after) = split_port(&b);
     let target: u16 = after.0.parse().unwrap();
@@ -95,9 +106,18 @@ async fn a_black_holed_shard_times_out_by_name_and_the_other_serves() {
         .await
         .unwrap();
     Item::create_table(&cluster).await.unwrap();
-    let rows: Vec<Item> = (1..=100).map(|id| Item { id, label: format!("item {id}") }).collect();
+    let rows: Vec<Item> = (1..=100)
+        .map(|id| Item {
+            id,
+            label: format!("item {id}"),
+        })
+        .collect();
     Item::insert_many(&cluster, &rows).await.unwrap();
-    let on = |shard: u32| (1..).find(|id| Item::shard_for(id).index() == shard).unwrap();
+    let on = |shard: u32| {
+        (1..)
+            .find(|id| Item::shard_for(id).index() == shard)
+            .unwrap()
+    };
 
     hole.store(true, Ordering::SeqCst);
     let started = Instant::now();
@@ -110,7 +130,10 @@ async fn a_black_holed_shard_times_out_by_name_and_the_other_serves() {
         }
         other => panic!("expected Timeout, got {other}"),
     }
-    assert!(took < Duration::from_secs(3), "timed out after {took:?}, not ~700 ms");
+    assert!(
+        took < Duration::from_secs(3),
+        "timed out after {took:?}, not ~700 ms"
+    );
 
     // The healthy shard keeps serving, alone and inside a scatter that names the dead one.
     assert!(Item::find(&cluster, on(0)).await.unwrap().is_some());
@@ -119,14 +142,19 @@ async fn a_black_holed_shard_times_out_by_name_and_the_other_serves() {
         .count(&cluster)
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::Timeout { shards, .. } if shards.contains("shard_1")), "{err}");
+    assert!(
+        matches!(&err, Error::Timeout { shards, .. } if shards.contains("shard_1")),
+        "{err}"
+    );
     let partial = Item::on_all_shards()
         .timeout(Duration::from_millis(700))
         .allow_partial()
         .count(&cluster)
         .await
         .unwrap();
-    let on_0 = (1..=100).filter(|id| Item::shard_for(id).index() == 0).count() as u64;
+    let on_0 = (1..=100)
+        .filter(|id| Item::shard_for(id).index() == 0)
+        .count() as u64;
     assert_eq!(partial.value, on_0);
     assert_eq!(partial.failed.len(), 1);
     assert_eq!(partial.failed[0].0, ShardId::new(1));

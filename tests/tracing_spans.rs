@@ -10,7 +10,10 @@ use grant::prelude::*;
 
 /// A minimal tracing subscriber that keeps every span's name and recorded fields.
 #[derive(Default, Clone)]
-struct Spans(Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>);
+struct Spans(Arc<Mutex<Vec<SpanRecord>>>);
+
+/// A span's name and its recorded `(field, value)` pairs.
+type SpanRecord = (String, Vec<(String, String)>);
 
 struct Fields<'a>(&'a mut Vec<(String, String)>);
 
