@@ -20,7 +20,11 @@ const ROWS: i64 = 10_000;
 
 fn users() -> Vec<User> {
     (0..ROWS)
-        .map(|id| User { id, name: format!("user {id}"), balance: id * 3 })
+        .map(|id| User {
+            id,
+            name: format!("user {id}"),
+            balance: id * 3,
+        })
         .collect()
 }
 

@@ -202,20 +202,30 @@ fn bench(c: &mut Criterion) {
     );
 
     // The keyset alternative to a deep OFFSET: the page after row 10,000.
-    let cursor = rt.block_on(page(9_999).limit(1).all(&big)).unwrap().pop().unwrap();
+    let cursor = rt
+        .block_on(page(9_999).limit(1).all(&big))
+        .unwrap()
+        .pop()
+        .unwrap();
     let keyset = || {
         Event::on_all_shards()
             .order_by(Event::SCORE, Order::Asc)
             .after(&cursor)
             .limit(100)
     };
-    let by_keyset: Vec<i64> = rt.block_on(keyset().all(&big)).unwrap().iter().map(|e| e.id).collect();
+    let by_keyset: Vec<i64> = rt
+        .block_on(keyset().all(&big))
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(by_keyset, want, "the keyset page equals the OFFSET page");
 
     let mut group = c.benchmark_group("order_by_limit_800k_rows");
     group.sample_size(10);
     group.bench_function("grant 8 shards keyset page after row 10000", |b| {
-        b.to_async(&rt).iter(|| async { keyset().all(&big).await.unwrap() })
+        b.to_async(&rt)
+            .iter(|| async { keyset().all(&big).await.unwrap() })
     });
     for offset in [0_u64, 10_000] {
         group.bench_function(format!("grant 8 shards LIMIT 100 OFFSET {offset}"), |b| {

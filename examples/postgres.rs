@@ -86,7 +86,12 @@ async fn main() -> grant::Result<()> {
     println!("1,000 routed finds in {:?}", started.elapsed());
 
     let per_region: Vec<(String, i64, Option<i64>, Option<f64>)> = Account::query()
-        .select((Account::REGION, count(), Account::BALANCE.sum(), Account::BALANCE.avg()))
+        .select((
+            Account::REGION,
+            count(),
+            Account::BALANCE.sum(),
+            Account::BALANCE.avg(),
+        ))
         .group_by(Account::REGION)
         .all(&cluster)
         .await?;
@@ -98,7 +103,10 @@ async fn main() -> grant::Result<()> {
         .limit(3)
         .all(&cluster)
         .await?;
-    println!("top 3: {:?}", top.iter().map(|a| (a.id, a.balance)).collect::<Vec<_>>());
+    println!(
+        "top 3: {:?}",
+        top.iter().map(|a| (a.id, a.balance)).collect::<Vec<_>>()
+    );
 
     for shard in cluster.status() {
         for e in shard.endpoints {

@@ -32,15 +32,17 @@
 //! See the README for the tour and the guarantees.
 
 pub use grant_core::__private::sea_query::Value;
+pub use grant_core::key::{IntKey, PgHashKey, TextKey};
 pub use grant_core::{
     Agg, Backend, Column, ColumnRef, Cond, Error, FromShardRow, FromValue, Having, KeyPart, Model,
     ModelMeta, Nulls, Order, Result, ShardId, ShardKey, Sharded, SqlType, count,
 };
 pub use grant_derive::{Model, Sharded};
+pub use grant_sharding::distribution::{Distribution, ShardRows};
 pub use grant_sharding::{
     Balance, Circuit, Cluster, ClusterBuilder, EndpointStatus, Executed, HealthConfig, Migration,
-    Partial, PartialQuery, Query, QueryLog, ReadPolicy, SchemaReport, Select, ShardStatus,
-    Tracked, current_shard, with_shard,
+    Partial, PartialQuery, Query, QueryLog, ReadPolicy, SchemaReport, Select, ShardStatus, Tracked,
+    current_shard, with_shard,
 };
 
 /// Tracing spans and metrics emitted per shard statement.
@@ -73,10 +75,12 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use grant_core::__private::{sea_query, sea_query_sqlx, sqlx};
+    pub use grant_core::key::{IntKey, PgHashKey, TextKey};
     pub use grant_core::{
         Backend, Column, ColumnMeta, Error, FromShardRow, Model, ModelMeta, Result, ShardId,
         ShardKey, Sharded, SqlType,
     };
+    pub use grant_sharding::resolve;
     pub use grant_sharding::resolve::hash;
     pub use grant_sharding::{Cluster, Query, Tracked, crud};
 }

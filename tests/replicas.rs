@@ -67,11 +67,18 @@ async fn reads_follow_the_policy_and_writes_stay_on_the_primary() {
     replicate(&cluster, &shard, 0, &[note(id)]).await;
 
     // Default policy: the primary.
-    assert_eq!(Note::find(&cluster, id).await.unwrap().unwrap().body, "note 1");
+    assert_eq!(
+        Note::find(&cluster, id).await.unwrap().unwrap().body,
+        "note 1"
+    );
 
     // PreferReplica right after a write: read-your-writes keeps the read on the primary...
     cluster.log().start();
-    let q = || Note::query().filter(Note::ID.eq(id)).read_policy(ReadPolicy::PreferReplica);
+    let q = || {
+        Note::query()
+            .filter(Note::ID.eq(id))
+            .read_policy(ReadPolicy::PreferReplica)
+    };
     assert_eq!(q().one(&cluster).await.unwrap().unwrap().body, "note 1");
     // ...and once the window has passed, the replica serves it.
     tokio::time::sleep(Duration::from_millis(350)).await;
@@ -108,7 +115,10 @@ async fn reads_follow_the_policy_and_writes_stay_on_the_primary() {
     assert_eq!(status.len(), 2);
     let ep = &status[0].endpoints;
     assert_eq!(ep.len(), 2);
-    assert_eq!((ep[0].endpoint.as_str(), ep[1].endpoint.as_str()), ("primary", "replica_0"));
+    assert_eq!(
+        (ep[0].endpoint.as_str(), ep[1].endpoint.as_str()),
+        ("primary", "replica_0")
+    );
     assert!(ep.iter().all(|e| e.healthy && e.circuit == Circuit::Closed));
     let primary = &cluster.status()[Note::shard_for(&id).index() as usize].endpoints[0];
     assert!(primary.latency_mean.is_some() && primary.latency_p95 >= primary.latency_mean);
@@ -160,7 +170,12 @@ async fn least_busy_balancing_avoids_a_busy_replica() {
         }
     };
     settle(0).await;
-    let _busy = cluster.replica_pool(&shard, 0).unwrap().acquire().await.unwrap();
+    let _busy = cluster
+        .replica_pool(&shard, 0)
+        .unwrap()
+        .acquire()
+        .await
+        .unwrap();
     for _ in 0..4 {
         settle(1).await;
         let got = Note::find(&cluster, id).await.unwrap().unwrap();
@@ -193,7 +208,11 @@ async fn a_down_primary_opens_its_circuit_reads_fail_over_and_it_comes_back() {
     // The probes open the circuit.
     let deadline = Instant::now() + Duration::from_secs(10);
     while cluster.status()[0].endpoints[0].circuit != Circuit::Open {
-        assert!(Instant::now() < deadline, "circuit never opened: {:?}", cluster.status());
+        assert!(
+            Instant::now() < deadline,
+            "circuit never opened: {:?}",
+            cluster.status()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let status = &cluster.status()[0].endpoints[0];
@@ -207,21 +226,38 @@ async fn a_down_primary_opens_its_circuit_reads_fail_over_and_it_comes_back() {
     let err = note(id).insert(&cluster).await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::ShardUnavailable { .. }), "{msg}");
-    assert!(msg.contains("shard_0") && msg.contains("circuit open"), "{msg}");
-    assert!(started.elapsed() < Duration::from_millis(400), "not fast: {:?}", started.elapsed());
+    assert!(
+        msg.contains("shard_0") && msg.contains("circuit open"),
+        "{msg}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "not fast: {:?}",
+        started.elapsed()
+    );
     // The other shard is unaffected.
     let other = (0..).find(|id| Note::shard_for(id).index() == 1).unwrap();
     assert!(cluster.status()[1].endpoints[0].healthy);
-    assert!(matches!(Note::find(&cluster, other).await, Err(Error::Shard { .. })), "no table yet, but reachable");
+    assert!(
+        matches!(Note::find(&cluster, other).await, Err(Error::Shard { .. })),
+        "no table yet, but reachable"
+    );
 
     // The primary comes back: a probe closes the circuit and writes succeed.
     std::fs::create_dir_all(&missing).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while cluster.status()[0].endpoints[0].circuit != Circuit::Closed {
-        assert!(Instant::now() < deadline, "circuit never closed: {:?}", cluster.status());
+        assert!(
+            Instant::now() < deadline,
+            "circuit never closed: {:?}",
+            cluster.status()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Note::create_table(&cluster).await.unwrap();
     note(id).insert(&cluster).await.unwrap();
-    assert_eq!(Note::find(&cluster, id).await.unwrap().unwrap().body, format!("note {id}"));
+    assert_eq!(
+        Note::find(&cluster, id).await.unwrap().unwrap().body,
+        format!("note {id}")
+    );
 }

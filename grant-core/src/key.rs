@@ -7,9 +7,15 @@
 //!   are unambiguous (`("ab", "c")` and `("a", "bc")` differ);
 //! * integers of every width (`i8` .. `i64`, `u8` .. `u32`) are the 8 little-endian bytes of the
 //!   value widened to `i64`, so `5_i32` and `5_i64` route alike; `u64` is its 8 little-endian bytes;
-//! * strings are their UTF-8 bytes; byte strings are themselves; UUIDs their 16 bytes.
+//! * strings are their UTF-8 bytes; byte strings are themselves; UUIDs (`[u8; 16]`, e.g.
+//!   `*uuid.as_bytes()`) their 16 bytes.
 //!
 //! Changing this encoding moves rows between shards: it is pinned by test vectors.
+//!
+//! Some strategies take only some key types; marker traits say which, so that a key type a
+//! strategy cannot place is a compile error at the field: [`PgHashKey`] (`pg_hash`: the types
+//! PostgreSQL hash-partitions identically), [`IntKey`] (`range`, and `mapping` over integers) and
+//! [`TextKey`] (`mapping` over strings).
 
 use sea_query::Value;
 
@@ -126,6 +132,28 @@ impl ShardKey for Vec<u8> {
     }
 }
 
+impl ShardKey for [u8; 16] {
+    #[inline]
+    fn visit<V: KeyVisitor>(&self, visitor: &mut V) {
+        visitor.part(KeyPart::Uuid(*self));
+    }
+    fn describe(&self) -> String {
+        describe_uuid(self)
+    }
+}
+
+/// A UUID's 16 bytes in the canonical `8-4-4-4-12` hex form.
+pub fn describe_uuid(bytes: &[u8; 16]) -> String {
+    let mut out = String::with_capacity(36);
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
 impl<T: ShardKey + ?Sized> ShardKey for &T {
     #[inline]
     fn visit<V: KeyVisitor>(&self, visitor: &mut V) {
@@ -138,6 +166,8 @@ impl<T: ShardKey + ?Sized> ShardKey for &T {
 
 macro_rules! tuple_key {
     ($($name:ident $idx:tt),+) => {
+        impl<$($name: PgHashKey),+> PgHashKey for ($($name,)+) {}
+
         impl<$($name: ShardKey),+> ShardKey for ($($name,)+) {
             #[inline]
             fn visit<V: KeyVisitor>(&self, visitor: &mut V) {
@@ -153,6 +183,88 @@ macro_rules! tuple_key {
 tuple_key!(A 0, B 1);
 tuple_key!(A 0, B 1, C 2);
 tuple_key!(A 0, B 1, C 2, D 3);
+
+/// A shard key type the `pg_hash` strategy places exactly as PostgreSQL's `PARTITION BY HASH`
+/// does: integers that fit PostgreSQL's `int2` / `int4` / `int8`, strings (`text`, `varchar`),
+/// byte strings (`bytea`), UUIDs (`[u8; 16]`, for `uuid` columns), references to them and tuples
+/// of them (multi-column partition keys).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a `pg_hash` shard key",
+    label = "PostgreSQL has no hash partitioning for this type that Grant reproduces",
+    note = "`pg_hash` takes integers up to `i64` (int2/int4/int8), `String` (text), `Vec<u8>` \
+            (bytea), `[u8; 16]` (uuid) or a tuple of them; use `strategy = \"hash\"` for other keys"
+)]
+pub trait PgHashKey: ShardKey {}
+
+macro_rules! marker {
+    ($tr:ident: $($t:ty),*) => {$( impl $tr for $t {} )*};
+}
+marker!(PgHashKey: i8, i16, i32, i64, u8, u16, u32, str, String, Vec<u8>, [u8; 16]);
+impl<T: PgHashKey + ?Sized> PgHashKey for &T {}
+
+/// An integer shard key, as the `range` strategy (and `mapping` over integers) needs.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the key of this strategy: it needs an integer key",
+    label = "not an integer",
+    note = "`range` (and a `mapping` with integer values) takes `i8`..`i64` or `u8`..`u32`; \
+            store times as integers (e.g. `20250101` or seconds since the epoch)"
+)]
+pub trait IntKey: ShardKey {
+    /// The key as an `i64`.
+    fn to_i64(&self) -> i64;
+}
+
+macro_rules! int_key_marker {
+    ($($t:ty),*) => {$(
+        impl IntKey for $t {
+            #[inline]
+            fn to_i64(&self) -> i64 {
+                i64::from(*self)
+            }
+        }
+    )*};
+}
+int_key_marker!(i8, i16, i32, i64, u8, u16, u32);
+
+impl<T: IntKey + ?Sized> IntKey for &T {
+    #[inline]
+    fn to_i64(&self) -> i64 {
+        (**self).to_i64()
+    }
+}
+
+/// A string shard key, as a `mapping` with string values needs.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the key of this strategy: it needs a string key",
+    label = "not a string",
+    note = "a `mapping` whose values are strings (`map(eu = \"shard_eu\")`) takes a `String` key; \
+            map integer keys with integer values (`map(1 = \"shard_a\")`)"
+)]
+pub trait TextKey: ShardKey {
+    /// The key as a string.
+    fn as_text(&self) -> &str;
+}
+
+impl TextKey for str {
+    #[inline]
+    fn as_text(&self) -> &str {
+        self
+    }
+}
+
+impl TextKey for String {
+    #[inline]
+    fn as_text(&self) -> &str {
+        self
+    }
+}
+
+impl<T: TextKey + ?Sized> TextKey for &T {
+    #[inline]
+    fn as_text(&self) -> &str {
+        (**self).as_text()
+    }
+}
 
 /// Renders a primary key value (scalar or tuple) for messages.
 pub fn describe_values(values: &[Value]) -> String {

@@ -1,11 +1,12 @@
 //! The traits the derives implement.
 
 use std::fmt::Debug;
+use std::ops::Bound;
 
 use sea_query::{ColumnType, Value};
 
 use crate::backend::Backend;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::key::ShardKey;
 use crate::shard::ShardId;
 
@@ -35,8 +36,12 @@ pub struct ModelMeta {
     pub columns: &'static [ColumnMeta],
     /// Positions of the primary-key columns in `columns`, in field order.
     pub primary_key: &'static [usize],
-    /// Position of the shard-key column, or `None` for an unsharded model.
+    /// Position of the (first) shard-key column, or `None` for an unsharded model.
     pub shard_key: Option<usize>,
+    /// Positions of every shard-key column in `columns`, in key order: one for a single-column
+    /// shard key, several for a composite one (`#[shard(on = ["tenant_id", "user_id"])]`), none
+    /// for an unsharded model.
+    pub shard_key_columns: &'static [usize],
 }
 
 impl ModelMeta {
@@ -45,9 +50,27 @@ impl ModelMeta {
         self.columns.iter().map(|c| c.name)
     }
 
-    /// The SQL name of the shard-key column (or `"-"` for an unsharded model).
+    /// The SQL name of the (first) shard-key column (or `"-"` for an unsharded model).
     pub fn shard_key_name(&self) -> &'static str {
         self.shard_key.map_or("-", |i| self.columns[i].name)
+    }
+
+    /// The SQL names of every shard-key column, comma separated (`"tenant_id, user_id"`), for
+    /// messages; `"-"` for an unsharded model.
+    pub fn shard_key_names(&self) -> String {
+        if self.shard_key_columns.is_empty() {
+            return self.shard_key_name().to_owned();
+        }
+        self.shard_key_columns
+            .iter()
+            .map(|&i| self.columns[i].name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Whether the shard key has several columns.
+    pub fn has_composite_shard_key(&self) -> bool {
+        self.shard_key_columns.len() > 1
     }
 }
 
@@ -87,9 +110,67 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     ///
     /// # Errors
     ///
-    /// [`Error::MissingShardKey`](crate::Error::MissingShardKey) when the value is NULL or not of
-    /// a key type. Never a default shard.
+    /// [`Error::MissingShardKey`] when the value is NULL or not of a key type, or the shard key
+    /// has several columns (use [`Model::shard_for_values`]). Never a default shard.
+    /// [`Error::UnknownShard`] naming the value when no shard holds it (a mapping value without a
+    /// `default`, an integer outside every range).
     fn shard_for_value(value: &Value) -> Result<ShardId>;
+
+    /// The shard for dynamically supplied values of every shard-key column, in key order
+    /// ([`ModelMeta::shard_key_columns`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Model::shard_for_value`]; [`Error::MissingShardKey`] also when the number of values
+    /// is not the number of key columns.
+    fn shard_for_values(values: &[Value]) -> Result<ShardId> {
+        match values {
+            [value] if Self::META.shard_key_columns.len() <= 1 => Self::shard_for_value(value),
+            _ => Err(Error::MissingShardKey {
+                model: Self::META.name,
+                key: Self::META.shard_key_name(),
+                detail: format!(
+                    "the shard key ({}) has {} column(s), got {} value(s)",
+                    Self::META.shard_key_names(),
+                    Self::META.shard_key_columns.len(),
+                    values.len()
+                ),
+            }),
+        }
+    }
+
+    /// The shards that may hold rows whose (single-column) shard key lies between `low` and
+    /// `high`, or `None` when the strategy cannot tell (hash strategies: any shard may).
+    ///
+    /// The router uses it to prune `lt`, `lte`, `gt`, `gte` and `between` conditions on the key
+    /// for the `range` strategy. The answer may include shards with no such row, never omit one.
+    ///
+    /// # Errors
+    ///
+    /// None for the strategies Grant generates; an implementation may refuse a bound.
+    fn shards_for_range(low: Bound<&Value>, high: Bound<&Value>) -> Result<Option<Vec<ShardId>>> {
+        let _ = (low, high);
+        Ok(None)
+    }
+
+    /// The shard holding the row with primary key `key`, or the error naming the key when no
+    /// shard can hold it (see [`Model::shard_for_value`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownShard`] naming the key when no shard holds it.
+    fn try_shard_of_key(key: &Self::PrimaryKey) -> Result<ShardId> {
+        Ok(Self::shard_of_key(key))
+    }
+
+    /// The shard holding this row, or the error naming its key when no shard can hold it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownShard`] naming the key when no shard holds it.
+    fn try_shard_of(&self) -> Result<ShardId> {
+        Ok(self.shard_of())
+    }
 }
 
 /// A model whose rows are spread over shards by a shard key.
@@ -97,11 +178,31 @@ pub trait Sharded: Model {
     /// The shard key's type (never `Option`).
     type ShardKey: ShardKey;
 
+    /// A borrowed view of a row's shard key: `&T` for a single-column key, a tuple of
+    /// references for a composite one (the shard key of [`ShardKey`]'s encoding is the same).
+    type ShardKeyRef<'a>: ShardKey + Copy
+    where
+        Self: 'a;
+
     /// This row's shard key.
-    fn shard_key(&self) -> &Self::ShardKey;
+    fn shard_key(&self) -> Self::ShardKeyRef<'_>;
 
     /// The shard for `key`. Pure: no I/O, the same answer in every process and release.
+    ///
+    /// For strategies that can leave a key without a shard (a mapping without `default`, ranges
+    /// that do not cover every integer) such a key gets [`ShardId::UNPLACED`], which no cluster
+    /// has; [`Sharded::try_shard_for`] says why instead.
     fn shard_for(key: &Self::ShardKey) -> ShardId;
+
+    /// The shard for `key`, or the error naming the key when no shard holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownShard`] naming the key (a mapping value without `default`, an integer
+    /// outside every range).
+    fn try_shard_for(key: &Self::ShardKey) -> Result<ShardId> {
+        Ok(Self::shard_for(key))
+    }
 }
 
 /// Decodes a model from a row of backend `DB` whose columns are the model's columns in order.

@@ -38,6 +38,25 @@ enum Name {
 pub const DEFAULT_PREFIX: &str = "shard_";
 
 impl ShardId {
+    /// The "shard" of a key that no shard holds — a mapping value without a `default`, an integer
+    /// outside every range — as infallible routing (`shard_for`, `shard_of`) reports it.
+    ///
+    /// No cluster has a shard of this name, so an operation routed here fails with
+    /// [`Error::UnknownShard`](crate::Error::UnknownShard) instead of touching any shard; the
+    /// fallible forms (`try_shard_for`, `shard_for_value`) give the error naming the key.
+    ///
+    /// ```
+    /// use grant_core::ShardId;
+    /// assert!(ShardId::UNPLACED.is_unplaced());
+    /// assert!(!ShardId::new(0).is_unplaced());
+    /// ```
+    pub const UNPLACED: ShardId = ShardId::named(u32::MAX, "<no shard holds this key>");
+
+    /// Whether this is [`ShardId::UNPLACED`].
+    pub const fn is_unplaced(&self) -> bool {
+        self.index == u32::MAX && matches!(self.name, Name::Fixed(_))
+    }
+
     /// The shard at `index` named `shard_{index}`.
     pub const fn new(index: u32) -> Self {
         Self::prefixed(DEFAULT_PREFIX, index)

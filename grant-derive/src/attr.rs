@@ -6,9 +6,11 @@
 
 use proc_macro2::{Span, TokenTree};
 use quote::ToTokens;
+use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
+use syn::parse::ParseStream;
 use syn::spanned::Spanned;
-use syn::{Attribute, Expr, Lit, LitInt, LitStr, Token};
+use syn::{Attribute, Expr, Ident, Lit, LitInt, LitStr, Token};
 
 use crate::Derive;
 use crate::names::backticked_list;
@@ -55,17 +57,31 @@ impl Errors {
 }
 
 /// A sharding strategy: how a shard key maps to a shard.
-///
-/// Only `hash` exists today; `pg_hash`, `consistent_hash`, `range` and `mapping` will join it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Strategy {
     /// `strategy = "hash"`: SipHash-2-4 of the key's canonical bytes, remainder `count`.
     Hash,
+    /// `strategy = "pg_hash"`: PostgreSQL's `PARTITION BY HASH` placement, modulus `count`.
+    PgHash,
+    /// `strategy = "consistent_hash"`: a hash ring with `vnodes` points per shard.
+    ConsistentHash,
+    /// `strategy = "range"`: integer ranges on named shards.
+    Range,
+    /// `strategy = "mapping"` (or `geographic`, `lookup`): listed values on named shards.
+    Mapping,
 }
 
 impl Strategy {
     /// Every strategy with its name as written in `#[shard(strategy = "...")]`.
-    pub(crate) const ALL: &'static [(&'static str, Strategy)] = &[("hash", Strategy::Hash)];
+    pub(crate) const ALL: &'static [(&'static str, Strategy)] = &[
+        ("hash", Strategy::Hash),
+        ("pg_hash", Strategy::PgHash),
+        ("consistent_hash", Strategy::ConsistentHash),
+        ("range", Strategy::Range),
+        ("mapping", Strategy::Mapping),
+        ("geographic", Strategy::Mapping),
+        ("lookup", Strategy::Mapping),
+    ];
 
     /// The strategy named `name`.
     pub(crate) fn from_name(name: &str) -> Option<Strategy> {
@@ -79,6 +95,92 @@ impl Strategy {
     pub(crate) fn expected() -> String {
         backticked_list(Self::ALL.iter().map(|(n, _)| *n))
     }
+
+    /// The `#[shard(..)]` keys this strategy takes besides `strategy` and `on`.
+    pub(crate) fn options(self) -> &'static [&'static str] {
+        match self {
+            Strategy::Hash | Strategy::PgHash => &["count", "prefix"],
+            Strategy::ConsistentHash => &["count", "prefix", "vnodes", "weights"],
+            Strategy::Range => &["ranges"],
+            Strategy::Mapping => &["map", "default"],
+        }
+    }
+
+    /// Whether the strategy names its shards itself (rather than `count` shards `{prefix}{i}`).
+    pub(crate) fn names_shards(self) -> bool {
+        matches!(self, Strategy::Range | Strategy::Mapping)
+    }
+
+    /// Whether a composite (several-column) shard key is allowed.
+    pub(crate) fn takes_composite_keys(self) -> bool {
+        matches!(
+            self,
+            Strategy::Hash | Strategy::PgHash | Strategy::ConsistentHash
+        )
+    }
+}
+
+/// `strategy = "..."`: the strategy and the literal as written (e.g. `"geographic"`).
+#[derive(Clone)]
+pub(crate) struct StrategyAttr {
+    pub(crate) strategy: Strategy,
+    pub(crate) lit: LitStr,
+}
+
+/// `on = "field"` or `on = ["a", "b"]`.
+#[derive(Clone)]
+pub(crate) struct OnAttr {
+    /// The field names, in key order.
+    pub(crate) fields: Vec<LitStr>,
+    /// The whole value, for errors about the key as a whole.
+    pub(crate) span: Span,
+}
+
+/// One `name = 2` of `weights(..)`.
+#[derive(Clone)]
+pub(crate) struct Weight {
+    pub(crate) shard: String,
+    pub(crate) span: Span,
+    pub(crate) weight: f64,
+}
+
+/// One `name = start..end` of `ranges(..)`, as half-open `i64` bounds.
+#[derive(Clone)]
+pub(crate) struct RangeEntry {
+    pub(crate) shard: String,
+    /// The range as written.
+    pub(crate) span: Span,
+    pub(crate) text: String,
+    /// Included start, `None` when open.
+    pub(crate) start: Option<i64>,
+    /// Excluded end, `None` when open.
+    pub(crate) end: Option<i64>,
+}
+
+/// A listed value of `map(..)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum MapKey {
+    Int(i64),
+    Text(String),
+}
+
+impl MapKey {
+    /// The order `grant::resolve::MappingKey` looks values up in: integers before strings,
+    /// integers by value, strings by length and then by bytes.
+    pub(crate) fn lookup_order(&self) -> (u8, i64, usize, &[u8]) {
+        match self {
+            MapKey::Int(v) => (0, *v, 0, &[]),
+            MapKey::Text(s) => (1, 0, s.len(), s.as_bytes()),
+        }
+    }
+}
+
+/// One `value = "shard"` of `map(..)`.
+#[derive(Clone)]
+pub(crate) struct MapEntry {
+    pub(crate) key: MapKey,
+    pub(crate) key_span: Span,
+    pub(crate) shard: LitStr,
 }
 
 /// A key that may be absent, given with a bad value (already reported), or given.
@@ -113,10 +215,17 @@ pub(crate) struct ShardAttr<'a> {
     /// Whether every `#[shard(..)]` attribute parsed (no syntax error): only then is a missing key
     /// worth reporting.
     pub(crate) well_formed: bool,
-    pub(crate) strategy: Slot<Strategy>,
-    pub(crate) on: Slot<LitStr>,
+    pub(crate) strategy: Slot<StrategyAttr>,
+    pub(crate) on: Slot<OnAttr>,
     pub(crate) count: Slot<u32>,
     pub(crate) prefix: Slot<LitStr>,
+    pub(crate) vnodes: Slot<u32>,
+    pub(crate) weights: Slot<Vec<Weight>>,
+    pub(crate) ranges: Slot<Vec<RangeEntry>>,
+    pub(crate) map: Slot<Vec<MapEntry>>,
+    pub(crate) default: Slot<LitStr>,
+    /// Every key written, with the span of its name, in order.
+    pub(crate) written: Vec<(String, Span)>,
 }
 
 /// The struct's attributes.
@@ -137,7 +246,12 @@ pub(crate) struct FieldAttrs {
     pub(crate) column: Slot<LitStr>,
 }
 
-const SHARD_KEYS: &[&str] = &["strategy", "on", "count", "prefix"];
+const SHARD_KEYS: &[&str] = &[
+    "strategy", "on", "count", "prefix", "vnodes", "weights", "ranges", "map", "default",
+];
+
+/// The largest `#[shard(vnodes = N)]`.
+pub(crate) const MAX_VNODES: u32 = 1 << 16;
 const GRANT_KEYS_SHARDED: &[&str] = &["table"];
 const GRANT_KEYS_MODEL: &[&str] = &["table", "shard"];
 const GRANT_FIELD_KEYS: &[&str] = &["column"];
@@ -171,6 +285,12 @@ pub(crate) fn container<'a>(
                 on: Slot::Missing,
                 count: Slot::Missing,
                 prefix: Slot::Missing,
+                vnodes: Slot::Missing,
+                weights: Slot::Missing,
+                ranges: Slot::Missing,
+                map: Slot::Missing,
+                default: Slot::Missing,
+                written: Vec::new(),
             });
             parse_shard(attr, shard, errors);
         } else if attr.path().is_ident("grant") {
@@ -195,11 +315,12 @@ fn parse_shard(attr: &Attribute, shard: &mut ShardAttr<'_>, errors: &mut Errors)
             );
             return skip_value(&meta);
         };
+        shard.written.push((key.clone(), meta.path.span()));
         match key.as_str() {
             "strategy" => {
                 let value = string_value(&meta, "shard", "strategy", "\"hash\"", errors)?;
                 let slot = value.map(|lit| match Strategy::from_name(&lit.value()) {
-                    Some(strategy) => Some(strategy),
+                    Some(strategy) => Some(StrategyAttr { strategy, lit }),
                     None => {
                         errors.spanned(
                             &lit,
@@ -215,16 +336,62 @@ fn parse_shard(attr: &Attribute, shard: &mut ShardAttr<'_>, errors: &mut Errors)
                 store(&mut shard.strategy, &meta, "shard", slot.flatten(), errors);
             }
             "on" => {
-                let value = string_value(&meta, "shard", "on", "\"id\"", errors)?;
+                let value = on_value(&meta, errors)?;
+                store(&mut shard.on, &meta, "shard", value, errors);
+            }
+            "vnodes" => {
+                let value = int_value(&meta, "shard", "vnodes", "150", errors)?;
+                let value = value.and_then(|lit| match lit.base10_parse::<u64>() {
+                    Ok(n) if (1..=u64::from(MAX_VNODES)).contains(&n) => u32::try_from(n).ok(),
+                    _ => {
+                        errors.spanned(
+                            &lit,
+                            format!(
+                                "`#[shard(vnodes = ...)]` must be between 1 and {MAX_VNODES}, got {}",
+                                lit.base10_digits()
+                            ),
+                        );
+                        None
+                    }
+                });
+                store(&mut shard.vnodes, &meta, "shard", value, errors);
+            }
+            "weights" => {
+                let value = list(&meta, "weights", "shard_0 = 2", errors, weight_entry)?;
+                store(&mut shard.weights, &meta, "shard", value, errors);
+            }
+            "ranges" => {
+                let value = list(&meta, "ranges", "shard_a = ..1000", errors, range_entry)?;
+                let value = value.and_then(|entries| {
+                    if entries.is_empty() {
+                        errors.spanned(
+                            &meta.path,
+                            "`#[shard(ranges(..))]` is empty; list each shard with its range, \
+                             e.g. `ranges(shard_old = ..1000, shard_new = 1000..)`",
+                        );
+                        None
+                    } else {
+                        Some(entries)
+                    }
+                });
+                store(&mut shard.ranges, &meta, "shard", value, errors);
+            }
+            "map" => {
+                let value = list(&meta, "map", "eu = \"shard_eu\"", errors, map_entry)?;
+                let value = value.and_then(|entries| check_map(&meta, entries, errors));
+                store(&mut shard.map, &meta, "shard", value, errors);
+            }
+            "default" => {
+                let value = string_value(&meta, "shard", "default", "\"shard_other\"", errors)?;
                 let value = value.and_then(|lit| {
                     non_empty(
                         lit,
-                        "#[shard(on = ...)]",
-                        "the name of the shard-key field",
+                        "#[shard(default = ...)]",
+                        "the name of the shard for unlisted values",
                         errors,
                     )
                 });
-                store(&mut shard.on, &meta, "shard", value, errors);
+                store(&mut shard.default, &meta, "shard", value, errors);
             }
             "count" => {
                 let value = int_value(&meta, "shard", "count", "8", errors)?;
@@ -428,7 +595,16 @@ fn value_expr(
     if !meta.input.peek(Token![=]) {
         return Err(meta.error(format!("expected `{key} = {example}` in `#[{attr}(..)]`")));
     }
-    meta.value()?.parse()
+    meta.value()?.parse().map(ungroup)
+}
+
+/// The expression inside invisible groups (a `$count:literal` passed through `macro_rules!`
+/// arrives as one).
+fn ungroup(expr: Expr) -> Expr {
+    match expr {
+        Expr::Group(group) => ungroup(*group.expr),
+        other => other,
+    }
 }
 
 /// `key = "string"`; `None` (and an error recorded) for another kind of value.
@@ -516,4 +692,323 @@ fn store<T>(
         Some(value) => Slot::Given(value),
         None => Slot::Invalid,
     };
+}
+
+/// The most columns a composite shard key may have (the tuple sizes `ShardKey` covers).
+pub(crate) const MAX_KEY_COLUMNS: usize = 4;
+
+/// `on = "field"` or `on = ["a", "b"]`; `None` (and an error recorded) for anything else.
+fn on_value(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Option<OnAttr>> {
+    let expr = value_expr(meta, "shard", "on", "\"id\"")?;
+    let span = expr.span();
+    let field = |expr: &Expr, errors: &mut Errors| match expr {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => non_empty(
+            lit.clone(),
+            "#[shard(on = ...)]",
+            "the name of the shard-key field",
+            errors,
+        ),
+        other => {
+            errors.spanned(
+                other,
+                "`#[shard(on = ...)]` expects a field name as a string, e.g. `on = \"id\"`, or a \
+                 list of them for a composite key, e.g. `on = [\"tenant_id\", \"user_id\"]`",
+            );
+            None
+        }
+    };
+    match &expr {
+        Expr::Array(array) => {
+            if array.elems.is_empty() {
+                errors.spanned(
+                    &expr,
+                    "`#[shard(on = [])]` names no field; list the shard-key field(s), e.g. \
+                     `on = [\"tenant_id\", \"user_id\"]`",
+                );
+                return Ok(None);
+            }
+            let mut fields: Vec<LitStr> = Vec::new();
+            let mut ok = true;
+            for elem in &array.elems {
+                match field(elem, errors) {
+                    Some(lit) => {
+                        if fields.iter().any(|f| f.value() == lit.value()) {
+                            errors.spanned(
+                                &lit,
+                                format!(
+                                    "field `{}` is listed twice in `#[shard(on = [...])]`",
+                                    lit.value()
+                                ),
+                            );
+                            ok = false;
+                        }
+                        fields.push(lit);
+                    }
+                    None => ok = false,
+                }
+            }
+            if fields.len() > MAX_KEY_COLUMNS {
+                errors.spanned(
+                    &expr,
+                    format!(
+                        "`#[shard(on = [...])]` names {} fields; a composite shard key has at \
+                         most {MAX_KEY_COLUMNS}",
+                        fields.len()
+                    ),
+                );
+                ok = false;
+            }
+            Ok(ok.then_some(OnAttr { fields, span }))
+        }
+        single => Ok(field(single, errors).map(|lit| OnAttr {
+            fields: vec![lit],
+            span,
+        })),
+    }
+}
+
+/// `key(entry, entry, ...)`: every entry parsed by `entry`; `None` when an entry was invalid (the
+/// error is recorded). A syntax error ends parsing of the whole attribute.
+fn list<T>(
+    meta: &ParseNestedMeta<'_>,
+    key: &str,
+    example: &str,
+    errors: &mut Errors,
+    entry: fn(ParseStream<'_>, &mut Errors) -> syn::Result<Option<T>>,
+) -> syn::Result<Option<Vec<T>>> {
+    if !meta.input.peek(syn::token::Paren) {
+        return Err(meta.error(format!(
+            "expected `{key}({example}, ...)` in `#[shard(..)]`"
+        )));
+    }
+    let content;
+    syn::parenthesized!(content in meta.input);
+    let mut out = Vec::new();
+    let mut ok = true;
+    while !content.is_empty() {
+        match entry(&content, errors)? {
+            Some(value) => out.push(value),
+            None => ok = false,
+        }
+        if content.is_empty() {
+            break;
+        }
+        content.parse::<Token![,]>()?;
+    }
+    Ok(ok.then_some(out))
+}
+
+/// A shard name before `=`: an identifier (`shard_eu`) or a string (`"shard-eu"`).
+fn shard_name(input: ParseStream<'_>) -> syn::Result<(String, Span)> {
+    if input.peek(LitStr) {
+        let lit: LitStr = input.parse()?;
+        Ok((lit.value(), lit.span()))
+    } else {
+        let ident = Ident::parse_any(input).map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected a shard name, as an identifier (`shard_eu`) or a string (`\"shard-eu\"`)",
+            )
+        })?;
+        Ok((syn::ext::IdentExt::unraw(&ident).to_string(), ident.span()))
+    }
+}
+
+/// `name = 2` or `name = 0.5` in `weights(..)`.
+fn weight_entry(input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<Option<Weight>> {
+    let (shard, span) = shard_name(input)?;
+    input.parse::<Token![=]>()?;
+    let lit: Lit = input.parse()?;
+    let weight = match &lit {
+        Lit::Int(int) => int.base10_parse::<f64>().ok(),
+        Lit::Float(float) => float.base10_parse::<f64>().ok(),
+        _ => None,
+    };
+    match weight {
+        Some(weight) if weight.is_finite() && weight > 0.0 => Ok(Some(Weight {
+            shard,
+            span,
+            weight,
+        })),
+        _ => {
+            errors.spanned(
+                &lit,
+                format!(
+                    "the weight of shard `{shard}` in `#[shard(weights(..))]` must be a positive \
+                     number, e.g. `{shard} = 2` or `{shard} = 0.5`"
+                ),
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// `name = start..end` (either end open; `..=` for an inclusive end) in `ranges(..)`.
+fn range_entry(input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<Option<RangeEntry>> {
+    let (shard, _) = shard_name(input)?;
+    input.parse::<Token![=]>()?;
+    let expr: Expr = input.parse()?;
+    let text = expr.to_token_stream().to_string().replace(' ', "");
+    let Expr::Range(range) = &expr else {
+        errors.spanned(
+            &expr,
+            format!(
+                "expected a range of keys for shard `{shard}`, like `..1000`, `1000..2000` or \
+                 `2000..`, got `{text}`"
+            ),
+        );
+        return Ok(None);
+    };
+    let start = range.start.as_deref().map(|e| int_bound(e, &shard, errors));
+    let end = range.end.as_deref().map(|e| int_bound(e, &shard, errors));
+    let (start, end) = match (start, end) {
+        (Some(None), _) | (_, Some(None)) => return Ok(None),
+        (start, end) => (start.flatten(), end.flatten()),
+    };
+    let end = match range.limits {
+        syn::RangeLimits::HalfOpen(_) => end,
+        // `..=i64::MAX` is open above.
+        syn::RangeLimits::Closed(_) => end.and_then(|e| e.checked_add(1)),
+    };
+    if let (Some(s), Some(e)) = (start, end)
+        && s >= e
+    {
+        errors.spanned(
+            &expr,
+            format!(
+                "range `{text}` of shard `{shard}` holds no key; its start must be below its end"
+            ),
+        );
+        return Ok(None);
+    }
+    Ok(Some(RangeEntry {
+        shard,
+        span: expr.span(),
+        text,
+        start,
+        end,
+    }))
+}
+
+/// An integer literal (possibly negative) as a range bound; `None` after recording an error.
+fn int_bound(expr: &Expr, shard: &str, errors: &mut Errors) -> Option<i64> {
+    let parsed = match expr {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(lit), ..
+        }) => lit.base10_parse::<i64>().ok(),
+        Expr::Unary(syn::ExprUnary {
+            op: syn::UnOp::Neg(_),
+            expr: inner,
+            ..
+        }) => match &**inner {
+            Expr::Lit(syn::ExprLit {
+                lit: Lit::Int(lit), ..
+            }) => format!("-{}", lit.base10_digits()).parse::<i64>().ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    if parsed.is_none() {
+        errors.spanned(
+            expr,
+            format!(
+                "the bounds of the range of shard `{shard}` must be integer literals that fit an \
+                 `i64`, e.g. `20250101..20260101`"
+            ),
+        );
+    }
+    parsed
+}
+
+/// `value = "shard"` in `map(..)`: the value an identifier, a string or an integer.
+fn map_entry(input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<Option<MapEntry>> {
+    let (key, key_span) = if input.peek(LitInt) || input.peek(Token![-]) {
+        let negative = input.parse::<Option<Token![-]>>()?.is_some();
+        let lit: LitInt = input.parse()?;
+        let digits = format!("{}{}", if negative { "-" } else { "" }, lit.base10_digits());
+        match digits.parse::<i64>() {
+            Ok(v) => (Some(MapKey::Int(v)), lit.span()),
+            Err(_) => {
+                errors.spanned(
+                    &lit,
+                    format!("`{digits}` in `#[shard(map(..))]` does not fit an `i64`"),
+                );
+                (None, lit.span())
+            }
+        }
+    } else {
+        let (name, span) = shard_name(input).map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected a key value: an identifier (`eu`), a string (`\"eu-west\"`) or an \
+                 integer (`42`)",
+            )
+        })?;
+        (Some(MapKey::Text(name)), span)
+    };
+    input.parse::<Token![=]>()?;
+    let shard = match input.parse::<Lit>()? {
+        Lit::Str(lit) if !lit.value().is_empty() => Some(lit),
+        other => {
+            errors.spanned(
+                &other,
+                "expected the shard's name as a non-empty string, e.g. `eu = \"shard_eu\"`",
+            );
+            None
+        }
+    };
+    Ok(match (key, shard) {
+        (Some(key), Some(shard)) => Some(MapEntry {
+            key,
+            key_span,
+            shard,
+        }),
+        _ => None,
+    })
+}
+
+/// A non-empty `map(..)` with distinct values, all integers or all strings.
+fn check_map(
+    meta: &ParseNestedMeta<'_>,
+    entries: Vec<MapEntry>,
+    errors: &mut Errors,
+) -> Option<Vec<MapEntry>> {
+    let Some(first) = entries.first() else {
+        errors.spanned(
+            &meta.path,
+            "`#[shard(map(..))]` is empty; list each key value with its shard, e.g. \
+             `map(eu = \"shard_eu\", us = \"shard_us\")`",
+        );
+        return None;
+    };
+    let mut ok = true;
+    let is_int = matches!(first.key, MapKey::Int(_));
+    for (i, entry) in entries.iter().enumerate() {
+        if matches!(entry.key, MapKey::Int(_)) != is_int {
+            errors.at(
+                entry.key_span,
+                "`#[shard(map(..))]` mixes integer and string values; the key column is one or \
+                 the other",
+            );
+            ok = false;
+        }
+        if let Some(before) = entries[..i].iter().find(|e| e.key == entry.key) {
+            let shown = match &entry.key {
+                MapKey::Int(v) => v.to_string(),
+                MapKey::Text(s) => s.clone(),
+            };
+            errors.at(
+                entry.key_span,
+                format!(
+                    "value `{shown}` is listed twice in `#[shard(map(..))]` (first to `{}`); \
+                     each value has one shard",
+                    before.shard.value()
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(entries)
 }

@@ -9,8 +9,8 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, Index, Type, Visibility};
 
-use crate::attr::Strategy;
-use crate::valid::{Model, Placement};
+use crate::attr::MapKey;
+use crate::valid::{Column as ValidColumn, Model, Placement, Plan, Sharding};
 
 /// `::grant::__private`, the only path generated code uses besides `::core` and `::std`.
 pub(crate) fn private() -> TokenStream {
@@ -31,11 +31,18 @@ fn deferred(bound: TokenStream) -> TokenStream {
     quote!(for<'__grant> #bound)
 }
 
+/// Drops repeated where-clause predicates (a single `ShardKey` key is bounded once).
+fn dedup(predicates: &mut Vec<TokenStream>) {
+    let mut seen = std::collections::HashSet::new();
+    predicates.retain(|p| seen.insert(p.to_string()));
+}
+
 /// The expansion of a checked model.
 pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
     let model_impl = model_impl(model);
     let sharded_impl = sharded_impl(model);
     let row_impl = from_row_impl(model);
+    let helpers = helpers(model);
     let columns: Vec<ColumnConst<'_>> = model
         .columns
         .iter()
@@ -48,15 +55,15 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
         })
         .collect();
     let shard_for = match &model.placement {
-        Placement::Sharded { key, .. } => {
-            model
-                .columns
-                .get(*key)
-                .map_or(ShardFor::Absent, |c| ShardFor::Typed {
-                    ty: c.ty,
-                    route: route(model, &quote!(key)),
-                })
-        }
+        Placement::Sharded(sharding) => ShardFor::Typed {
+            ty: key_type(model, sharding),
+            route: route(model, &quote!(key)),
+            try_route: try_route(model, &quote!(key)),
+            bounds: key_bounds(model, sharding)
+                .into_iter()
+                .map(|(ty, bound)| deferred(quote!(#ty: #bound)))
+                .collect(),
+        },
         Placement::Single { .. } => ShardFor::Absent,
     };
     let inherent = inherent_impl(&Inherent {
@@ -69,6 +76,7 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
     });
     quote! {
         const _: () = {
+            #helpers
             #model_impl
             #sharded_impl
             #row_impl
@@ -77,7 +85,89 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
     }
 }
 
-/// The shard of the key `key` (an expression of type `&ShardKey`) under the model's strategy.
+/// The shard-key fields as columns, in key order.
+fn key_columns<'m, 'a>(model: &'m Model<'a>, sharding: &Sharding) -> Vec<&'m ValidColumn<'a>> {
+    sharding
+        .key
+        .iter()
+        .filter_map(|&i| model.columns.get(i))
+        .collect()
+}
+
+/// The shard key's type: the field's, or a tuple of the fields' in key order.
+fn key_type(model: &Model<'_>, sharding: &Sharding) -> TokenStream {
+    match key_columns(model, sharding).as_slice() {
+        [only] => {
+            let ty = only.ty;
+            quote!(#ty)
+        }
+        many => {
+            let types = many.iter().map(|c| c.ty);
+            quote!((#(#types,)*))
+        }
+    }
+}
+
+/// Each shard-key field's type with the trait the strategy needs of it, spanned at the type.
+fn key_bounds(model: &Model<'_>, sharding: &Sharding) -> Vec<(TokenStream, TokenStream)> {
+    let trait_name = match &sharding.plan {
+        Plan::Hash { .. } | Plan::Consistent { .. } => "ShardKey",
+        Plan::PgHash { .. } => "PgHashKey",
+        Plan::Range { .. } => "IntKey",
+        Plan::Mapping { text: true, .. } => "TextKey",
+        Plan::Mapping { text: false, .. } => "IntKey",
+    };
+    key_columns(model, sharding)
+        .into_iter()
+        .map(|c| {
+            let ty = c.ty;
+            // Every token of the bound spans the field's type, so the compiler reports an
+            // unmet bound there.
+            let p = private_at(ty.span());
+            let name = Ident::new(trait_name, ty.span());
+            (quote!(#ty), quote_spanned!(ty.span()=> #p::#name))
+        })
+        .collect()
+}
+
+/// Where the shard key comes from in a generated function.
+#[derive(Clone, Copy)]
+enum KeyFrom {
+    /// `key: &Self::PrimaryKey`.
+    PrimaryKey,
+    /// `&self`.
+    Row,
+}
+
+/// An expression of type `&K` where `K: ShardKey` is the shard key (a tuple of references for a
+/// composite key, which encodes like the tuple of values).
+fn key_expr(model: &Model<'_>, sharding: &Sharding, from: KeyFrom) -> TokenStream {
+    let parts: Vec<TokenStream> = match from {
+        KeyFrom::PrimaryKey if model.primary_key.len() == 1 => return quote!(key),
+        KeyFrom::PrimaryKey => sharding
+            .key_in_primary_key
+            .iter()
+            .map(|&i| {
+                let i = Index::from(i);
+                quote!(&key.#i)
+            })
+            .collect(),
+        KeyFrom::Row => key_columns(model, sharding)
+            .iter()
+            .map(|c| {
+                let field = c.ident;
+                quote!(&self.#field)
+            })
+            .collect(),
+    };
+    match parts.as_slice() {
+        [only] => only.clone(),
+        many => quote!(&(#(#many,)*)),
+    }
+}
+
+/// The shard of the key `key` (an expression of type `&ShardKey`) under the model's strategy;
+/// [`ShardId::UNPLACED`] for a key no shard holds.
 ///
 /// Generated at every place that routes a key (`Model::shard_of`, `Sharded::shard_for`, the
 /// inherent `shard_for`) rather than delegating to `Sharded::shard_for`, so that a shard-key type
@@ -86,17 +176,139 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
 fn route(model: &Model<'_>, key: &TokenStream) -> TokenStream {
     let p = private();
     match &model.placement {
-        Placement::Sharded {
-            strategy: Strategy::Hash,
-            count,
-            prefix,
-            ..
-        } => {
-            let count = Literal::u32_suffixed(*count);
-            quote!(#p::ShardId::prefixed(#prefix, #p::hash::shard_index(#key, #count)))
-        }
+        Placement::Sharded(sharding) => match &sharding.plan {
+            Plan::Hash { count, prefix } => {
+                let count = Literal::u32_suffixed(*count);
+                quote!(#p::ShardId::prefixed(#prefix, #p::hash::shard_index(#key, #count)))
+            }
+            Plan::PgHash { count, prefix } => {
+                let count = Literal::u32_suffixed(*count);
+                quote!(#p::ShardId::prefixed(#prefix, #p::resolve::pg_hash::shard_index(#key, #count)))
+            }
+            Plan::Consistent { .. } => quote!(__grant_ring().shard_for(#key)),
+            Plan::Range { .. } => quote! {
+                ::core::option::Option::unwrap_or(__GRANT_RANGES.shard_for(#key), #p::ShardId::UNPLACED)
+            },
+            Plan::Mapping { .. } => quote! {
+                ::core::option::Option::unwrap_or(__GRANT_MAPPING.shard_for(#key), #p::ShardId::UNPLACED)
+            },
+        },
         Placement::Single { shard } => quote!(#p::ShardId::named(0, #shard)),
     }
+}
+
+/// The fallible form of [`route`] (`Result<ShardId>`), for strategies that can leave a key
+/// without a shard; `None` for the others (the traits' defaults wrap [`route`] in `Ok`).
+fn try_route(model: &Model<'_>, key: &TokenStream) -> Option<TokenStream> {
+    let p = private();
+    let Placement::Sharded(sharding) = &model.placement else {
+        return None;
+    };
+    if !sharding.plan.may_leave_keys_unplaced() {
+        return None;
+    }
+    let (resolver, error) = match &sharding.plan {
+        Plan::Range { .. } => (quote!(__GRANT_RANGES), quote!(#p::resolve::range::outside)),
+        Plan::Mapping { .. } => (
+            quote!(__GRANT_MAPPING),
+            quote!(#p::resolve::mapping::unlisted),
+        ),
+        _ => return None,
+    };
+    Some(quote! {
+        match #resolver.shard_for(#key) {
+            ::core::option::Option::Some(shard) => ::core::result::Result::Ok(shard),
+            ::core::option::Option::None => ::core::result::Result::Err(
+                #error::<Self>(&#resolver, &#p::ShardKey::describe(#key)),
+            ),
+        }
+    })
+}
+
+/// The resolver items the strategy needs, inside the `const _` block: the static ranges or
+/// mapping, or the hash ring built on first use.
+fn helpers(model: &Model<'_>) -> TokenStream {
+    let p = private();
+    let Placement::Sharded(sharding) = &model.placement else {
+        return TokenStream::new();
+    };
+    let some_i64 = |v: Option<i64>| match v {
+        Some(v) => {
+            let v = Literal::i64_suffixed(v);
+            quote!(::core::option::Option::Some(#v))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    match &sharding.plan {
+        Plan::Hash { .. } | Plan::PgHash { .. } => TokenStream::new(),
+        Plan::Consistent { prefix, vnodes } => {
+            let vnodes = vnodes.iter().map(|&v| Literal::u32_suffixed(v));
+            quote! {
+                /// The model's hash ring, built on first use.
+                fn __grant_ring() -> &'static #p::resolve::ConsistentHashResolver {
+                    static RING: ::std::sync::LazyLock<#p::resolve::ConsistentHashResolver> =
+                        ::std::sync::LazyLock::new(|| {
+                            #p::resolve::ConsistentHashResolver::prefixed(#prefix, &[#(#vnodes),*])
+                        });
+                    &RING
+                }
+            }
+        }
+        Plan::Range { shards, ranges } => {
+            let ranges = ranges.iter().map(|&(start, end, shard)| {
+                let (start, end) = (some_i64(start), some_i64(end));
+                let id = named(shards, shard);
+                quote!(#p::resolve::KeyRange::new(#start, #end, #id))
+            });
+            quote! {
+                static __GRANT_RANGES: #p::resolve::RangeResolver =
+                    #p::resolve::RangeResolver::from_sorted(&[#(#ranges),*]);
+            }
+        }
+        Plan::Mapping {
+            shards,
+            entries,
+            default,
+            ..
+        } => {
+            let entries: Vec<TokenStream> = entries
+                .iter()
+                .map(|(key, shard)| {
+                    let key = match key {
+                        MapKey::Int(v) => {
+                            let v = Literal::i64_suffixed(*v);
+                            quote!(#p::resolve::MappingKey::Int(#v))
+                        }
+                        MapKey::Text(s) => quote!(#p::resolve::MappingKey::text(#s)),
+                    };
+                    let id = named(shards, *shard);
+                    quote!((#key, #id))
+                })
+                .collect();
+            let default = match default {
+                Some(d) => {
+                    let id = named(shards, *d);
+                    quote!(::core::option::Option::Some(#id))
+                }
+                None => quote!(::core::option::Option::None),
+            };
+            let len = Literal::usize_unsuffixed(entries.len());
+            quote! {
+                static __GRANT_MAPPING_ENTRIES: [(#p::resolve::MappingKey, #p::ShardId); #len] =
+                    [#(#entries),*];
+                static __GRANT_MAPPING: #p::resolve::MappingResolver =
+                    #p::resolve::MappingResolver::from_sorted(&__GRANT_MAPPING_ENTRIES, #default);
+            }
+        }
+    }
+}
+
+/// `ShardId::named(index, "name")` for the shard at `index` of a strategy that names shards.
+fn named(shards: &[String], index: u32) -> TokenStream {
+    let p = private();
+    let name = shards.get(index as usize).map_or("", String::as_str);
+    let index = Literal::u32_unsuffixed(index);
+    quote!(#p::ShardId::named(#index, #name))
 }
 
 /// `T: SqlType + Clone + Into<Value>` for every field type, spanned at the type.
@@ -116,15 +328,14 @@ fn column_bounds(model: &Model<'_>) -> Vec<TokenStream> {
         .collect()
 }
 
-/// `T: ShardKey` for the shard key's type, spanned at the type.
-fn shard_key_bound(model: &Model<'_>) -> Option<TokenStream> {
+/// The bound the strategy needs of each shard-key field's type, spanned at the type.
+fn shard_key_bounds(model: &Model<'_>) -> Vec<TokenStream> {
     match &model.placement {
-        Placement::Sharded { key, .. } => model.columns.get(*key).map(|c| {
-            let ty = c.ty;
-            let p = private_at(ty.span());
-            quote_spanned!(ty.span()=> #ty: #p::ShardKey)
-        }),
-        Placement::Single { .. } => None,
+        Placement::Sharded(sharding) => key_bounds(model, sharding)
+            .into_iter()
+            .map(|(ty, bound)| quote_spanned!(ty.span()=> #ty: #bound))
+            .collect(),
+        Placement::Single { .. } => Vec::new(),
     }
 }
 
@@ -141,7 +352,7 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
     let name = &model.name;
     let table = &model.table;
     let mut bounds = column_bounds(model);
-    bounds.extend(shard_key_bound(model));
+    bounds.extend(shard_key_bounds(model));
 
     let pk_fields: Vec<_> = model
         .primary_key
@@ -198,12 +409,17 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
         .primary_key
         .iter()
         .map(|&i| Literal::usize_unsuffixed(i));
-    let shard_key_index = match &model.placement {
-        Placement::Sharded { key, .. } => {
-            let key = Literal::usize_unsuffixed(*key);
-            quote!(::core::option::Option::Some(#key))
+    let (shard_key_index, shard_key_columns) = match &model.placement {
+        Placement::Sharded(sharding) => {
+            let first = sharding.key.first().copied().unwrap_or_default();
+            let first = Literal::usize_unsuffixed(first);
+            let all = sharding.key.iter().map(|&i| Literal::usize_unsuffixed(i));
+            (
+                quote!(::core::option::Option::Some(#first)),
+                quote!(&[#(#all),*]),
+            )
         }
-        Placement::Single { .. } => quote!(::core::option::Option::None),
+        Placement::Single { .. } => (quote!(::core::option::Option::None), quote!(&[])),
     };
 
     let values = model.columns.iter().map(|c| {
@@ -234,6 +450,7 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
                 columns: &[#(#column_metas),*],
                 primary_key: &[#(#pk_indices),*],
                 shard_key: #shard_key_index,
+                shard_key_columns: #shard_key_columns,
             };
 
             fn primary_key(&self) -> Self::PrimaryKey {
@@ -262,116 +479,212 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
     }
 }
 
-/// `shards`, `shard_of_key`, `shard_of` and `shard_for_value`.
+/// `shards`, `shard_of_key`, `shard_of`, `shard_for_value`, `shard_for_values`, and where the
+/// strategy needs them `shards_for_range`, `try_shard_of_key` and `try_shard_of`.
 fn placement_fns(model: &Model<'_>) -> TokenStream {
     let p = private();
-    match &model.placement {
-        Placement::Sharded {
-            strategy,
-            count,
-            prefix,
-            key,
-            key_in_primary_key,
-        } => {
-            let len = Literal::usize_unsuffixed(*count as usize);
-            let count = Literal::u32_suffixed(*count);
-            let Some(key_field) = model.columns.get(*key).map(|c| c.ident) else {
-                return quote!(::core::compile_error!("grant-derive: shard key out of range"););
-            };
-            let key_of_pk = if model.primary_key.len() == 1 {
-                quote!(key)
-            } else {
-                let i = Index::from(*key_in_primary_key);
-                quote!(&key.#i)
-            };
-            let route_value = match strategy {
-                Strategy::Hash => quote!(#p::hash::route_value::<Self>(value, #count)),
-            };
-            let route_key = route(model, &key_of_pk);
-            let route_row = route(model, &quote!(&self.#key_field));
-            quote! {
+    let sharding = match &model.placement {
+        Placement::Sharded(sharding) => sharding,
+        Placement::Single { shard } => {
+            return quote! {
                 fn shards() -> &'static [#p::ShardId] {
-                    static SHARDS: [#p::ShardId; #len] = {
-                        let mut shards = [#p::ShardId::prefixed(#prefix, 0); #len];
-                        let mut index: u32 = 0;
-                        while index < #count {
-                            shards[index as usize] = #p::ShardId::prefixed(#prefix, index);
-                            index += 1;
-                        }
-                        shards
-                    };
+                    static SHARDS: [#p::ShardId; 1] = [#p::ShardId::named(0, #shard)];
                     &SHARDS
                 }
 
-                fn shard_of_key(key: &Self::PrimaryKey) -> #p::ShardId {
-                    #route_key
+                fn shard_of_key(_key: &Self::PrimaryKey) -> #p::ShardId {
+                    #p::ShardId::named(0, #shard)
                 }
 
                 fn shard_of(&self) -> #p::ShardId {
-                    #route_row
+                    #p::ShardId::named(0, #shard)
                 }
 
                 fn shard_for_value(
-                    value: &#p::sea_query::Value,
+                    _value: &#p::sea_query::Value,
                 ) -> #p::Result<#p::ShardId> {
-                    #route_value
+                    ::core::result::Result::Ok(#p::ShardId::named(0, #shard))
                 }
-            }
+            };
         }
-        Placement::Single { shard } => quote! {
-            fn shards() -> &'static [#p::ShardId] {
-                static SHARDS: [#p::ShardId; 1] = [#p::ShardId::named(0, #shard)];
-                &SHARDS
+    };
+    let shards = match &sharding.plan {
+        Plan::Hash { count, prefix } | Plan::PgHash { count, prefix } => {
+            prefixed_shards(*count, prefix)
+        }
+        Plan::Consistent { prefix, vnodes } => prefixed_shards(vnodes.len() as u32, prefix),
+        Plan::Range { shards, .. } | Plan::Mapping { shards, .. } => {
+            let len = Literal::usize_unsuffixed(shards.len());
+            let ids = (0..shards.len() as u32).map(|i| named(shards, i));
+            quote!(static SHARDS: [#p::ShardId; #len] = [#(#ids),*];)
+        }
+    };
+    let route_values = |values: TokenStream| match &sharding.plan {
+        Plan::Hash { count, .. } => {
+            let count = Literal::u32_suffixed(*count);
+            quote!(#p::hash::route_values::<Self>(#values, #count))
+        }
+        Plan::PgHash { count, .. } => {
+            let count = Literal::u32_suffixed(*count);
+            quote!(#p::resolve::pg_hash::route_values::<Self>(#values, #count))
+        }
+        Plan::Consistent { .. } => {
+            quote!(#p::resolve::consistent::route_values::<Self>(__grant_ring(), #values))
+        }
+        Plan::Range { .. } => {
+            quote!(#p::resolve::range::route_values::<Self>(&__GRANT_RANGES, #values))
+        }
+        Plan::Mapping { .. } => {
+            quote!(#p::resolve::mapping::route_values::<Self>(&__GRANT_MAPPING, #values))
+        }
+    };
+    let route_value = match &sharding.plan {
+        Plan::Hash { count, .. } if sharding.key.len() == 1 => {
+            let count = Literal::u32_suffixed(*count);
+            quote!(#p::hash::route_value::<Self>(value, #count))
+        }
+        _ => route_values(quote!(::core::slice::from_ref(value))),
+    };
+    let route_values = route_values(quote!(values));
+    let key_of_pk = key_expr(model, sharding, KeyFrom::PrimaryKey);
+    let key_of_row = key_expr(model, sharding, KeyFrom::Row);
+    let route_key = route(model, &key_of_pk);
+    let route_row = route(model, &key_of_row);
+    let fallible = match (try_route(model, &key_of_pk), try_route(model, &key_of_row)) {
+        (Some(try_key), Some(try_row)) => quote! {
+            fn try_shard_of_key(key: &Self::PrimaryKey) -> #p::Result<#p::ShardId> {
+                #try_key
             }
 
-            fn shard_of_key(_key: &Self::PrimaryKey) -> #p::ShardId {
-                #p::ShardId::named(0, #shard)
-            }
-
-            fn shard_of(&self) -> #p::ShardId {
-                #p::ShardId::named(0, #shard)
-            }
-
-            fn shard_for_value(
-                _value: &#p::sea_query::Value,
-            ) -> #p::Result<#p::ShardId> {
-                ::core::result::Result::Ok(#p::ShardId::named(0, #shard))
+            fn try_shard_of(&self) -> #p::Result<#p::ShardId> {
+                #try_row
             }
         },
+        _ => TokenStream::new(),
+    };
+    let range = match &sharding.plan {
+        Plan::Range { .. } => quote! {
+            fn shards_for_range(
+                low: ::core::ops::Bound<&#p::sea_query::Value>,
+                high: ::core::ops::Bound<&#p::sea_query::Value>,
+            ) -> #p::Result<::core::option::Option<::std::vec::Vec<#p::ShardId>>> {
+                #p::resolve::range::shards_for_range(&__GRANT_RANGES, low, high)
+            }
+        },
+        _ => TokenStream::new(),
+    };
+    quote! {
+        fn shards() -> &'static [#p::ShardId] {
+            #shards
+            &SHARDS
+        }
+
+        fn shard_of_key(key: &Self::PrimaryKey) -> #p::ShardId {
+            #route_key
+        }
+
+        fn shard_of(&self) -> #p::ShardId {
+            #route_row
+        }
+
+        fn shard_for_value(
+            value: &#p::sea_query::Value,
+        ) -> #p::Result<#p::ShardId> {
+            #route_value
+        }
+
+        fn shard_for_values(
+            values: &[#p::sea_query::Value],
+        ) -> #p::Result<#p::ShardId> {
+            #route_values
+        }
+
+        #range
+        #fallible
+    }
+}
+
+/// `static SHARDS` of `count` shards named `{prefix}{i}`.
+fn prefixed_shards(count: u32, prefix: &str) -> TokenStream {
+    let p = private();
+    let len = Literal::usize_unsuffixed(count as usize);
+    let count = Literal::u32_suffixed(count);
+    quote! {
+        static SHARDS: [#p::ShardId; #len] = {
+            let mut shards = [#p::ShardId::prefixed(#prefix, 0); #len];
+            let mut index: u32 = 0;
+            while index < #count {
+                shards[index as usize] = #p::ShardId::prefixed(#prefix, index);
+                index += 1;
+            }
+            shards
+        };
     }
 }
 
 fn sharded_impl(model: &Model<'_>) -> TokenStream {
     let p = private();
-    let Placement::Sharded { key, .. } = &model.placement else {
+    let Placement::Sharded(sharding) = &model.placement else {
         return TokenStream::new();
     };
-    let Some(key) = model.columns.get(*key) else {
+    let columns = key_columns(model, sharding);
+    if columns.is_empty() {
         return TokenStream::new();
-    };
+    }
     let ident = model.ident;
-    let (key_field, key_ty) = (key.ident, key.ty);
+    let key_ty = key_type(model, sharding);
+    let (ref_ty, row_ref) = match columns.as_slice() {
+        [only] => {
+            let (field, ty) = (only.ident, only.ty);
+            (quote!(&'__grant_key #ty), quote!(&self.#field))
+        }
+        many => {
+            let types = many.iter().map(|c| c.ty);
+            let fields = many.iter().map(|c| c.ident);
+            (
+                quote!((#(&'__grant_key #types,)*)),
+                quote!((#(&self.#fields,)*)),
+            )
+        }
+    };
     // The `Model` impl carries the checked bounds; these only restate them.
-    let model_holds = deferred(quote!(Self: #p::Model));
-    let key_is_a_key = deferred(quote!(#key_ty: #p::ShardKey));
+    let mut holds = vec![
+        deferred(quote!(Self: #p::Model)),
+        deferred(quote!(#key_ty: #p::ShardKey)),
+    ];
+    holds.extend(
+        key_bounds(model, sharding)
+            .into_iter()
+            .map(|(ty, bound)| deferred(quote!(#ty: #bound))),
+    );
+    dedup(&mut holds);
     let shard_for = route(model, &quote!(key));
+    let try_shard_for = try_route(model, &quote!(key)).map(|body| {
+        quote! {
+            fn try_shard_for(key: &Self::ShardKey) -> #p::Result<#p::ShardId> {
+                #body
+            }
+        }
+    });
     quote! {
         #[automatically_derived]
         #[allow(unused_qualifications)]
         impl #p::Sharded for #ident
         where
-            #model_holds,
-            #key_is_a_key,
+            #(#holds,)*
         {
             type ShardKey = #key_ty;
+            type ShardKeyRef<'__grant_key> = #ref_ty;
 
-            fn shard_key(&self) -> &Self::ShardKey {
-                &self.#key_field
+            fn shard_key(&self) -> Self::ShardKeyRef<'_> {
+                #row_ref
             }
 
             fn shard_for(key: &Self::ShardKey) -> #p::ShardId {
                 #shard_for
             }
+
+            #try_shard_for
         }
     }
 }
@@ -417,12 +730,20 @@ pub(crate) struct ColumnConst<'a> {
     pub(crate) index: usize,
 }
 
-/// The inherent `shard_for` to generate.
-pub(crate) enum ShardFor<'a> {
+/// The inherent `shard_for` and `try_shard_for` to generate.
+pub(crate) enum ShardFor {
     /// None (`#[derive(Model)]`).
     Absent,
-    /// `shard_for(key: &T)`, computing `route` (the same as `Sharded::shard_for`).
-    Typed { ty: &'a Type, route: TokenStream },
+    /// `shard_for(key: &T)`, computing `route` (the same as `Sharded::shard_for`), and
+    /// `try_shard_for(key: &T)` computing `try_route` (or `Ok(route)` when absent).
+    Typed {
+        /// The shard key's type (a tuple for a composite key).
+        ty: TokenStream,
+        route: TokenStream,
+        try_route: Option<TokenStream>,
+        /// Deferred bounds the bodies rely on (the strategy's key traits).
+        bounds: Vec<TokenStream>,
+    },
     /// A placeholder accepting any key (fallback when the key's type is unknown).
     Any,
 }
@@ -440,7 +761,7 @@ pub(crate) struct Inherent<'a> {
     pub(crate) vis: &'a Visibility,
     pub(crate) table: &'a str,
     pub(crate) columns: &'a [ColumnConst<'a>],
-    pub(crate) shard_for: ShardFor<'a>,
+    pub(crate) shard_for: ShardFor,
     pub(crate) bodies: Bodies,
 }
 
@@ -476,18 +797,38 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
 
     let shard_for = match &inherent.shard_for {
         ShardFor::Absent => TokenStream::new(),
-        ShardFor::Typed { ty, route } => {
+        ShardFor::Typed {
+            ty,
+            route,
+            try_route,
+            ..
+        } => {
             let call = body(route.clone());
+            let try_call = body(
+                try_route
+                    .clone()
+                    .unwrap_or_else(|| quote!(::core::result::Result::Ok(#route))),
+            );
             quote! {
                 /// The shard holding the rows with shard key `key`. Pure: no I/O.
                 #vis fn shard_for(key: &#ty) -> #p::ShardId {
                     #call
+                }
+
+                /// Like `shard_for`, or the error naming `key` when no shard holds it. Pure.
+                #vis fn try_shard_for(key: &#ty) -> #p::Result<#p::ShardId> {
+                    #try_call
                 }
             }
         }
         ShardFor::Any => quote! {
             /// The shard holding the rows with shard key `key`. Pure: no I/O.
             #vis fn shard_for<K: ?::core::marker::Sized>(key: &K) -> #p::ShardId {
+                ::core::unreachable!()
+            }
+
+            /// Like `shard_for`, or the error naming `key` when no shard holds it. Pure.
+            #vis fn try_shard_for<K: ?::core::marker::Sized>(key: &K) -> #p::Result<#p::ShardId> {
                 ::core::unreachable!()
             }
         },
@@ -506,9 +847,11 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
     let (allow_unused, where_clause) = match inherent.bodies {
         Bodies::Real => {
             let mut holds = vec![deferred(quote!(Self: #p::Model))];
-            if let ShardFor::Typed { ty, .. } = &inherent.shard_for {
+            if let ShardFor::Typed { ty, bounds, .. } = &inherent.shard_for {
                 holds.push(deferred(quote!(#ty: #p::ShardKey)));
+                holds.extend(bounds.iter().cloned());
             }
+            dedup(&mut holds);
             (TokenStream::new(), quote!(where #(#holds),*))
         }
         Bodies::Placeholder => (quote!(#[allow(unused_variables)]), TokenStream::new()),

@@ -39,25 +39,38 @@ pub(crate) fn expand(input: &DeriveInput, parsed: Option<&Input<'_>>, kind: Deri
         many => quote!((#(#many,)*)),
     };
 
-    // The shard key's type, when `on` names a field that is not an `Option`.
-    let key_ty = parsed
+    // The shard key's type, when `on` names fields that are not `Option`s: the field's type, or
+    // a tuple of them for a composite key.
+    let key_types: Option<Vec<&syn::Type>> = parsed
         .and_then(|parsed| parsed.attrs.shard.as_ref())
         .and_then(|shard| shard.on.get())
         .and_then(|on| {
-            let on = on.value();
-            let on = on.strip_prefix("r#").unwrap_or(&on).to_owned();
-            fields.iter().find(|f| f.name() == on)
-        })
-        .map(|f| f.ty)
-        .filter(|ty| !is_option(ty));
+            on.fields
+                .iter()
+                .map(|lit| {
+                    let on = lit.value();
+                    let on = on.strip_prefix("r#").unwrap_or(&on).to_owned();
+                    fields
+                        .iter()
+                        .find(|f| f.name() == on)
+                        .map(|f| f.ty)
+                        .filter(|ty| !is_option(ty))
+                })
+                .collect()
+        });
+    let key_ty = key_types.map(|types| match types.as_slice() {
+        [only] => quote!(#only),
+        many => quote!((#(#many,)*)),
+    });
 
-    let sharded_impl = match (kind, key_ty) {
+    let sharded_impl = match (kind, &key_ty) {
         (Derive::Sharded, Some(key_ty)) => quote! {
             #[automatically_derived]
             #[allow(unused_qualifications, unused_variables)]
             impl #p::Sharded for #ident {
                 type ShardKey = #key_ty;
-                fn shard_key(&self) -> &Self::ShardKey {
+                type ShardKeyRef<'__grant_key> = &'__grant_key #key_ty;
+                fn shard_key(&self) -> Self::ShardKeyRef<'_> {
                     ::core::unreachable!()
                 }
                 fn shard_for(key: &Self::ShardKey) -> #p::ShardId {
@@ -72,6 +85,8 @@ pub(crate) fn expand(input: &DeriveInput, parsed: Option<&Input<'_>>, kind: Deri
         (Derive::Sharded, Some(ty)) => ShardFor::Typed {
             ty,
             route: TokenStream::new(),
+            try_route: None,
+            bounds: Vec::new(),
         },
         (Derive::Sharded, None) => ShardFor::Any,
     };
@@ -116,6 +131,7 @@ pub(crate) fn expand(input: &DeriveInput, parsed: Option<&Input<'_>>, kind: Deri
                     columns: &[],
                     primary_key: &[],
                     shard_key: ::core::option::Option::None,
+                    shard_key_columns: &[],
                 };
                 fn primary_key(&self) -> Self::PrimaryKey {
                     ::core::unreachable!()

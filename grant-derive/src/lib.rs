@@ -10,9 +10,9 @@
 //! reported at once, each at the token that caused it; beside the errors the macros emit
 //! placeholder impls (`fallback`) so that one mistake does not cascade into dozens.
 //!
-//! A field type without an SQL type, or a shard key whose type is not a shard key type (an alias of
-//! an `Option`, an `f64`), is reported by the compiler at the field's type: the generated `Model`
-//! impl states those bounds in its where-clause.
+//! A field type without an SQL type, or a shard key whose type the strategy cannot place (an
+//! alias of an `Option`, an `f64`), is reported by the compiler at the field's type: the
+//! generated `Model` impl states those bounds in its where-clause.
 
 mod ast;
 mod attr;
@@ -49,14 +49,58 @@ use proc_macro2::TokenStream as TokenStream2;
 ///
 /// # Container attributes
 ///
-/// * `#[shard(strategy = "hash", on = "<field>", count = N)]` — required. `strategy` picks how a
-///   key maps to a shard; the only strategy today is `hash` (stable SipHash-2-4 of the key,
-///   remainder `count`). `on` names the shard-key field: it must be a `#[primary_key]` field and
-///   not an `Option`. `count` is the number of shards, `1 ..= 65536`.
-/// * `#[shard(prefix = "shard_")]` — optional: the stem of the cluster shard names the model uses,
-///   `{prefix}0 .. {prefix}{count - 1}`. Default `"shard_"`.
+/// * `#[shard(strategy = "...", on = ..., <strategy options>)]` — required. `strategy` picks how a
+///   key maps to a shard (below). `on` names the shard-key field — `on = "id"` — or, for a
+///   composite shard key, several fields in key order — `on = ["tenant_id", "user_id"]` (at most
+///   4; `hash`, `pg_hash` and `consistent_hash` only). Every shard-key field must be a
+///   `#[primary_key]` field and not an `Option`. The shard key's type is the field's type, or a
+///   tuple of the fields' types in `on` order: `Doc::shard_for(&(tenant, user))`.
 /// * `#[grant(table = "...")]` — optional: the SQL table name. Default: the struct name in
 ///   snake case (`OrderItem` → `order_item`).
+///
+/// ## Strategies
+///
+/// | strategy | options | shards | key types |
+/// |---|---|---|---|
+/// | `hash` | `count = N`, `prefix = "shard_"` | `{prefix}0 .. {prefix}{N-1}` | any `ShardKey`, composite too |
+/// | `pg_hash` | `count = N`, `prefix = "shard_"` | as `hash`; `N` is PostgreSQL's modulus | `PgHashKey`: integers to `i64`, `String`, `Vec<u8>`, `[u8; 16]` (uuid), composite too |
+/// | `consistent_hash` | `count = N`, `prefix`, `vnodes = 150`, `weights(<shard> = w, ..)` | as `hash` | any `ShardKey`, composite too |
+/// | `range` | `ranges(<shard> = <range>, ..)` | the names in `ranges`, in order | `IntKey`: integers to `i64` |
+/// | `mapping` (also `geographic`, `lookup`) | `map(<value> = "<shard>", ..)`, `default = "<shard>"` | the names in `map`, then `default` | `TextKey` (`String`) for string values, `IntKey` for integer values |
+///
+/// * `hash` — SipHash-2-4 with fixed keys of the key's canonical bytes, remainder `count`; stable
+///   forever (`grant::resolve::hash`). `count` is `1 ..= 65536`; `prefix` (default `"shard_"`)
+///   is the stem of the cluster shard names.
+/// * `pg_hash` — exactly where PostgreSQL puts the row in a table `PARTITION BY HASH (<on
+///   columns>)` with partitions `FOR VALUES WITH (MODULUS count, REMAINDER r)`: shard `r`
+///   (`grant::resolve::pg_hash`).
+/// * `consistent_hash` — a hash ring with `vnodes` points per shard (default 150, `1 ..= 65536`);
+///   `weights(shard_0 = 2, shard_3 = 0.5)` scales a shard's points (names are the model's
+///   `{prefix}{i}`). Adding a shard (`count = N + 1`) moves about `1/(N+1)` of the keys, all onto
+///   the new shard.
+/// * `range` — integer ranges on named shards: `ranges(shard_2024 = ..20250101, shard_2025 =
+///   20250101..20260101, shard_now = 20260101..)`. A range is `start..end` (end excluded),
+///   `start..=end` (end included), `..end` or `start..` (open below or above; only the first and
+///   last range can be open). Bounds are integer literals (negative ones too). Ranges may be
+///   written in any order but must neither overlap nor leave gaps between them; a shard may hold
+///   several ranges. A key below the first or above the last closed range has no shard
+///   (`Error::UnknownShard` naming it). `lt`, `lte`, `gt`, `gte` and `between` on the key prune
+///   the shards a query visits. A shard name is an identifier or a string (`"shard-2024" = ..`).
+/// * `mapping` — listed values on named shards: `map(de = "shard_eu", fr = "shard_eu", "us-east"
+///   = "shard_us")`; values are identifiers or strings (a `String` key) or integers (`map(1 =
+///   "shard_big", -2 = "shard_small")`, an integer key). `default = "shard_other"` takes every
+///   value not listed; without it, an unlisted value has no shard and routing it is
+///   `Error::UnknownShard` naming the value — never a guess.
+///
+/// Options of another strategy (`count` with `range`, `vnodes` with `hash`, ...), a malformed,
+/// empty, overlapping or gapped range, an empty `map()`, a value listed twice, and a key type the
+/// strategy cannot place (`pg_hash` on an `f64`, `range` on a `String`) are compile errors at the
+/// offending token.
+///
+/// Strategies that name their shards give `ShardId::named(index, "name")`, `index` being the
+/// position in the model's shard list. A key no shard holds gets `ShardId::UNPLACED` from the
+/// infallible `shard_for` (operations routed there fail with `Error::UnknownShard`);
+/// `try_shard_for` returns that error naming the key.
 ///
 /// # Field attributes
 ///
@@ -65,22 +109,24 @@ use proc_macro2::TokenStream as TokenStream2;
 /// * `#[grant(column = "...")]` — the SQL column name. Default: the field name.
 ///
 /// Every field type must have an SQL type (`grant::SqlType`: `bool`, `i16`, `i32`, `i64`, `f32`,
-/// `f64`, `String`, `Vec<u8>` and `Option` of those); the shard key's type must be a
-/// `grant::ShardKey` (an integer or a string, never an `Option`). The compiler reports a field
-/// that breaks these rules at the field's type.
+/// `f64`, `String`, `Vec<u8>` and `Option` of those); the shard key's type must be one the
+/// strategy can place (`grant::ShardKey`, `grant::PgHashKey`, `grant::IntKey` or
+/// `grant::TextKey`, never an `Option`). The compiler reports a field that breaks these rules at
+/// the field's type.
 ///
 /// # What it generates
 ///
 /// * `impl grant::Model for User`: the primary key type (the field's type, or a tuple in field
 ///   order), the table's metadata (`META`), key and column values, and placement: the model's
 ///   shards and the shard of a key, a row or a dynamic value.
-/// * `impl grant::Sharded for User`: the shard-key type and `shard_for(&key)`.
+/// * `impl grant::Sharded for User`: the shard-key type, the row's key (`shard_key()`),
+///   `shard_for(&key)` and `try_shard_for(&key)`.
 /// * `impl<DB: Backend> grant::FromShardRow<DB> for User`: decoding a row whose columns are the
 ///   model's columns in order.
 /// * An inherent `impl User` with the struct's visibility:
 ///   * one typed column constant per field, the field name in upper snake case
 ///     (`User::ID: Column<User, i64>`), for conditions and ordering;
-///   * `User::shard_for(&key) -> ShardId`;
+///   * `User::shard_for(&key) -> ShardId` and `User::try_shard_for(&key) -> Result<ShardId>`;
 ///   * `User::create_table(&cluster)`, `user.insert(&cluster)`,
 ///     `User::insert_many(&cluster, &rows)`, `user.update(&cluster)`, `user.delete(&cluster)`,
 ///     `User::find(&cluster, key)`, `User::find_tracked(&cluster, key)`;

@@ -116,8 +116,8 @@ fn every_generated_pub_item_has_docs() {
     let items = out.matches("pub const ").count()
         + out.matches("pub fn ").count()
         + out.matches("pub async fn ").count();
-    // 3 constants, shard_for, 7 async fns, query, on_shard, on_all_shards.
-    assert_eq!(items, 3 + 1 + 7 + 3, "{out}");
+    // 3 constants, shard_for, try_shard_for, 7 async fns, query, on_shard, on_all_shards.
+    assert_eq!(items, 3 + 2 + 7 + 3, "{out}");
     let docs = out.matches("# [doc = ").count();
     assert!(docs >= items, "{docs} docs for {items} items:\n{out}");
 }
@@ -441,7 +441,7 @@ fn unknown_strategy() {
                 struct User { #[primary_key] id: i64 }
             }
         ),
-        "unknown strategy `hsh`, expected one of `hash`"
+        "unknown strategy `hsh`, expected one of `hash`, `pg_hash`, `consistent_hash`, `range`, `mapping`, `geographic`, `lookup`"
     );
 }
 
@@ -487,7 +487,7 @@ fn unknown_keys() {
                 struct User { #[primary_key] id: i64 }
             }
         ),
-        "unknown key `shards` in `#[shard(..)]`, expected one of `strategy`, `on`, `count`, `prefix`"
+        "unknown key `shards` in `#[shard(..)]`, expected one of `strategy`, `on`, `count`, `prefix`, `vnodes`, `weights`, `ranges`, `map`, `default`"
     );
     assert_eq!(
         error(
@@ -594,7 +594,9 @@ fn missing_keys_are_reported_together() {
                 struct User { #[primary_key] id: i64 }
             }
         ),
-        ["`#[shard(..)]` is missing `strategy = \"...\"`, one of `hash`"]
+        [
+            "`#[shard(..)]` is missing `strategy = \"...\"`, one of `hash`, `pg_hash`, `consistent_hash`, `range`, `mapping`, `geographic`, `lookup`"
+        ]
     );
 }
 
@@ -769,12 +771,160 @@ fn every_mistake_is_reported_at_once() {
         all,
         [
             "unknown key `tabel` in `#[grant(..)]` on a struct, expected `table`",
-            "unknown strategy `hsh`, expected one of `hash`",
+            "unknown strategy `hsh`, expected one of `hash`, `pg_hash`, `consistent_hash`, `range`, `mapping`, `geographic`, `lookup`",
             "`#[shard(count = ...)]` must be at least 1, got 0",
-            "unknown key `extra` in `#[shard(..)]`, expected one of `strategy`, `on`, `count`, `prefix`",
+            "unknown key `extra` in `#[shard(..)]`, expected one of `strategy`, `on`, `count`, `prefix`, `vnodes`, `weights`, `ranges`, `map`, `default`",
             "unknown key `colum` in field attribute `#[grant(..)]`, expected `column`",
             "`User` has no primary key; mark the field(s) that identify a row with `#[primary_key]`",
             "`#[shard(on = \"idd\")]` names no field of `User`; did you mean `id`?",
         ]
+    );
+}
+
+#[test]
+fn composite_shard_key_expansion() {
+    let out = expand(
+        Derive::Sharded,
+        quote! {
+            #[shard(strategy = "pg_hash", on = ["tenant", "user_id"], count = 4)]
+            pub struct Doc {
+                #[primary_key]
+                pub user_id: i64,
+                #[primary_key]
+                pub tenant: String,
+                #[primary_key]
+                pub doc_id: i64,
+            }
+        },
+    );
+    contains_all(
+        &out,
+        &[
+            "shard_key : :: core :: option :: Option :: Some (1) , shard_key_columns : & [1 , 0]",
+            "String : :: grant :: __private :: PgHashKey",
+            "type ShardKey = (String , i64 ,) ;",
+            "type ShardKeyRef < '__grant_key > = (& '__grant_key String , & '__grant_key i64 ,) ;",
+            "(& self . tenant , & self . user_id ,)",
+            ":: grant :: __private :: resolve :: pg_hash :: shard_index (& (& key . 1 , & key . 0 ,) , 4u32)",
+            ":: grant :: __private :: resolve :: pg_hash :: route_values :: < Self > (values , 4u32)",
+            "pub fn shard_for (key : & (String , i64 ,))",
+        ],
+    );
+}
+
+#[test]
+fn range_and_mapping_expansions() {
+    let out = expand(
+        Derive::Sharded,
+        quote! {
+            #[shard(strategy = "range", on = "day", ranges(new = 2025.., old = ..2025))]
+            pub struct Event {
+                #[primary_key]
+                pub day: i32,
+            }
+        },
+    );
+    contains_all(
+        &out,
+        &[
+            "static __GRANT_RANGES : :: grant :: __private :: resolve :: RangeResolver",
+            // Sorted by start; shards in the order written.
+            ":: grant :: __private :: resolve :: KeyRange :: new (:: core :: option :: Option :: None , :: core :: option :: Option :: Some (2025i64) , :: grant :: __private :: ShardId :: named (1 , \"old\"))",
+            "static SHARDS : [:: grant :: __private :: ShardId ; 2] = [:: grant :: __private :: ShardId :: named (0 , \"new\") , :: grant :: __private :: ShardId :: named (1 , \"old\")]",
+            "i32 : :: grant :: __private :: IntKey",
+            "fn shards_for_range",
+        ],
+    );
+    // Open at both ends: every key has a shard, so no fallible routes are generated.
+    assert!(!out.contains("fn try_shard_of"), "{out}");
+
+    let out = expand(
+        Derive::Sharded,
+        quote! {
+            #[shard(strategy = "lookup", on = "region", map(us = "b", de = "a"))]
+            pub struct Customer {
+                #[primary_key]
+                pub region: String,
+            }
+        },
+    );
+    contains_all(
+        &out,
+        &[
+            "String : :: grant :: __private :: TextKey",
+            "static __GRANT_MAPPING_ENTRIES",
+            "(:: grant :: __private :: resolve :: MappingKey :: text (\"de\") , :: grant :: __private :: ShardId :: named (1 , \"a\"))",
+            "MappingResolver :: from_sorted (& __GRANT_MAPPING_ENTRIES , :: core :: option :: Option :: None)",
+            "fn try_shard_of (& self)",
+            "fn try_shard_for (key : & Self :: ShardKey)",
+            ":: grant :: __private :: resolve :: mapping :: unlisted :: < Self >",
+        ],
+    );
+}
+
+#[test]
+fn strategy_mistakes_are_reported_together() {
+    let all = errors(
+        Derive::Sharded,
+        quote! {
+            #[shard(strategy = "range", on = "day", count = 4, vnodes = 3, ranges(a = ..10, b = 5..))]
+            pub struct Event {
+                #[primary_key]
+                pub day: i32,
+            }
+        },
+    );
+    assert_eq!(
+        all,
+        [
+            "`count` does not apply to `strategy = \"range\"`, which names its shards in `ranges(..)`; remove `count`",
+            "`vnodes` only applies to `strategy = \"consistent_hash\"`, not `strategy = \"range\"`; remove it",
+            "range `5..` of shard `b` overlaps range `..10` of shard `a`; each key belongs to one range",
+        ]
+    );
+}
+
+#[test]
+fn composite_key_mistakes() {
+    assert_eq!(
+        error(
+            Derive::Sharded,
+            quote! {
+                #[shard(strategy = "hash", on = [], count = 4)]
+                pub struct Doc {
+                    #[primary_key]
+                    pub id: i64,
+                }
+            },
+        ),
+        "`#[shard(on = [])]` names no field; list the shard-key field(s), e.g. `on = [\"tenant_id\", \"user_id\"]`"
+    );
+    assert_eq!(
+        error(
+            Derive::Sharded,
+            quote! {
+                #[shard(strategy = "hash", on = ["a", "bb"], count = 4)]
+                pub struct Doc {
+                    #[primary_key]
+                    pub a: i64,
+                    #[primary_key]
+                    pub b: i64,
+                }
+            },
+        ),
+        "`#[shard(on = \"bb\")]` names no field of `Doc`; did you mean `b`?"
+    );
+    assert_eq!(
+        error(
+            Derive::Sharded,
+            quote! {
+                #[shard(strategy = "mapping", on = "r", map(eu = "x"), default = "")]
+                pub struct Doc {
+                    #[primary_key]
+                    pub r: String,
+                }
+            },
+        ),
+        "`#[shard(default = ...)]` must not be empty; expected the name of the shard for unlisted values"
     );
 }

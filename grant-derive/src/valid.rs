@@ -9,7 +9,9 @@ use syn::{Ident, LitStr, Type, Visibility};
 
 use crate::Derive;
 use crate::ast::{Field, Input, is_option};
-use crate::attr::{DEFAULT_PREFIX, DEFAULT_SHARD, Errors, Slot, Strategy};
+use crate::attr::{
+    DEFAULT_PREFIX, DEFAULT_SHARD, Errors, MapKey, OnAttr, RangeEntry, ShardAttr, Slot, Strategy,
+};
 use crate::names::{backticked_list, closest, screaming_snake_case, snake_case};
 
 /// A model that passed every check.
@@ -45,18 +47,58 @@ pub(crate) struct Column<'a> {
 
 /// Where a model's rows live.
 pub(crate) enum Placement {
-    /// `#[derive(Sharded)]`: spread over `count` shards named `{prefix}{index}`.
-    Sharded {
-        strategy: Strategy,
-        count: u32,
-        prefix: String,
-        /// Index (into `columns`) of the shard-key field.
-        key: usize,
-        /// Position of the shard key within the primary key.
-        key_in_primary_key: usize,
-    },
+    /// `#[derive(Sharded)]`: spread over shards by a shard key.
+    Sharded(Sharding),
     /// `#[derive(Model)]`: every row on the shard named `shard`.
     Single { shard: String },
+}
+
+/// A sharded model's placement.
+pub(crate) struct Sharding {
+    pub(crate) plan: Plan,
+    /// Indices (into `columns`) of the shard-key fields, in key order.
+    pub(crate) key: Vec<usize>,
+    /// Positions of the shard-key fields within the primary key, in key order.
+    pub(crate) key_in_primary_key: Vec<usize>,
+}
+
+/// How a strategy places keys, with everything the expansion needs.
+pub(crate) enum Plan {
+    /// `hash`: `count` shards `{prefix}{i}`.
+    Hash { count: u32, prefix: String },
+    /// `pg_hash`: `count` shards `{prefix}{i}`, PostgreSQL's modulus.
+    PgHash { count: u32, prefix: String },
+    /// `consistent_hash`: `vnodes[i]` ring points for shard `{prefix}{i}`.
+    Consistent { prefix: String, vnodes: Vec<u32> },
+    /// `range`: shards named in `ranges(..)`; the ranges sorted, disjoint, without gaps.
+    Range {
+        shards: Vec<String>,
+        /// (start, end, shard position).
+        ranges: Vec<(Option<i64>, Option<i64>, u32)>,
+    },
+    /// `mapping`: shards named in `map(..)` and `default`.
+    Mapping {
+        shards: Vec<String>,
+        /// Sorted by key.
+        entries: Vec<(MapKey, u32)>,
+        default: Option<u32>,
+        /// Whether the listed values are strings (else integers).
+        text: bool,
+    },
+}
+
+impl Plan {
+    /// Whether some keys may have no shard (so the `try_` routes can fail).
+    pub(crate) fn may_leave_keys_unplaced(&self) -> bool {
+        match self {
+            Plan::Range { ranges, .. } => {
+                ranges.first().is_some_and(|r| r.0.is_some())
+                    || ranges.last().is_some_and(|r| r.1.is_some())
+            }
+            Plan::Mapping { default, .. } => default.is_none(),
+            _ => false,
+        }
+    }
 }
 
 /// Checks `input`; `None` when an error was recorded that leaves no model to generate.
@@ -98,15 +140,15 @@ pub(crate) fn check<'a>(input: &Input<'a>, kind: Derive, errors: &mut Errors) ->
     };
 
     // A nullable primary-key column (the shard key has its own, more specific error).
-    let shard_key = match &placement {
-        Some(Placement::Sharded { key, .. }) => Some(*key),
-        _ => None,
+    let shard_key: &[usize] = match &placement {
+        Some(Placement::Sharded(sharding)) => &sharding.key,
+        _ => &[],
     };
     for &i in &primary_key {
         let Some(field) = input.fields.get(i) else {
             continue;
         };
-        if is_option(field.ty) && shard_key != Some(i) && !is_shard_key_named(input, field) {
+        if is_option(field.ty) && !shard_key.contains(&i) && !is_shard_key_named(input, field) {
             errors.spanned(
                 field.ty,
                 format!(
@@ -199,7 +241,11 @@ fn is_shard_key_named(input: &Input<'_>, field: &Field<'_>) -> bool {
         .shard
         .as_ref()
         .and_then(|shard| shard.on.get())
-        .is_some_and(|on| on.value().strip_prefix("r#").unwrap_or(&on.value()) == field.name())
+        .is_some_and(|on| {
+            on.fields
+                .iter()
+                .any(|f| f.value().strip_prefix("r#").unwrap_or(&f.value()) == field.name())
+        })
 }
 
 /// Checks `#[shard(..)]` against the fields.
@@ -220,34 +266,158 @@ fn sharded(
         );
         return None;
     };
+    let strategy = shard.strategy.get().map(|s| s.strategy);
     if shard.well_formed {
-        let missing = [
-            (
-                matches!(shard.strategy, Slot::Missing),
-                format!("`strategy = \"...\"`, one of {}", Strategy::expected()),
-            ),
-            (
-                matches!(shard.on, Slot::Missing),
-                "`on = \"<field>\"`, the field whose value picks the shard".to_owned(),
-            ),
-            (
-                matches!(shard.count, Slot::Missing),
-                "`count = <shards>`, the number of shards".to_owned(),
-            ),
-        ];
-        for (is_missing, what) in missing {
-            if is_missing {
-                errors.spanned(shard.attr, format!("`#[shard(..)]` is missing {what}"));
-            }
-        }
+        missing_keys(shard, strategy, errors);
+    }
+    if let Some(strategy) = strategy {
+        foreign_keys(shard, strategy, errors);
     }
 
-    let key = shard
-        .on
+    let on = shard.on.get();
+    let key = on.and_then(|on| key_fields(input, name, on, strategy, primary_key, errors));
+
+    let plan = match strategy? {
+        Strategy::Hash => Plan::Hash {
+            count: *shard.count.get()?,
+            prefix: prefix(shard),
+        },
+        Strategy::PgHash => Plan::PgHash {
+            count: *shard.count.get()?,
+            prefix: prefix(shard),
+        },
+        Strategy::ConsistentHash => consistent(shard, errors)?,
+        Strategy::Range => range(shard.ranges.get()?, errors)?,
+        Strategy::Mapping => mapping(shard)?,
+    };
+    let (key, key_in_primary_key) = key?;
+    Some(Placement::Sharded(Sharding {
+        plan,
+        key,
+        key_in_primary_key,
+    }))
+}
+
+fn prefix(shard: &ShardAttr<'_>) -> String {
+    shard
+        .prefix
         .get()
-        .and_then(|on| key_field(input, name, on, errors));
-    let key_in_primary_key = key.and_then(|key| {
-        let field = input.fields.get(key)?;
+        .map_or_else(|| DEFAULT_PREFIX.to_owned(), LitStr::value)
+}
+
+/// Reports the keys the strategy needs but the attribute lacks.
+fn missing_keys(shard: &ShardAttr<'_>, strategy: Option<Strategy>, errors: &mut Errors) {
+    let mut missing = Vec::new();
+    if matches!(shard.strategy, Slot::Missing) {
+        missing.push(format!(
+            "`strategy = \"...\"`, one of {}",
+            Strategy::expected()
+        ));
+    }
+    if matches!(shard.on, Slot::Missing) {
+        missing.push("`on = \"<field>\"`, the field whose value picks the shard".to_owned());
+    }
+    let needs_count = strategy.is_none_or(|s| !s.names_shards());
+    if needs_count && matches!(shard.count, Slot::Missing) {
+        missing.push("`count = <shards>`, the number of shards".to_owned());
+    }
+    if strategy == Some(Strategy::Range) && matches!(shard.ranges, Slot::Missing) {
+        missing.push(
+            "`ranges(<shard> = <start>..<end>, ...)`, the key range of each shard, e.g. \
+             `ranges(shard_old = ..1000, shard_new = 1000..)`"
+                .to_owned(),
+        );
+    }
+    if strategy == Some(Strategy::Mapping) && matches!(shard.map, Slot::Missing) {
+        missing.push(
+            "`map(<value> = \"<shard>\", ...)`, the shard of each key value, e.g. \
+             `map(eu = \"shard_eu\", us = \"shard_us\")`"
+                .to_owned(),
+        );
+    }
+    for what in missing {
+        errors.spanned(shard.attr, format!("`#[shard(..)]` is missing {what}"));
+    }
+}
+
+/// Reports keys that do not belong to the chosen strategy, at the key.
+fn foreign_keys(shard: &ShardAttr<'_>, strategy: Strategy, errors: &mut Errors) {
+    let written = shard
+        .strategy
+        .get()
+        .map_or_else(String::new, |s| s.lit.value());
+    let options = strategy.options();
+    for (key, span) in &shard.written {
+        if matches!(key.as_str(), "strategy" | "on") || options.contains(&key.as_str()) {
+            continue;
+        }
+        let message = match key.as_str() {
+            "count" | "prefix" if strategy.names_shards() => {
+                let named_in = if strategy == Strategy::Range {
+                    "`ranges(..)`"
+                } else {
+                    "`map(..)` and `default`"
+                };
+                format!(
+                    "`{key}` does not apply to `strategy = \"{written}\"`, which names its shards \
+                     in {named_in}; remove `{key}`"
+                )
+            }
+            "vnodes" | "weights" => format!(
+                "`{key}` only applies to `strategy = \"consistent_hash\"`, not \
+                 `strategy = \"{written}\"`; remove it"
+            ),
+            "ranges" => format!(
+                "`ranges(..)` only applies to `strategy = \"range\"`, not \
+                 `strategy = \"{written}\"`; remove it"
+            ),
+            "map" | "default" => format!(
+                "`{key}` only applies to `strategy = \"mapping\"`, not `strategy = \"{written}\"`; \
+                 remove it"
+            ),
+            _ => continue,
+        };
+        errors.at(*span, message);
+    }
+}
+
+/// The shard-key fields and their positions in the primary key, after checking each names a
+/// field, is not an `Option` and is part of the primary key.
+fn key_fields(
+    input: &Input<'_>,
+    name: &str,
+    on: &OnAttr,
+    strategy: Option<Strategy>,
+    primary_key: &[usize],
+    errors: &mut Errors,
+) -> Option<(Vec<usize>, Vec<usize>)> {
+    if let Some(strategy) = strategy
+        && on.fields.len() > 1
+        && !strategy.takes_composite_keys()
+    {
+        errors.at(
+            on.span,
+            format!(
+                "`strategy = \"{}\"` places rows by one key column, but `on` names {}; composite \
+                 shard keys work with `hash`, `pg_hash` and `consistent_hash`",
+                shard_strategy_name(input),
+                on.fields.len()
+            ),
+        );
+        return None;
+    }
+    let mut keys = Vec::new();
+    let mut positions = Vec::new();
+    let mut ok = true;
+    for lit in &on.fields {
+        let Some(key) = key_field(input, name, lit, errors) else {
+            ok = false;
+            continue;
+        };
+        let Some(field) = input.fields.get(key) else {
+            ok = false;
+            continue;
+        };
         if is_option(field.ty) {
             errors.spanned(
                 field.ty,
@@ -257,32 +427,200 @@ fn sharded(
                     field.name()
                 ),
             );
-            return None;
+            ok = false;
+            continue;
         }
-        let position = primary_key.iter().position(|&i| i == key);
-        if position.is_none() && !primary_key.is_empty() {
-            errors.spanned(
-                field.ident,
-                format!(
-                    "shard key `{}` is not part of the primary key of `{name}`; mark it \
-                     `#[primary_key]` too (a composite key is fine) so that a primary key always \
-                     names one shard",
-                    field.name()
-                ),
-            );
+        match primary_key.iter().position(|&i| i == key) {
+            Some(position) => {
+                keys.push(key);
+                positions.push(position);
+            }
+            None => {
+                if !primary_key.is_empty() {
+                    errors.spanned(
+                        field.ident,
+                        format!(
+                            "shard key `{}` is not part of the primary key of `{name}`; mark it \
+                             `#[primary_key]` too (a composite key is fine) so that a primary key \
+                             always names one shard",
+                            field.name()
+                        ),
+                    );
+                }
+                ok = false;
+            }
         }
-        position
-    });
+    }
+    ok.then_some((keys, positions))
+}
 
-    Some(Placement::Sharded {
-        strategy: *shard.strategy.get()?,
-        count: *shard.count.get()?,
-        prefix: shard
-            .prefix
-            .get()
-            .map_or_else(|| DEFAULT_PREFIX.to_owned(), LitStr::value),
-        key: key?,
-        key_in_primary_key: key_in_primary_key?,
+fn shard_strategy_name(input: &Input<'_>) -> String {
+    input
+        .attrs
+        .shard
+        .as_ref()
+        .and_then(|s| s.strategy.get())
+        .map_or_else(String::new, |s| s.lit.value())
+}
+
+/// `consistent_hash`: the ring's vnodes per shard, weights applied.
+fn consistent(shard: &ShardAttr<'_>, errors: &mut Errors) -> Option<Plan> {
+    let count = *shard.count.get()?;
+    let prefix = prefix(shard);
+    let vnodes = shard.vnodes.get().copied().unwrap_or(DEFAULT_VNODES);
+    let mut per_shard = vec![vnodes; count as usize];
+    let mut ok = true;
+    if let Some(weights) = shard.weights.get() {
+        let mut seen: Vec<&str> = Vec::new();
+        for w in weights {
+            let index = w
+                .shard
+                .strip_prefix(prefix.as_str())
+                .filter(|rest| !rest.starts_with('0') || *rest == "0")
+                .and_then(|rest| rest.parse::<u32>().ok())
+                .filter(|&i| i < count);
+            let Some(index) = index else {
+                errors.at(
+                    w.span,
+                    format!(
+                        "`weights(..)` names shard `{}`, which is not one of this model's shards \
+                         `{prefix}0` .. `{prefix}{}`",
+                        w.shard,
+                        count - 1
+                    ),
+                );
+                ok = false;
+                continue;
+            };
+            if seen.contains(&w.shard.as_str()) {
+                errors.at(
+                    w.span,
+                    format!("shard `{}` is weighted twice in `weights(..)`", w.shard),
+                );
+                ok = false;
+                continue;
+            }
+            seen.push(&w.shard);
+            let points = (f64::from(vnodes) * w.weight).round();
+            if !(1.0..=f64::from(MAX_POINTS_PER_SHARD)).contains(&points) {
+                errors.at(
+                    w.span,
+                    format!(
+                        "weight {} gives shard `{}` {points} ring points ({vnodes} vnodes × \
+                         weight); it needs between 1 and {MAX_POINTS_PER_SHARD}",
+                        w.weight, w.shard
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            per_shard[index as usize] = points as u32;
+        }
+    }
+    let total: u64 = per_shard.iter().map(|&n| u64::from(n)).sum();
+    if total > MAX_RING_POINTS {
+        errors.spanned(
+            shard.attr,
+            format!(
+                "the ring would have {total} points ({count} shards × {vnodes} vnodes); at most \
+                 {MAX_RING_POINTS}: lower `vnodes`"
+            ),
+        );
+        ok = false;
+    }
+    ok.then_some(Plan::Consistent {
+        prefix,
+        vnodes: per_shard,
+    })
+}
+
+/// The default `vnodes` of `consistent_hash` (`grant::resolve::consistent::DEFAULT_VNODES`).
+const DEFAULT_VNODES: u32 = 150;
+/// The most ring points one shard may have.
+const MAX_POINTS_PER_SHARD: u32 = 1 << 20;
+/// The most ring points a model may have (`grant::resolve::consistent::MAX_POINTS`).
+const MAX_RING_POINTS: u64 = 1 << 24;
+
+/// `range`: the ranges sorted, checked for overlaps and gaps, and their shards listed in order of
+/// first appearance.
+fn range(entries: &[RangeEntry], errors: &mut Errors) -> Option<Plan> {
+    let mut shards: Vec<String> = Vec::new();
+    for e in entries {
+        if !shards.contains(&e.shard) {
+            shards.push(e.shard.clone());
+        }
+    }
+    let mut sorted: Vec<&RangeEntry> = entries.iter().collect();
+    sorted.sort_by_key(|e| e.start.map_or(i128::MIN, i128::from));
+    let mut ok = true;
+    for pair in sorted.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        match (a.end, b.start) {
+            (Some(end), Some(start)) if end == start => {}
+            (Some(end), Some(start)) if end < start => {
+                errors.at(
+                    b.span,
+                    format!(
+                        "no shard holds keys `{end}..{start}`: range `{}` of shard `{}` ends at \
+                         {end} and range `{}` of shard `{}` starts at {start}; make one of them \
+                         reach the other",
+                        a.text, a.shard, b.text, b.shard
+                    ),
+                );
+                ok = false;
+            }
+            _ => {
+                errors.at(
+                    b.span,
+                    format!(
+                        "range `{}` of shard `{}` overlaps range `{}` of shard `{}`; each key \
+                         belongs to one range",
+                        b.text, b.shard, a.text, a.shard
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    let ranges = sorted
+        .iter()
+        .map(|e| {
+            let index = shards.iter().position(|s| *s == e.shard).unwrap_or(0) as u32;
+            (e.start, e.end, index)
+        })
+        .collect();
+    ok.then_some(Plan::Range { shards, ranges })
+}
+
+/// `mapping`: the listed values sorted, and their shards (then the default's) listed in order of
+/// first appearance.
+fn mapping(shard: &ShardAttr<'_>) -> Option<Plan> {
+    let entries = shard.map.get()?;
+    if matches!(shard.default, Slot::Invalid) {
+        return None;
+    }
+    let mut shards: Vec<String> = Vec::new();
+    let mut position = |name: String| -> u32 {
+        match shards.iter().position(|s| *s == name) {
+            Some(i) => i as u32,
+            None => {
+                shards.push(name);
+                (shards.len() - 1) as u32
+            }
+        }
+    };
+    let mut listed: Vec<(MapKey, u32)> = entries
+        .iter()
+        .map(|e| (e.key.clone(), position(e.shard.value())))
+        .collect();
+    let default = shard.default.get().map(|lit| position(lit.value()));
+    listed.sort_by(|a, b| a.0.lookup_order().cmp(&b.0.lookup_order()));
+    let text = matches!(listed.first(), Some((MapKey::Text(_), _)));
+    Some(Plan::Mapping {
+        shards,
+        entries: listed,
+        default,
+        text,
     })
 }
 

@@ -177,8 +177,14 @@ pub struct ClusterBuilder<DB: Backend> {
 impl<DB: Backend> fmt::Debug for ClusterBuilder<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClusterBuilder")
-            .field("shards", &self.shards.iter().map(|(n, _)| n).collect::<Vec<_>>())
-            .field("replicas", &self.replicas.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field(
+                "shards",
+                &self.shards.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field(
+                "replicas",
+                &self.replicas.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .field("max_connections", &self.max_connections)
             .finish()
     }
@@ -313,7 +319,11 @@ impl<DB: Backend> ClusterBuilder<DB> {
         )
         .await?;
         let mut cluster = Cluster::from_pools(
-            self.shards.iter().map(|(n, _)| n.clone()).zip(primaries).collect(),
+            self.shards
+                .iter()
+                .map(|(n, _)| n.clone())
+                .zip(primaries)
+                .collect(),
             self.timeout,
         )?;
         {
@@ -361,12 +371,18 @@ async fn probe<DB: Backend>(endpoint: &Endpoint<DB>, config: HealthConfig) {
     let started = Instant::now();
     let outcome = tokio::time::timeout(
         config.timeout,
-        DB::fetch_all(&endpoint.pool, "SELECT 1".into(), SqlxValues(Values(Vec::new()))),
+        DB::fetch_all(
+            &endpoint.pool,
+            "SELECT 1".into(),
+            SqlxValues(Values(Vec::new())),
+        ),
     )
     .await;
     match outcome {
         Ok(Ok(_)) => endpoint.health.success(started.elapsed()),
-        Ok(Err(e)) => endpoint.health.failure(&e.to_string(), config.failures_to_open),
+        Ok(Err(e)) => endpoint
+            .health
+            .failure(&e.to_string(), config.failures_to_open),
         Err(_) => endpoint.health.failure(
             &format!("health probe timed out after {:?}", config.timeout),
             config.failures_to_open,
@@ -563,7 +579,12 @@ impl<DB: Backend> Cluster<DB> {
         let policy = match access {
             Access::Write => {
                 return if s.primary.health.is_open() {
-                    Err(self.circuit_open(model, shard, &s.primary, "writes go to the primary only"))
+                    Err(self.circuit_open(
+                        model,
+                        shard,
+                        &s.primary,
+                        "writes go to the primary only",
+                    ))
                 } else {
                     Ok(&s.primary)
                 };
@@ -651,10 +672,16 @@ impl<DB: Backend> Cluster<DB> {
         (sql, values): (String, SqlxValues),
     ) -> Result<Vec<DB::Row>> {
         let endpoint = self.endpoint(model, shard, Access::Read(policy))?;
-        self.inner.log.record(shard, endpoint.label, sql.as_str(), &values);
-        self.bounded(model, shard, endpoint, DB::fetch_all(&endpoint.pool, sql, values), |rows| {
-            rows.len() as u64
-        })
+        self.inner
+            .log
+            .record(shard, endpoint.label, sql.as_str(), &values);
+        self.bounded(
+            model,
+            shard,
+            endpoint,
+            DB::fetch_all(&endpoint.pool, sql, values),
+            |rows| rows.len() as u64,
+        )
         .await
     }
 
@@ -667,7 +694,9 @@ impl<DB: Backend> Cluster<DB> {
         (sql, values): (String, SqlxValues),
     ) -> Result<BoxStream<'_, Result<DB::Row>>> {
         let endpoint = self.endpoint(model, shard, Access::Read(policy))?;
-        self.inner.log.record(shard, endpoint.label, sql.as_str(), &values);
+        self.inner
+            .log
+            .record(shard, endpoint.label, sql.as_str(), &values);
         let mut statement = Statement::start(model, shard, endpoint.label);
         let started = Instant::now();
         let mut first = true;
@@ -702,9 +731,17 @@ impl<DB: Backend> Cluster<DB> {
         (sql, values): (String, SqlxValues),
     ) -> Result<u64> {
         let endpoint = self.endpoint(model, shard, Access::Write)?;
-        self.inner.log.record(shard, endpoint.label, sql.as_str(), &values);
+        self.inner
+            .log
+            .record(shard, endpoint.label, sql.as_str(), &values);
         let n = self
-            .bounded(model, shard, endpoint, DB::execute(&endpoint.pool, sql, values), |n| *n)
+            .bounded(
+                model,
+                shard,
+                endpoint,
+                DB::execute(&endpoint.pool, sql, values),
+                |n| *n,
+            )
             .await?;
         self.wrote(shard);
         Ok(n)

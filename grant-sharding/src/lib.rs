@@ -1,7 +1,7 @@
 //! Grant's sharding engine: resolvers, the cluster of shards, the router, scatter-gather
 //! execution and the merger.
 //!
-//! Data moves forward through the modules: [`resolve`] (key → shard) → [`router`] (query →
+//! Data moves forward through the modules: [`resolve`] (key → shard) → `router` (query →
 //! shards, narrowed filters) → [`cluster`] (one statement per shard, in parallel, with a
 //! timeout) → [`merge`] (per-shard answers → one answer). [`query`] and [`crud`] are the entry
 //! points the derive's generated methods call.
@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod context;
 pub mod crud;
+pub mod distribution;
 mod exec;
 pub mod health;
 pub mod merge;
@@ -22,9 +23,9 @@ pub mod select;
 pub mod testing;
 
 pub use cluster::{Balance, Cluster, ClusterBuilder, Executed, QueryLog, ReadPolicy};
-pub use health::{Circuit, EndpointStatus, HealthConfig, ShardStatus};
 pub use context::{current_shard, with_shard};
 pub use crud::Tracked;
+pub use health::{Circuit, EndpointStatus, HealthConfig, ShardStatus};
 pub use query::{Partial, PartialQuery, Query};
 pub use schema::{Migration, SchemaReport};
 pub use select::Select;

@@ -2,12 +2,18 @@
 //!
 //! Equality and `IN` on the shard key (also inside `AND` / `OR`) prune shards, and each visited
 //! shard receives only its own keys: `id IN (1, 3)` with 1 and 3 on different shards sends
-//! `id IN (1)` to one and `id IN (3)` to the other. Without a usable key the query goes to the
-//! task-local shard context if one is set, else to every shard.
+//! `id IN (1)` to one and `id IN (3)` to the other. A composite shard key prunes when an `AND`
+//! gives every key column an equality (or an `IN` list: the combinations are placed, up to
+//! [`MAX_COMBINATIONS`]). For strategies that place ranges of keys (`range`), `lt`, `lte`, `gt`,
+//! `gte` and `between` on the key prune to the shards whose ranges they touch. Without a usable
+//! key the query goes to the task-local shard context if one is set, else to every shard.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
+use std::ops::Bound;
 
 use grant_core::{CmpOp, Error, Model, Node, Result, ShardId};
+use sea_query::Value;
 
 use crate::context::current_shard;
 
@@ -44,16 +50,16 @@ pub(crate) fn plan<M: Model>(target: Target, filter: Option<&Node>) -> Result<Ve
         }
         Target::All => Ok(all::<M>(filter)),
         Target::Auto => {
-            let pruned = match (M::META.shard_key, filter) {
-                (Some(key), Some(node)) => key_shards::<M>(node, key)?,
+            let key = key_columns::<M>();
+            let pruned = match filter {
+                Some(node) if !key.is_empty() => key_shards::<M>(node, key)?,
                 _ => None,
             };
             match pruned {
                 Some(indexes) => {
                     let mut legs = Vec::with_capacity(indexes.len());
                     for index in indexes {
-                        let shard = M::shards()[index];
-                        let key = M::META.shard_key.unwrap_or_default();
+                        let shard = super::resolve::nth_shard::<M>(index)?;
                         let narrowed = match filter {
                             Some(node) => narrow::<M>(node, key, shard)?,
                             None => Node::Const(true),
@@ -80,17 +86,39 @@ fn all<M: Model>(filter: Option<&Node>) -> Vec<Leg> {
         .collect()
 }
 
+/// The most key combinations a composite-key `AND` of `IN` lists is placed one by one; above it
+/// the `AND` does not prune.
+pub(crate) const MAX_COMBINATIONS: usize = 1024;
+
+/// The positions of the shard-key columns of `M`, in key order (empty when unsharded).
+fn key_columns<M: Model>() -> &'static [usize] {
+    match M::META.shard_key_columns {
+        [] => M::META.shard_key.as_slice(),
+        columns => columns,
+    }
+}
+
 /// The shard indexes the filter allows, or `None` when it does not constrain the shard key.
-fn key_shards<M: Model>(node: &Node, key: usize) -> Result<Option<BTreeSet<usize>>> {
+fn key_shards<M: Model>(node: &Node, key: &[usize]) -> Result<Option<BTreeSet<usize>>> {
+    let single = match key {
+        [single] => Some(*single),
+        _ => None,
+    };
     Ok(match node {
-        Node::Cmp {
-            col,
-            op: CmpOp::Eq,
-            value,
-        } if col.index == key => Some(BTreeSet::from(
-            [M::shard_for_value(value)?.index() as usize],
-        )),
-        Node::In { col, values } if col.index == key => {
+        Node::Cmp { col, op, value } if Some(col.index) == single => match op {
+            CmpOp::Eq => Some(BTreeSet::from(
+                [M::shard_for_value(value)?.index() as usize],
+            )),
+            CmpOp::Lt => range_shards::<M>(Bound::Unbounded, Bound::Excluded(value))?,
+            CmpOp::Lte => range_shards::<M>(Bound::Unbounded, Bound::Included(value))?,
+            CmpOp::Gt => range_shards::<M>(Bound::Excluded(value), Bound::Unbounded)?,
+            CmpOp::Gte => range_shards::<M>(Bound::Included(value), Bound::Unbounded)?,
+            CmpOp::Ne => None,
+        },
+        Node::Between { col, low, high } if Some(col.index) == single => {
+            range_shards::<M>(Bound::Included(low), Bound::Included(high))?
+        }
+        Node::In { col, values } if Some(col.index) == single => {
             let mut set = BTreeSet::new();
             for value in values {
                 set.insert(M::shard_for_value(value)?.index() as usize);
@@ -98,7 +126,10 @@ fn key_shards<M: Model>(node: &Node, key: usize) -> Result<Option<BTreeSet<usize
             Some(set)
         }
         Node::And(nodes) => {
-            let mut acc: Option<BTreeSet<usize>> = None;
+            let mut acc: Option<BTreeSet<usize>> = match single {
+                Some(_) => None,
+                None => combination_shards::<M>(nodes, key)?,
+            };
             for node in nodes {
                 if let Some(set) = key_shards::<M>(node, key)? {
                     acc = Some(match acc {
@@ -124,21 +155,108 @@ fn key_shards<M: Model>(node: &Node, key: usize) -> Result<Option<BTreeSet<usize
     })
 }
 
+/// The shards a range condition on the (single) key allows, when the strategy can tell.
+fn range_shards<M: Model>(
+    low: Bound<&Value>,
+    high: Bound<&Value>,
+) -> Result<Option<BTreeSet<usize>>> {
+    Ok(M::shards_for_range(low, high)?
+        .map(|shards| shards.iter().map(|s| s.index() as usize).collect()))
+}
+
+/// For a composite key: the values each key column is restricted to by the `AND`'s direct
+/// children (an equality or an `IN` list), or `None` when some key column is unrestricted.
+fn key_values<'a>(nodes: &'a [Node], key: &[usize]) -> Option<Vec<&'a [Value]>> {
+    key.iter()
+        .map(|&column| {
+            nodes.iter().find_map(|node| match node {
+                Node::Cmp {
+                    col,
+                    op: CmpOp::Eq,
+                    value,
+                } if col.index == column => Some(std::slice::from_ref(value)),
+                Node::In { col, values } if col.index == column => Some(values.as_slice()),
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+/// Calls `f` with every combination of the columns' values (at most [`MAX_COMBINATIONS`]);
+/// `false` when there are more.
+fn for_each_combination(
+    columns: &[&[Value]],
+    mut f: impl FnMut(&[Value]) -> Result<()>,
+) -> Result<bool> {
+    let total = columns
+        .iter()
+        .try_fold(1_usize, |n, values| n.checked_mul(values.len()));
+    match total {
+        Some(n) if n <= MAX_COMBINATIONS => {}
+        _ => return Ok(false),
+    }
+    let mut at = vec![0_usize; columns.len()];
+    let mut combination: Vec<Value> = Vec::with_capacity(columns.len());
+    if columns.iter().any(|values| values.is_empty()) {
+        return Ok(true);
+    }
+    loop {
+        combination.clear();
+        combination.extend(
+            columns
+                .iter()
+                .zip(&at)
+                .map(|(values, &i)| values[i].clone()),
+        );
+        f(&combination)?;
+        // Advance the odometer, last column fastest.
+        let mut column = columns.len();
+        loop {
+            if column == 0 {
+                return Ok(true);
+            }
+            column -= 1;
+            at[column] += 1;
+            if at[column] < columns[column].len() {
+                break;
+            }
+            at[column] = 0;
+        }
+    }
+}
+
+/// The shards of a composite key fully restricted by the `AND`'s children, if it is.
+fn combination_shards<M: Model>(nodes: &[Node], key: &[usize]) -> Result<Option<BTreeSet<usize>>> {
+    let Some(columns) = key_values(nodes, key) else {
+        return Ok(None);
+    };
+    let mut set = BTreeSet::new();
+    let complete = for_each_combination(&columns, |values| {
+        set.insert(M::shard_for_values(values)?.index() as usize);
+        Ok(())
+    })?;
+    Ok(complete.then_some(set))
+}
+
 /// The filter as `shard` should see it: key equalities and `IN` lists of other shards removed.
-fn narrow<M: Model>(node: &Node, key: usize, shard: ShardId) -> Result<Node> {
+fn narrow<M: Model>(node: &Node, key: &[usize], shard: ShardId) -> Result<Node> {
+    let single = match key {
+        [single] => Some(*single),
+        _ => None,
+    };
     Ok(match node {
         Node::Cmp {
             col,
             op: CmpOp::Eq,
             value,
-        } if col.index == key => {
+        } if Some(col.index) == single => {
             if M::shard_for_value(value)? == shard {
                 node.clone()
             } else {
                 Node::Const(false)
             }
         }
-        Node::In { col, values } if col.index == key => {
+        Node::In { col, values } if Some(col.index) == single => {
             let mut own = Vec::new();
             for value in values {
                 if M::shard_for_value(value)? == shard {
@@ -155,8 +273,15 @@ fn narrow<M: Model>(node: &Node, key: usize, shard: ShardId) -> Result<Node> {
             }
         }
         Node::And(nodes) => {
+            let nodes = match single {
+                Some(_) => Cow::Borrowed(nodes.as_slice()),
+                None => match narrow_combinations::<M>(nodes, key, shard)? {
+                    Some(narrowed) => narrowed,
+                    None => return Ok(Node::Const(false)),
+                },
+            };
             let mut kept = Vec::with_capacity(nodes.len());
-            for node in nodes {
+            for node in nodes.iter() {
                 let n = narrow::<M>(node, key, shard)?;
                 if matches!(n, Node::Const(false)) {
                     return Ok(Node::Const(false));
@@ -182,4 +307,52 @@ fn narrow<M: Model>(node: &Node, key: usize, shard: ShardId) -> Result<Node> {
         // Under NOT (and anything else) nothing can be narrowed without changing the meaning.
         other => other.clone(),
     })
+}
+
+/// For a composite key fully restricted by an `AND`'s children: `None` when no combination
+/// lives on `shard` (the `AND` matches nothing there); else the children, with the one `IN` list
+/// (when only one key column has several values) cut to the values whose combinations live on
+/// `shard`.
+fn narrow_combinations<'a, M: Model>(
+    nodes: &'a [Node],
+    key: &[usize],
+    shard: ShardId,
+) -> Result<Option<Cow<'a, [Node]>>> {
+    let Some(columns) = key_values(nodes, key) else {
+        return Ok(Some(Cow::Borrowed(nodes)));
+    };
+    let mut kept: Vec<Vec<Value>> = Vec::new();
+    let complete = for_each_combination(&columns, |values| {
+        if M::shard_for_values(values)? == shard {
+            kept.push(values.to_vec());
+        }
+        Ok(())
+    })?;
+    if !complete {
+        return Ok(Some(Cow::Borrowed(nodes)));
+    }
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    let several: Vec<usize> = (0..columns.len())
+        .filter(|&i| columns[i].len() > 1)
+        .collect();
+    let [position] = several.as_slice() else {
+        return Ok(Some(Cow::Borrowed(nodes)));
+    };
+    let column = key[*position];
+    let own: Vec<Value> = kept.iter().map(|c| c[*position].clone()).collect();
+    let mut out = nodes.to_vec();
+    // The node `key_values` took the column's values from: the first restricting it.
+    let restricting = out.iter_mut().find(|node| match node {
+        Node::Cmp {
+            col, op: CmpOp::Eq, ..
+        }
+        | Node::In { col, .. } => col.index == column,
+        _ => false,
+    });
+    if let Some(Node::In { values, .. }) = restricting {
+        *values = own;
+    }
+    Ok(Some(Cow::Owned(out)))
 }

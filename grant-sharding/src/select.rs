@@ -450,7 +450,12 @@ impl<M: Model, T> Select<M, T> {
                     main.group_by_col(col.name);
                 }
                 let rows = cluster
-                    .fetch(M::META.name, shard, read_policy, main.build_sqlx(DB::builder()))
+                    .fetch(
+                        M::META.name,
+                        shard,
+                        read_policy,
+                        main.build_sqlx(DB::builder()),
+                    )
                     .await?;
                 let main_rows = rows
                     .iter()
@@ -476,7 +481,12 @@ impl<M: Model, T> Select<M, T> {
                         .map(Self::kind)
                         .collect();
                     let rows = cluster
-                        .fetch(M::META.name, shard, read_policy, select.build_sqlx(DB::builder()))
+                        .fetch(
+                            M::META.name,
+                            shard,
+                            read_policy,
+                            select.build_sqlx(DB::builder()),
+                        )
                         .await?;
                     distinct_rows.push(
                         rows.iter()

@@ -1,7 +1,100 @@
 //! Resolvers: from a shard key to a shard.
 //!
-//! Each strategy is usable without the derive; `#[shard(strategy = ...)]` selects one.
+//! Each strategy is a type usable without the derive; `#[shard(strategy = ...)]` selects one and
+//! the derive's generated code calls it:
+//!
+//! | strategy | type | shards | keys |
+//! |---|---|---|---|
+//! | `hash` | [`HashResolver`] | `count`, named `{prefix}{i}` | any [`ShardKey`](grant_core::ShardKey), composite too |
+//! | `pg_hash` | [`PgHashResolver`] | `count` = PostgreSQL's modulus | [`PgHashKey`](grant_core::key::PgHashKey), composite too |
+//! | `consistent_hash` | [`ConsistentHashResolver`] | `count`, optional weights | any shard key, composite too |
+//! | `range` | [`RangeResolver`] | named, one per range (or several ranges per name) | [`IntKey`](grant_core::key::IntKey) |
+//! | `mapping` (`geographic`, `lookup`) | [`MappingResolver`] | named, plus an optional default | [`IntKey`](grant_core::key::IntKey) or [`TextKey`](grant_core::key::TextKey) |
 
+pub mod consistent;
 pub mod hash;
+pub mod mapping;
+pub mod pg_hash;
+pub mod range;
 
+pub use consistent::ConsistentHashResolver;
 pub use hash::HashResolver;
+pub use mapping::{MappingKey, MappingResolver};
+pub use pg_hash::PgHashResolver;
+pub use range::{KeyRange, RangeResolver};
+
+use grant_core::{Error, KeyPart, Model, Result, ShardId};
+use sea_query::Value;
+
+/// The most columns a composite shard key may have (the tuple sizes [`grant_core::ShardKey`] is
+/// implemented for).
+pub const MAX_KEY_COLUMNS: usize = 4;
+
+/// Calls `f` with the key parts of dynamic `values` of model `M`'s shard-key columns, in key
+/// order.
+///
+/// # Errors
+///
+/// [`Error::MissingShardKey`] naming the column whose value is NULL or not of a key type, or
+/// when the number of values is not the number of key columns — never a default shard.
+pub fn key_parts<M: Model, R>(values: &[Value], f: impl FnOnce(&[KeyPart<'_>]) -> R) -> Result<R> {
+    let meta = M::META;
+    let columns: &[usize] = match meta.shard_key_columns {
+        [] => meta.shard_key.as_slice(),
+        columns => columns,
+    };
+    if values.len() != columns.len() || values.len() > MAX_KEY_COLUMNS {
+        return Err(Error::MissingShardKey {
+            model: meta.name,
+            key: meta.shard_key_name(),
+            detail: format!(
+                "the shard key ({}) has {} column(s), got {} value(s); give a value for each \
+                 key column",
+                meta.shard_key_names(),
+                columns.len(),
+                values.len()
+            ),
+        });
+    }
+    let mut parts = [KeyPart::Int(0); MAX_KEY_COLUMNS];
+    for ((slot, value), &column) in parts.iter_mut().zip(values).zip(columns) {
+        *slot = KeyPart::from_value(value).ok_or_else(|| Error::MissingShardKey {
+            model: meta.name,
+            key: meta.columns.get(column).map_or("-", |c| c.name),
+            detail: format!("got {value:?}, which is NULL or not an integer, string or bytes"),
+        })?;
+    }
+    Ok(f(&parts[..values.len()]))
+}
+
+/// The shard at position `index` of model `M`'s shard list.
+///
+/// # Errors
+///
+/// [`Error::Config`] when the model lists fewer shards (a hand-written `Model` impl whose
+/// `shards()` disagrees with its strategy).
+pub fn nth_shard<M: Model>(index: usize) -> Result<ShardId> {
+    M::shards().get(index).copied().ok_or_else(|| {
+        Error::Config(format!(
+            "model `{}` routed a key to shard position {index}, but lists only {} shards",
+            M::META.name,
+            M::shards().len()
+        ))
+    })
+}
+
+/// The error for a key no shard of model `M` holds: [`Error::UnknownShard`] whose `shard` names
+/// the key column and value (`<none for region = "br">`) and whose `known` lists the model's
+/// shards followed by `why` (which says what to do).
+pub fn unplaced<M: Model>(key: &str, why: &str) -> Error {
+    let shards = M::shards()
+        .iter()
+        .map(ShardId::name)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Error::UnknownShard {
+        model: M::META.name,
+        shard: format!("<none for {} = {key}>", M::META.shard_key_names()),
+        known: format!("{shards}; {key} {why}"),
+    }
+}

@@ -1,0 +1,12 @@
+use grant::prelude::*;
+
+#[derive(Sharded)]
+#[shard(strategy = "hash", on = ["tenant_id", "tenant_id"], count = 8)]
+pub struct Document {
+    #[primary_key]
+    pub tenant_id: i64,
+    #[primary_key]
+    pub doc_id: i64,
+}
+
+fn main() {}
