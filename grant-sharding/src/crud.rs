@@ -80,7 +80,7 @@ fn insert_statement<M: Model>(rows: &[&M]) -> sea_query::InsertStatement {
 pub async fn insert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<()> {
     let statement = insert_statement::<M>(&[row]).build_sqlx(DB::builder());
     cluster
-        .execute(M::META.name, row.shard_of(), statement)
+        .execute(M::META.name, row.try_shard_of()?, statement)
         .await?;
     Ok(())
 }
@@ -100,7 +100,7 @@ pub async fn insert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Re
 pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M]) -> Result<u64> {
     let mut groups: BTreeMap<u32, (ShardId, Vec<&M>)> = BTreeMap::new();
     for row in rows {
-        let shard = row.shard_of();
+        let shard = row.try_shard_of()?;
         groups
             .entry(shard.index())
             .or_insert_with(|| (shard, Vec::new()))
@@ -131,7 +131,7 @@ pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M
 /// as [`Error::ShardKeyMutation`].
 pub async fn update<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<()> {
     let key = row.primary_key();
-    let shard = row.shard_of();
+    let shard = row.try_shard_of()?;
     let mut update = sea_query::Query::update();
     update.table(M::META.table);
     let values = row.values();
@@ -216,7 +216,7 @@ pub async fn delete_key<M: Model, DB: Backend>(
     let n = cluster
         .execute(
             M::META.name,
-            M::shard_of_key(key),
+            M::try_shard_of_key(key)?,
             delete.build_sqlx(DB::builder()),
         )
         .await?;
@@ -234,6 +234,7 @@ where
     M: Model + FromShardRow<DB>,
     DB: Backend,
 {
+    M::try_shard_of_key(&key)?;
     let (shard, statement) = find_statement::<M, DB>(&key);
     let rows = cluster.fetch(M::META.name, shard, None, statement).await?;
     rows.first()
