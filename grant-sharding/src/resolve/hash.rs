@@ -5,7 +5,8 @@
 //! followed by the part's bytes (integers widened to `i64`, little-endian; strings as UTF-8).
 //! SipHash-2-4 is keyed with [`K0`] and [`K1`]. The placement is therefore identical across
 //! processes, platforms and releases; test vectors pin it (`tests/hash_vectors.rs`). Never
-//! replace this with `std`'s `DefaultHasher`, whose output may change between Rust releases.
+//! replace this with the standard library's default hasher, whose output may change between Rust
+//! releases.
 
 use grant_core::{KeyPart, KeyVisitor, Model, Result, ShardId, ShardKey};
 use sea_query::Value;
