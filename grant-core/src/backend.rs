@@ -103,6 +103,7 @@ pub trait Backend: sqlx::Database + Sized {
         T: for<'r> sqlx::Decode<'r, Self> + sqlx::Type<Self>;
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 macro_rules! backend {
     ($db:ty, $name:literal, $max:expr, $nulls_first:expr, $collation:expr, $builder:ty, $opts:expr) => {
         impl Backend for $db {
