@@ -101,14 +101,17 @@ struct Shard<DB: Backend> {
 
 struct Endpoint<DB: Backend> {
     label: &'static str,
+    /// The name of the shard this endpoint serves, for spans and metric labels.
+    shard: &'static str,
     pool: Pool<DB>,
     health: Health,
 }
 
 impl<DB: Backend> Endpoint<DB> {
-    fn new(label: &'static str, pool: Pool<DB>) -> Self {
+    fn new(label: &'static str, shard: &'static str, pool: Pool<DB>) -> Self {
         Endpoint {
             label,
+            shard,
             pool,
             health: Health::default(),
         }
@@ -338,7 +341,10 @@ impl<DB: Backend> ClusterBuilder<DB> {
             for ((shard, _), pool) in self.replicas.iter().zip(replicas) {
                 let i = inner.by_name[shard];
                 let label = replica_label(inner.shards[i].replicas.len());
-                inner.shards[i].replicas.push(Endpoint::new(label, pool));
+                let shard = inner.shards[i].primary.shard;
+                inner.shards[i]
+                    .replicas
+                    .push(Endpoint::new(label, shard, pool));
             }
         }
         if self.health_checks {
@@ -390,13 +396,6 @@ async fn probe<DB: Backend>(endpoint: &Endpoint<DB>, config: HealthConfig) {
     }
 }
 
-/// What a statement does: reads may go to replicas, writes only to the primary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Access {
-    Read(Option<ReadPolicy>),
-    Write,
-}
-
 impl<DB: Backend> Cluster<DB> {
     /// A builder for a cluster of named shards.
     pub fn builder() -> ClusterBuilder<DB> {
@@ -435,11 +434,12 @@ impl<DB: Backend> Cluster<DB> {
             }
             // A ShardId holds a `&'static str`: cluster shard names are leaked once per cluster
             // construction (a few bytes each; clusters are built once per process in practice).
-            let id = ShardId::named(i as u32, Box::leak(name.clone().into_boxed_str()));
+            let leaked: &'static str = Box::leak(name.clone().into_boxed_str());
+            let id = ShardId::named(i as u32, leaked);
             shards.push(Shard {
                 name,
                 id,
-                primary: Endpoint::new("primary", pool),
+                primary: Endpoint::new("primary", leaked, pool),
                 replicas: Vec::new(),
                 next_replica: AtomicUsize::new(0),
                 last_write: AtomicU64::new(0),
@@ -568,29 +568,31 @@ impl<DB: Backend> Cluster<DB> {
         (self.inner.epoch.elapsed().as_nanos() as u64).max(1)
     }
 
-    /// The endpoint a statement goes to, or a fail-fast [`Error::ShardUnavailable`].
+    /// The shard a write goes to (its primary), or a fail-fast [`Error::ShardUnavailable`]
+    /// while the primary's circuit is open.
+    fn writable(&self, model: &'static str, shard: ShardId) -> Result<&Shard<DB>> {
+        let s = &self.inner.shards[self.shard_index(model, shard)?];
+        if s.primary.health.is_open() {
+            return Err(self.circuit_open(
+                model,
+                shard,
+                &s.primary,
+                "writes go to the primary only",
+            ));
+        }
+        Ok(s)
+    }
+
+    /// The endpoint a read goes to under `policy` (default: the cluster's), or a fail-fast
+    /// [`Error::ShardUnavailable`].
     fn endpoint(
         &self,
         model: &'static str,
         shard: ShardId,
-        access: Access,
+        policy: Option<ReadPolicy>,
     ) -> Result<&Endpoint<DB>> {
         let s = &self.inner.shards[self.shard_index(model, shard)?];
-        let policy = match access {
-            Access::Write => {
-                return if s.primary.health.is_open() {
-                    Err(self.circuit_open(
-                        model,
-                        shard,
-                        &s.primary,
-                        "writes go to the primary only",
-                    ))
-                } else {
-                    Ok(&s.primary)
-                };
-            }
-            Access::Read(policy) => policy.unwrap_or(self.inner.read_policy),
-        };
+        let policy = policy.unwrap_or(self.inner.read_policy);
         let recent_write = {
             let at = s.last_write.load(Ordering::Relaxed);
             at != 0
@@ -671,7 +673,7 @@ impl<DB: Backend> Cluster<DB> {
         policy: Option<ReadPolicy>,
         (sql, values): (String, SqlxValues),
     ) -> Result<Vec<DB::Row>> {
-        let endpoint = self.endpoint(model, shard, Access::Read(policy))?;
+        let endpoint = self.endpoint(model, shard, policy)?;
         self.inner
             .log
             .record(shard, endpoint.label, sql.as_str(), &values);
@@ -693,11 +695,11 @@ impl<DB: Backend> Cluster<DB> {
         policy: Option<ReadPolicy>,
         (sql, values): (String, SqlxValues),
     ) -> Result<BoxStream<'_, Result<DB::Row>>> {
-        let endpoint = self.endpoint(model, shard, Access::Read(policy))?;
+        let endpoint = self.endpoint(model, shard, policy)?;
         self.inner
             .log
             .record(shard, endpoint.label, sql.as_str(), &values);
-        let mut statement = Statement::start(model, shard, endpoint.label);
+        let mut statement = Statement::start(model, endpoint.shard, endpoint.label);
         let started = Instant::now();
         let mut first = true;
         Ok(DB::fetch_stream(&endpoint.pool, sql, values)
@@ -730,7 +732,8 @@ impl<DB: Backend> Cluster<DB> {
         shard: ShardId,
         (sql, values): (String, SqlxValues),
     ) -> Result<u64> {
-        let endpoint = self.endpoint(model, shard, Access::Write)?;
+        let target = self.writable(model, shard)?;
+        let endpoint = &target.primary;
         self.inner
             .log
             .record(shard, endpoint.label, sql.as_str(), &values);
@@ -743,7 +746,9 @@ impl<DB: Backend> Cluster<DB> {
                 |n| *n,
             )
             .await?;
-        self.wrote(shard);
+        target
+            .last_write
+            .store(self.since_epoch(), Ordering::Relaxed);
         Ok(n)
     }
 
@@ -754,22 +759,17 @@ impl<DB: Backend> Cluster<DB> {
         shard: ShardId,
         statements: Vec<(String, SqlxValues)>,
     ) -> Result<u64> {
-        let endpoint = self.endpoint(model, shard, Access::Write)?;
+        let target = self.writable(model, shard)?;
+        let endpoint = &target.primary;
         for (sql, values) in &statements {
             self.inner.log.record(shard, endpoint.label, sql, values);
         }
         let work = DB::execute_atomic(&endpoint.pool, statements);
         let n = self.bounded(model, shard, endpoint, work, |n| *n).await?;
-        self.wrote(shard);
+        target
+            .last_write
+            .store(self.since_epoch(), Ordering::Relaxed);
         Ok(n)
-    }
-
-    fn wrote(&self, shard: ShardId) {
-        if let Ok(i) = self.shard_index("-", shard) {
-            self.inner.shards[i]
-                .last_write
-                .store(self.since_epoch(), Ordering::Relaxed);
-        }
     }
 
     /// A driver error on an endpoint, classified (and fed to its health): an exhausted pool is
@@ -806,7 +806,7 @@ impl<DB: Backend> Cluster<DB> {
         work: impl Future<Output = std::result::Result<T, sqlx::Error>>,
         rows: impl FnOnce(&T) -> u64,
     ) -> Result<T> {
-        let mut statement = Statement::start(model, shard, endpoint.label);
+        let mut statement = Statement::start(model, endpoint.shard, endpoint.label);
         let started = Instant::now();
         let outcome = tokio::time::timeout(self.inner.timeout, work)
             .instrument(statement.span())
