@@ -14,6 +14,7 @@ mod exec;
 pub mod health;
 pub mod merge;
 pub mod observe;
+pub mod placement;
 pub mod query;
 pub mod resolve;
 mod router;
@@ -26,6 +27,7 @@ pub use cluster::{Balance, Cluster, ClusterBuilder, Executed, QueryLog, ReadPoli
 pub use context::{current_shard, with_shard};
 pub use crud::Tracked;
 pub use health::{Circuit, EndpointStatus, HealthConfig, ShardStatus};
+pub use placement::{Placement, PlacementState, Resolver};
 pub use query::{Partial, PartialQuery, Query};
 pub use schema::{Migration, SchemaReport};
 pub use select::Select;
