@@ -1,7 +1,7 @@
 //! Routing cost: `shard_for` of every strategy for integer and string keys (targets: `hash` and
 //! `pg_hash` ≤ 30 ns for integer keys, `consistent_hash` ≤ 100 ns at 16 shards × 150 vnodes,
-//! `range` and `mapping` ≤ 30 ns), and building a routed `find` statement (route + SQL + bound
-//! values), without I/O.
+//! `range` and `mapping` ≤ 30 ns, `directory` cache hit ≤ 100 ns), and building a routed `find`
+//! statement (route + SQL + bound values), without I/O.
 #![allow(missing_docs)]
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
@@ -220,5 +220,73 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, strategies);
+#[derive(Sharded, Debug, Clone, PartialEq)]
+#[shard(strategy = "directory", on = "id", count = 4, policy = "round_robin")]
+struct DirUser {
+    #[primary_key]
+    id: i64,
+}
+
+#[derive(Sharded, Debug, Clone, PartialEq)]
+#[shard(
+    strategy = "directory",
+    on = "tenant",
+    count = 4,
+    policy = "round_robin"
+)]
+struct DirTenant {
+    #[primary_key]
+    tenant: String,
+}
+
+/// A directory's cache hit: 10,000 keys placed through a real (in-memory SQLite) cluster, then
+/// looked up in the in-process cache.
+fn directory(c: &mut Criterion) {
+    const KEYS: i64 = 10_000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let tenants: Vec<String> = (0..KEYS).map(|k| format!("tenant-{k:032x}")).collect();
+    let (users, names) = rt.block_on(async {
+        let cluster = Cluster::<Sqlite>::memory(4).await.unwrap();
+        DirUser::create_table(&cluster).await.unwrap();
+        DirTenant::create_table(&cluster).await.unwrap();
+        let rows: Vec<DirUser> = (0..KEYS).map(|id| DirUser { id }).collect();
+        DirUser::insert_many(&cluster, &rows).await.unwrap();
+        let rows: Vec<DirTenant> = tenants
+            .iter()
+            .map(|t| DirTenant { tenant: t.clone() })
+            .collect();
+        DirTenant::insert_many(&cluster, &rows).await.unwrap();
+        let get = |p: Option<std::sync::Arc<grant::PlacementState>>| match p
+            .map(|s| s.placement.clone())
+        {
+            Some(grant::Placement::Directory(d)) => d,
+            other => panic!("not a directory: {other:?}"),
+        };
+        (
+            get(cluster.placement::<DirUser>()),
+            get(cluster.placement::<DirTenant>()),
+        )
+    });
+    let mut group = c.benchmark_group("strategy");
+    let mut k = 0_i64;
+    group.bench_function("directory cache hit i64 (10k keys)", |b| {
+        b.iter(|| {
+            k = (k + 7919) % KEYS;
+            users.cached_key(black_box(&k)).unwrap()
+        })
+    });
+    let mut i = 0_usize;
+    group.bench_function("directory cache hit String (10k keys, 39 bytes)", |b| {
+        b.iter(|| {
+            i = (i + 7919) % tenants.len();
+            names.cached_key(black_box(tenants[i].as_str())).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, strategies, directory);
 criterion_main!(benches);

@@ -3,6 +3,8 @@
 //! resolver), and the resharding hook — dual writes while migrating, an atomic cutover.
 
 mod common;
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -262,6 +264,12 @@ async fn migrating_placement_writes_both_sides_and_reads_the_old() {
     assert!(aborted > epoch);
     assert!(cluster.placement::<Counter>().is_none());
     assert!(cluster.abort_migration::<Counter>(aborted).is_err());
+    // Epochs never repeat, also across a return to the static placement.
+    let again = cluster
+        .set_placement::<Counter>(Placement::resolver(AllOn(last)))
+        .unwrap();
+    assert!(again > aborted);
+    assert!(cluster.clear_placement::<Counter>().unwrap() > again);
 }
 
 /// A shard is removed only when nothing would be lost.
@@ -413,4 +421,52 @@ async fn custom_resolver_places_rows() {
         .set_placement::<Counter>(Placement::resolver(AllOn(ShardId::new(7))))
         .unwrap_err();
     assert!(matches!(err, Error::UnknownShard { .. }), "{err}");
+}
+
+/// The same guarantees on PostgreSQL: a shard added to a live cluster serves at once; a shard
+/// whose table holds rows is not removed; an empty one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_shards_come_and_go() {
+    const TEST: &str = "topology_pg_shards_come_and_go";
+    let Some(env) = pg::env().await else { return };
+    let cluster = env.cluster(TEST, 2).await;
+    Counter::create_table(&cluster).await.unwrap();
+    Counter { id: 1, value: 1 }.insert(&cluster).await.unwrap(); // shard_1
+
+    let url = env
+        .create_database(&pg::database_name(TEST, "shard_2"))
+        .await
+        .unwrap();
+    cluster.add_shard("shard_2", &url).await.unwrap();
+    cluster
+        .set_placement::<Counter>(Placement::resolver(AllOn(ShardId::new(2))))
+        .unwrap();
+    Counter::create_table(&cluster).await.unwrap();
+    Counter { id: 2, value: 2 }.insert(&cluster).await.unwrap();
+    assert_eq!(
+        Counter::on_shard(ShardId::new(2))
+            .count(&cluster)
+            .await
+            .unwrap(),
+        1
+    );
+    cluster.clear_placement::<Counter>().unwrap();
+
+    let err = cluster.remove_shard("shard_1").await.unwrap_err();
+    assert!(err.to_string().contains("counters"), "{err}");
+    let err = cluster.remove_shard("shard_2").await.unwrap_err();
+    assert!(err.to_string().contains("1 row"), "{err}");
+    assert_eq!(
+        Counter::find(&cluster, 1).await.unwrap(),
+        Some(Counter { id: 1, value: 1 })
+    );
+    sqlx::query("DELETE FROM counters")
+        .execute(cluster.pool("shard_2").unwrap())
+        .await
+        .unwrap();
+    cluster.remove_shard("shard_2").await.unwrap();
+    assert_eq!(
+        cluster.shard_names().collect::<Vec<_>>(),
+        ["shard_0", "shard_1"]
+    );
 }

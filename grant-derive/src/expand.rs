@@ -266,12 +266,18 @@ fn helpers(model: &Model<'_>) -> TokenStream {
         Plan::Hash { .. } | Plan::PgHash { .. } | Plan::Directory { .. } => TokenStream::new(),
         Plan::Custom { resolver } => {
             let r = quote_spanned!(resolver.span()=> #resolver);
+            // The one place the type must be a `Resolver` (and `Default`): the errors for a type
+            // that is not point at `resolver = ".."`, once; everything else uses the trait object.
+            let coerce = quote_spanned! {resolver.span()=>
+                let resolver: &'static dyn #p::resolve::Resolver = &*RESOLVER;
+            };
             quote! {
                 /// The model's resolver, built with `Default` on first use.
-                fn __grant_resolver() -> &'static #r {
+                fn __grant_resolver() -> &'static dyn #p::resolve::Resolver {
                     static RESOLVER: ::std::sync::LazyLock<#r> =
                         ::std::sync::LazyLock::new(<#r as ::core::default::Default>::default);
-                    &RESOLVER
+                    #coerce
+                    resolver
                 }
             }
         }
@@ -580,12 +586,12 @@ fn placement_fns(model: &Model<'_>) -> TokenStream {
         Plan::Hash { count, prefix }
         | Plan::PgHash { count, prefix }
         | Plan::Directory { count, prefix, .. } => prefixed_shards(*count, prefix),
-        Plan::Custom { resolver } => quote! {
+        Plan::Custom { .. } => quote! {
             static SHARDS: ::std::sync::LazyLock<::std::vec::Vec<#p::ShardId>> =
                 ::std::sync::LazyLock::new(|| {
-                    ::std::borrow::Cow::into_owned(
-                        <#resolver as #p::resolve::Resolver>::shards(__grant_resolver()),
-                    )
+                    ::std::borrow::Cow::into_owned(#p::resolve::Resolver::shards(
+                        __grant_resolver(),
+                    ))
                 });
         },
         Plan::Consistent { prefix, vnodes } => prefixed_shards(vnodes.len() as u32, prefix),
@@ -655,12 +661,12 @@ fn placement_fns(model: &Model<'_>) -> TokenStream {
                 #p::resolve::range::shards_for_range(&__GRANT_RANGES, low, high)
             }
         },
-        Plan::Custom { resolver } => quote! {
+        Plan::Custom { .. } => quote! {
             fn shards_for_range(
                 low: ::core::ops::Bound<&#p::sea_query::Value>,
                 high: ::core::ops::Bound<&#p::sea_query::Value>,
             ) -> #p::Result<::core::option::Option<::std::vec::Vec<#p::ShardId>>> {
-                <#resolver as #p::resolve::Resolver>::shards_for_range(
+                #p::resolve::Resolver::shards_for_range(
                     __grant_resolver(),
                     <Self as #p::Model>::META,
                     low,

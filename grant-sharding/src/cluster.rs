@@ -736,13 +736,13 @@ impl<DB: Backend> Cluster<DB> {
     async fn rows_held(&self, shard: &Shard<DB>) -> Result<Option<(String, i64)>> {
         let pool = &shard.primary.pool;
         let id = shard.id;
-        let list = if <DB as Backend>::NAME == "postgres" {
+        let list = if <DB as Backend>::NAME == "SQLite" {
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        } else {
             "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
              WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' \
              ORDER BY table_name"
-        } else {
-            "SELECT name FROM sqlite_master WHERE type = 'table' \
-             AND name NOT LIKE 'sqlite_%' ORDER BY name"
         };
         let tables = DB::fetch_all(pool, list.into(), SqlxValues(Values(Vec::new())))
             .await

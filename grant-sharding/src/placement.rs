@@ -26,7 +26,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use grant_core::{Backend, Error, KeyPart, Model, ModelMeta, Result, ShardId};
@@ -384,9 +384,11 @@ pub struct PlacementState {
 pub(crate) struct Placements {
     /// Whether any model has a run-time placement: the only cost for models without one.
     any: AtomicBool,
+    /// Changes happen under the write lock, so a model's epochs strictly increase.
     by_table: RwLock<HashMap<&'static str, Arc<PlacementState>>>,
-    /// Serializes changes (epochs strictly increase per model).
-    epochs: AtomicU64,
+    /// The last epoch of every model ever placed, kept when its placement is cleared so that
+    /// epochs never repeat.
+    last_epoch: Mutex<HashMap<&'static str, u64>>,
 }
 
 impl Placements {
@@ -424,31 +426,41 @@ impl Placements {
         Some(Arc::clone(state))
     }
 
-    /// Replaces `M`'s placement with `f(current)`; returns the new state.
+    /// Replaces `M`'s placement with `f(current)`; returns the new state (`None`: static again)
+    /// and its epoch.
     pub(crate) fn update<M: Model>(
         &self,
         f: impl FnOnce(Option<&PlacementState>) -> Result<Option<Placement>>,
-    ) -> Result<Option<Arc<PlacementState>>> {
+    ) -> Result<(Option<Arc<PlacementState>>, u64)> {
         // A directory model's implicit placement exists before any change.
         let _ = self.get::<M>();
         let mut map = self.write();
         let current = map.get(M::META.table).cloned();
         let next = f(current.as_deref())?;
-        let epoch = current.as_ref().map_or(0, |c| c.epoch) + 1;
-        self.epochs.fetch_add(1, Ordering::Relaxed);
+        let epoch = {
+            let mut last = self.last_epoch.lock().unwrap_or_else(|e| e.into_inner());
+            let epoch = last
+                .get(M::META.table)
+                .copied()
+                .max(current.as_ref().map(|c| c.epoch))
+                .unwrap_or(0)
+                + 1;
+            last.insert(M::META.table, epoch);
+            epoch
+        };
         match next {
             Some(placement) => {
                 let state = Arc::new(PlacementState { epoch, placement });
                 map.insert(M::META.table, Arc::clone(&state));
                 self.any.store(true, Ordering::Release);
-                Ok(Some(state))
+                Ok((Some(state), epoch))
             }
             None => {
                 map.remove(M::META.table);
                 if map.is_empty() {
                     self.any.store(false, Ordering::Release);
                 }
-                Ok(None)
+                Ok((None, epoch))
             }
         }
     }
@@ -498,19 +510,20 @@ impl<DB: Backend> Cluster<DB> {
     /// [`Cluster::add_shard`] first).
     pub fn set_placement<M: Model>(&self, placement: Placement) -> Result<u64> {
         self.check_shards::<M>(&placement.all_shards::<M>())?;
-        let state = self.placements().update::<M>(|_| Ok(Some(placement)))?;
-        Ok(state.map_or(0, |s| s.epoch))
+        let (_, epoch) = self.placements().update::<M>(|_| Ok(Some(placement)))?;
+        Ok(epoch)
     }
 
     /// Returns model `M` to its static placement (a `directory` model to its default
-    /// directory, whose entries persist in the directory table).
+    /// directory, whose entries persist in the directory table); returns the new epoch (epochs
+    /// never repeat, also across clears).
     ///
     /// # Errors
     ///
     /// None today.
-    pub fn clear_placement<M: Model>(&self) -> Result<()> {
-        self.placements().update::<M>(|_| Ok(None))?;
-        Ok(())
+    pub fn clear_placement<M: Model>(&self) -> Result<u64> {
+        let (_, epoch) = self.placements().update::<M>(|_| Ok(None))?;
+        Ok(epoch)
     }
 
     /// Starts dual writes for `M` (the resharding hook): the placement becomes
@@ -523,7 +536,7 @@ impl<DB: Backend> Cluster<DB> {
     /// a shard the cluster lacks.
     pub fn begin_migration<M: Model>(&self, new: Placement) -> Result<u64> {
         self.check_shards::<M>(&new.all_shards::<M>())?;
-        let state = self.placements().update::<M>(|current| {
+        let (_, epoch) = self.placements().update::<M>(|current| {
             let old = current.map_or(Placement::Static, |c| c.placement.clone());
             if matches!(old, Placement::Migrating { .. }) {
                 return Err(Error::Config(format!(
@@ -537,7 +550,7 @@ impl<DB: Backend> Cluster<DB> {
                 new: Box::new(new),
             }))
         })?;
-        Ok(state.map_or(0, |s| s.epoch))
+        Ok(epoch)
     }
 
     /// Switches a migrating model to its `new` placement atomically — if its epoch is still
@@ -562,7 +575,7 @@ impl<DB: Backend> Cluster<DB> {
     }
 
     fn finish_migration<M: Model>(&self, epoch: u64, to_new: bool) -> Result<u64> {
-        let state = self.placements().update::<M>(|current| match current {
+        let (_, next) = self.placements().update::<M>(|current| match current {
             Some(PlacementState {
                 epoch: now,
                 placement: Placement::Migrating { old, new },
@@ -583,7 +596,7 @@ impl<DB: Backend> Cluster<DB> {
                 )
             ))),
         })?;
-        Ok(state.map_or(epoch + 1, |s| s.epoch))
+        Ok(next)
     }
 
     fn check_shards<M: Model>(&self, shards: &[ShardId]) -> Result<()> {

@@ -333,10 +333,11 @@ impl Directory {
     pub fn close_shard(&self, name: &str) -> Result<()> {
         let mut members = self.members.write().unwrap_or_else(|e| e.into_inner());
         let open = members.iter().filter(|m| m.open).count();
+        let known: Vec<ShardId> = members.iter().map(|m| m.id).collect();
         let Some(m) = members.iter_mut().find(|m| m.id.is_named(name)) else {
             return Err(Error::Config(format!(
                 "directory: no shard `{name}` to close (it has {})",
-                names(&self.shards())
+                names(&known)
             )));
         };
         if m.open && open <= 1 {
@@ -577,12 +578,12 @@ impl Directory {
             key: M::META.shard_key_name(),
             detail: "the key has no parts".into(),
         })?;
-        let Some(id) = self
+        let found = self
             .read_members()
             .iter()
             .find(|m| m.id.is_named(shard))
-            .map(|m| m.id)
-        else {
+            .map(|m| m.id);
+        let Some(id) = found else {
             return Err(Error::Config(format!(
                 "model `{}`: cannot assign {} = {} to shard `{shard}`: the directory has {}; \
                  add the shard with `Directory::add_shard` first",

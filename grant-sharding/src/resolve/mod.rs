@@ -10,6 +10,13 @@
 //! | `consistent_hash` | [`ConsistentHashResolver`] | `count`, optional weights | any shard key, composite too |
 //! | `range` | [`RangeResolver`] | named, one per range (or several ranges per name) | [`IntKey`](grant_core::key::IntKey) |
 //! | `mapping` (`geographic`, `lookup`) | [`MappingResolver`] | named, plus an optional default | [`IntKey`](grant_core::key::IntKey) or [`TextKey`](grant_core::key::TextKey) |
+//! | `directory` | [`Directory`] | `count`, named `{prefix}{i}`; more at run time ([`Directory::add_shard`]) | one column, any [`ShardKey`](grant_core::ShardKey); entries in a table on the `home` shard, cached |
+//! | `custom` | your type implementing [`Resolver`] | the resolver's [`Resolver::shards`] | any, composite too |
+//!
+//! Placement at run time: a cluster can override a model's static strategy with any
+//! [`Resolver`] (the built-in ones implement it: a [`ConsistentHashResolver`] that gained a shard,
+//! a [`MappingResolver`] with a new entry), a [`Directory`], or a migration between two placements
+//! (dual writes) — see [`crate::placement`].
 
 pub mod consistent;
 pub mod custom;
