@@ -196,7 +196,7 @@ fn route(model: &Model<'_>, key: &TokenStream) -> TokenStream {
                 ::core::option::Option::unwrap_or(__GRANT_MAPPING.shard_for(#key), #p::ShardId::UNPLACED)
             },
             // The directory is in the cluster: pure routing cannot know.
-            Plan::Directory { .. } => quote!(#p::ShardId::UNPLACED),
+            Plan::Directory { .. } => quote!(#p::resolve::directory::unplaced_key(#key)),
             Plan::Custom { .. } => {
                 quote!(#p::resolve::custom::shard_for::<Self, _, _>(__grant_resolver(), #key))
             }

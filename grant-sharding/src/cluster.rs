@@ -103,7 +103,7 @@ struct PoolSettings {
 /// readers borrow shards without a lock and [`Cluster::add_shard`] / [`Cluster::remove_shard`]
 /// change the set while queries run. A removed shard's slot is marked removed, never reused.
 struct ShardSet<DB: Backend> {
-    chunks: Box<[OnceLock<Box<[OnceLock<Shard<DB>>]>>]>,
+    chunks: Box<[OnceLock<Chunk<DB>>]>,
     /// Slots filled so far.
     len: AtomicUsize,
     /// Live shard name → slot.
@@ -111,6 +111,9 @@ struct ShardSet<DB: Backend> {
     /// Serializes additions and removals.
     change: Mutex<()>,
 }
+
+/// One chunk of shard slots, allocated when its first slot is filled.
+type Chunk<DB> = Box<[OnceLock<Shard<DB>>]>;
 
 /// Slots per chunk and chunks: at most 4096 shards over a cluster's life.
 const CHUNK: usize = 64;

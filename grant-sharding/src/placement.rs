@@ -419,7 +419,7 @@ impl Placements {
         let state = map.entry(M::META.table).or_insert_with(|| {
             Arc::new(PlacementState {
                 epoch: 1,
-                placement: Placement::Directory(Arc::new(Directory::from_spec::<M>(&spec))),
+                placement: Placement::Directory(Arc::new(Directory::from_spec(&spec))),
             })
         });
         self.any.store(true, Ordering::Release);

@@ -227,7 +227,7 @@ impl Directory {
     }
 
     /// The directory `#[shard(strategy = "directory", ..)]` describes for model `M`.
-    pub(crate) fn from_spec<M: Model>(spec: &DirectorySpec) -> Self {
+    pub(crate) fn from_spec(spec: &DirectorySpec) -> Self {
         let members = spec
             .shards
             .iter()
@@ -361,10 +361,13 @@ impl Directory {
     /// The cached shard of `key`, without I/O (`None`: not cached).
     #[inline]
     pub fn cached_key<K: ShardKey + ?Sized>(&self, key: &K) -> Option<ShardId> {
-        let mut first = First(None);
-        key.visit(&mut first);
-        let part = first.0?;
-        self.read_cache().get(&part.as_part())
+        let cache = self.read_cache();
+        let mut lookup = Lookup {
+            cache: &cache,
+            found: None,
+        };
+        key.visit(&mut lookup);
+        lookup.found.flatten()
     }
 
     /// Forgets every cached entry (they are read again from the table on demand).
@@ -728,6 +731,13 @@ pub fn static_route<M: Model>(key: &str) -> Error {
     }
 }
 
+/// What pure routing (`shard_for`) answers for any key of a `directory` model:
+/// [`ShardId::UNPLACED`] — only the cluster, which holds the directory, knows the shard.
+#[inline]
+pub fn unplaced_key<K: ShardKey + ?Sized>(_key: &K) -> ShardId {
+    ShardId::UNPLACED
+}
+
 /// The one part of a directory key.
 fn one_part<M: Model>(key: &[KeyPart<'_>]) -> Result<DirKey> {
     match key {
@@ -740,6 +750,21 @@ fn one_part<M: Model>(key: &[KeyPart<'_>]) -> Result<DirKey> {
                 key.len()
             ),
         }),
+    }
+}
+
+/// Looks the first part of a key up in the cache, borrowing it (no allocation).
+struct Lookup<'c> {
+    cache: &'c Cache,
+    found: Option<Option<ShardId>>,
+}
+
+impl KeyVisitor for Lookup<'_> {
+    #[inline]
+    fn part(&mut self, part: KeyPart<'_>) {
+        if self.found.is_none() {
+            self.found = Some(self.cache.get(&part));
+        }
     }
 }
 
