@@ -470,3 +470,12 @@ async fn postgres_shards_come_and_go() {
         ["shard_0", "shard_1"]
     );
 }
+
+#[test]
+fn placement_handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Placement>();
+    send_sync::<grant::PlacementState>();
+    send_sync::<grant::Directory>();
+    send_sync::<ConsistentHashResolver>();
+}

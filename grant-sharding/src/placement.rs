@@ -6,11 +6,11 @@
 //! cluster, with a placement chosen at run time:
 //!
 //! - [`Placement::Resolver`]: any [`Resolver`] — a built-in strategy built at run time (a
-//!   [`ConsistentHashResolver`](crate::resolve::ConsistentHashResolver) that gained a shard, a
-//!   [`MappingResolver`](crate::resolve::MappingResolver) with a new entry) or a user type
+//!   [`ConsistentHashResolver`] that gained a shard, a
+//!   [`MappingResolver`] with a new entry) or a user type
 //!   (the `custom` strategy);
 //! - [`Placement::Directory`]: key → shard entries in a directory table
-//!   ([`Directory`](crate::resolve::directory::Directory));
+//!   ([`Directory`]);
 //! - [`Placement::Migrating`]: the hook for online resharding — reads use `old`, writes go to
 //!   `old` **and** `new` (dual write) until [`Cluster::cutover`] switches the model to `new`
 //!   atomically;
