@@ -58,9 +58,11 @@ impl<T> Partial<T> {
 /// * rows are merged by a streaming k-way merge in the requested order (the backend's NULL
 ///   order unless [`order_by_nulls`](Query::order_by_nulls) says otherwise), ties broken by the
 ///   primary key, so memory stays O(shards × stream buffer);
-/// * each shard is asked for `LIMIT limit + offset` and no `OFFSET`; the offset is applied once
-///   after the merge. Deep offsets therefore cost `offset` rows from every shard: for deep pages
-///   use keyset pagination, [`after`](Query::after) the last row of the previous page;
+/// * no shard gets an `OFFSET`; each may give at most `limit + offset` rows and is asked for them
+///   in chunks — first about 1.5 × its even share, more (the rows after the chunk's last one)
+///   only when a chunk comes back full — and the offset is applied once after the merge. Deep
+///   offsets still cost every shard a sort of its share: for deep pages use keyset pagination,
+///   [`after`](Query::after) the last row of the previous page;
 /// * counts and sums are added, `min`/`max` compared, `avg` is the total sum over the total count
 ///   — never an average of averages.
 ///
