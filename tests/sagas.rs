@@ -3,9 +3,9 @@
 //! and the saga log's record of it all. The scenarios live in `common/saga_bank.rs` and run on
 //! PostgreSQL too (`pg_sagas.rs`).
 
-mod common;
 #[path = "common/saga_bank.rs"]
 mod bank;
+mod common;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -53,7 +53,10 @@ async fn a_compensation_that_keeps_failing_is_reported_then_resumed() {
         .await;
 }
 
-fn noop<'a>(_: &'a Cluster<Sqlite>, _: &'a StepContext) -> futures_util::future::BoxFuture<'a, grant::saga::StepResult> {
+fn noop<'a>(
+    _: &'a Cluster<Sqlite>,
+    _: &'a StepContext,
+) -> futures_util::future::BoxFuture<'a, grant::saga::StepResult> {
     Box::pin(async { Ok(()) })
 }
 
@@ -61,20 +64,23 @@ fn noop<'a>(_: &'a Cluster<Sqlite>, _: &'a StepContext) -> futures_util::future:
 async fn the_log_lives_on_the_chosen_shard_and_an_unknown_shard_is_refused() {
     let dir = tempdir();
     let cluster = sqlite_cluster(dir.path(), 3).await;
-    let saga = Saga::<Sqlite>::new("noop").step("only", noop, noop).log_shard("shard_2");
+    let saga = Saga::<Sqlite>::new("noop")
+        .step("only", noop, noop)
+        .log_shard("shard_2");
     let report = saga.run(&cluster, "").await.unwrap();
     assert!(report.is_completed());
     for (i, name) in ["shard_0", "shard_1", "shard_2"].into_iter().enumerate() {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'grant_saga_log'",
-        )
-        .fetch_one(cluster.pool(name).unwrap())
-        .await
-        .unwrap();
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'grant_saga_log'")
+                .fetch_one(cluster.pool(name).unwrap())
+                .await
+                .unwrap();
         assert_eq!(n, i64::from(i == 2), "{name}");
     }
 
-    let lost = Saga::<Sqlite>::new("noop").step("only", noop, noop).log_shard("shard_9");
+    let lost = Saga::<Sqlite>::new("noop")
+        .step("only", noop, noop)
+        .log_shard("shard_9");
     let error = lost.run(&cluster, "").await.unwrap_err();
     assert!(matches!(error, Error::UnknownShard { .. }), "{error}");
     assert!(error.to_string().contains("shard_9"), "{error}");
@@ -85,14 +91,20 @@ async fn a_caller_chosen_id_runs_once() {
     let dir = tempdir();
     let cluster = sqlite_cluster(dir.path(), 2).await;
     let saga = Saga::<Sqlite>::new("noop").step("only", noop, noop);
-    let first = saga.run_with_id(&cluster, "request-42", "in").await.unwrap();
+    let first = saga
+        .run_with_id(&cluster, "request-42", "in")
+        .await
+        .unwrap();
     assert_eq!(first.id, "request-42");
     let error = saga
         .run_with_id(&cluster, "request-42", "in")
         .await
         .unwrap_err();
     let message = error.to_string();
-    assert!(message.contains("request-42") && message.contains("already"), "{message}");
+    assert!(
+        message.contains("request-42") && message.contains("already"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -114,11 +126,15 @@ async fn resume_leaves_unknown_sagas_alone_and_refuses_a_changed_definition() {
     assert!(!report.is_clean());
 
     // A "transfer" with other steps: refused, naming both step lists.
-    let changed = SagaRegistry::new().register(Saga::<Sqlite>::new("transfer").step("only", noop, noop));
+    let changed =
+        SagaRegistry::new().register(Saga::<Sqlite>::new("transfer").step("only", noop, noop));
     let report = cluster.resume_sagas(&changed).await.unwrap();
     assert_eq!(report.errors.len(), 1, "{report:?}");
     let message = report.errors[0].1.to_string();
-    assert!(message.contains("t-1") && message.contains("debit payer") && message.contains("only"), "{message}");
+    assert!(
+        message.contains("t-1") && message.contains("debit payer") && message.contains("only"),
+        "{message}"
+    );
     let record: SagaRecord = saga.record(&cluster, "t-1").await.unwrap().unwrap();
     assert_eq!(record.status, SagaStatus::Running);
 
@@ -142,8 +158,16 @@ async fn two_resumers_do_not_compensate_the_same_saga_twice() {
     }
     let counted = bank::Faults::new();
     let registry = SagaRegistry::new().register(bank::transfer::<Sqlite>(&counted));
-    let (a, b) = tokio::join!(cluster.resume_sagas(&registry), cluster.resume_sagas(&registry));
-    let resumed: Vec<SagaReport> = a.unwrap().resumed.into_iter().chain(b.unwrap().resumed).collect();
+    let (a, b) = tokio::join!(
+        cluster.resume_sagas(&registry),
+        cluster.resume_sagas(&registry)
+    );
+    let resumed: Vec<SagaReport> = a
+        .unwrap()
+        .resumed
+        .into_iter()
+        .chain(b.unwrap().resumed)
+        .collect();
     assert_eq!(resumed.len(), 1, "{resumed:?}");
     for calls in &counted.compensation_calls {
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
@@ -158,7 +182,10 @@ fn sagas_and_their_futures_are_send_and_sync() {
     let saga = bank::transfer::<Sqlite>(&Arc::new(bank::Faults::default()));
     send_sync(&saga);
     send_sync(&SagaRegistry::<Sqlite>::new());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let cluster = Cluster::<Sqlite>::memory(1).await.unwrap();
         send(&saga.run(&cluster, ""));

@@ -29,30 +29,34 @@
 //!
 //! # Examples
 //!
-//! A transfer between two accounts that may live on different shards. The accounts table and
-//! the idempotence (an `ops` table keyed by the step id, written in the same transaction as the
-//! balance) are the application's; `tests/sagas.rs` has the complete program.
+//! `examples/saga.rs` is a complete, runnable program (`cargo run --example saga`): an order
+//! on the customer's shard and a stock reservation on the product's shard, the second order
+//! compensated when stock runs out. `tests/common/saga_bank.rs` is a transfer between accounts
+//! on three shards, with idempotent actions keyed by the step id. In outline:
 //!
 //! ```ignore
-//! use grant::saga::{Saga, SagaRegistry, SagaStatus};
+//! use grant::prelude::*;
 //!
-//! let transfer = Saga::<Sqlite>::new("transfer")
+//! let order = Saga::<Sqlite>::new("place order")
 //!     .step(
-//!         "debit",
-//!         |cluster, step| Box::pin(async move { apply_once(cluster, step, from, -amount).await }),
-//!         |cluster, step| Box::pin(async move { undo_once(cluster, step, from).await }),
+//!         "create order",
+//!         |cluster, step| Box::pin(async move { create_order(cluster, step).await }),
+//!         |cluster, step| Box::pin(async move { cancel_order(cluster, step).await }),
 //!     )
 //!     .step(
-//!         "credit",
-//!         |cluster, step| Box::pin(async move { apply_once(cluster, step, to, amount).await }),
-//!         |cluster, step| Box::pin(async move { undo_once(cluster, step, to).await }),
+//!         "reserve stock",
+//!         |cluster, step| Box::pin(async move { reserve(cluster, step).await }),
+//!         |cluster, step| Box::pin(async move { release(cluster, step).await }),
 //!     );
-//! let report = transfer.run(&cluster, "1:2:50").await?;
-//! assert_eq!(report.status, SagaStatus::Completed);
+//! let report = order.run(&cluster, "7,42,3").await?; // the input, given to every action
+//! match report.status {
+//!     SagaStatus::Completed => {}
+//!     SagaStatus::Compensated => println!("not placed: {:?}", report.error),
+//!     _ => eprintln!("needs attention: {:?}", report.compensation_failure),
+//! }
 //!
 //! // At startup: finish what a previous process left unfinished.
-//! let registry = SagaRegistry::new().register(transfer);
-//! let resumed = cluster.resume_sagas(&registry).await?;
+//! let resumed = cluster.resume_sagas(&SagaRegistry::new().register(order)).await?;
 //! ```
 //!
 //! # Cancel safety
@@ -313,7 +317,11 @@ impl<DB: Backend> fmt::Debug for Saga<DB> {
             .field("name", &self.name)
             .field(
                 "steps",
-                &self.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+                &self
+                    .steps
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>(),
             )
             .field("log_shard", &self.log_shard)
             .field("resume_forward", &self.resume_forward)
@@ -506,7 +514,11 @@ impl<DB: Backend> Saga<DB> {
     ) -> Result<SagaReport> {
         let id = id.into();
         let input = input.into();
-        let log = Log::new(cluster, log_shard_id(cluster, self.log_shard.as_deref())?, &id);
+        let log = Log::new(
+            cluster,
+            log_shard_id(cluster, self.log_shard.as_deref())?,
+            &id,
+        );
         ensure_log_on(cluster, log.shard).await?;
         if log.load().await?.is_some() {
             return Err(Error::Config(format!(
@@ -526,7 +538,11 @@ impl<DB: Backend> Saga<DB> {
     ///
     /// The database's error when the log cannot be read.
     pub async fn record(&self, cluster: &Cluster<DB>, id: &str) -> Result<Option<SagaRecord>> {
-        let log = Log::new(cluster, log_shard_id(cluster, self.log_shard.as_deref())?, id);
+        let log = Log::new(
+            cluster,
+            log_shard_id(cluster, self.log_shard.as_deref())?,
+            id,
+        );
         ensure_log_on(cluster, log.shard).await?;
         log.load().await
     }
@@ -539,7 +555,11 @@ impl<DB: Backend> Saga<DB> {
     /// [`Error::Config`] when the log has no saga `id`, or when it was started by a
     /// different definition (another name, or other steps); else as [`run`](Self::run).
     pub async fn resume(&self, cluster: &Cluster<DB>, id: &str) -> Result<SagaReport> {
-        let log = Log::new(cluster, log_shard_id(cluster, self.log_shard.as_deref())?, id);
+        let log = Log::new(
+            cluster,
+            log_shard_id(cluster, self.log_shard.as_deref())?,
+            id,
+        );
         ensure_log_on(cluster, log.shard).await?;
         let record = log.load().await?.ok_or_else(|| {
             Error::Config(format!(
@@ -903,11 +923,13 @@ fn log_shard_id<DB: Backend>(cluster: &Cluster<DB>, name: Option<&str>) -> Resul
         None => Some(0),
         Some(name) => cluster.shard_names().position(|n| n == name),
     };
-    found.and_then(|i| cluster.shard_id(i)).ok_or_else(|| Error::UnknownShard {
-        model: MODEL,
-        shard: name.unwrap_or("<first shard>").to_owned(),
-        known: cluster.shard_names().collect::<Vec<_>>().join(", "),
-    })
+    found
+        .and_then(|i| cluster.shard_id(i))
+        .ok_or_else(|| Error::UnknownShard {
+            model: MODEL,
+            shard: name.unwrap_or("<first shard>").to_owned(),
+            known: cluster.shard_names().collect::<Vec<_>>().join(", "),
+        })
 }
 
 fn no_values() -> SqlxValues {

@@ -30,7 +30,9 @@ pub const OPENING: i64 = 1_000;
 /// Creates the accounts and ops tables on every shard and opens three accounts, one per shard:
 /// `[payer, payee, fee account]`.
 pub async fn open_bank<DB: Backend>(cluster: &Cluster<DB>) -> [i64; 3] {
-    Account::create_table(cluster).await.expect("accounts table");
+    Account::create_table(cluster)
+        .await
+        .expect("accounts table");
     for (shard, outcome) in cluster
         .execute_on_all_shards(
             "CREATE TABLE IF NOT EXISTS ops (op_id VARCHAR(255) PRIMARY KEY, \
@@ -93,7 +95,9 @@ pub async fn balances<DB: Backend>(cluster: &Cluster<DB>, accounts: [i64; 3]) ->
         .await
         .expect("read balance");
         assert_eq!(rows.len(), 1, "account {id} exists once");
-        out[i] = DB::get_i64(&rows[0], 0).expect("balance").expect("not null");
+        out[i] = DB::get_i64(&rows[0], 0)
+            .expect("balance")
+            .expect("not null");
     }
     out
 }
@@ -119,7 +123,7 @@ fn values(v: Vec<Value>) -> SqlxValues {
     SqlxValues(grant::__private::sea_query::Values(v))
 }
 
-fn pool_of<'c, DB: Backend>(cluster: &'c Cluster<DB>, account: i64) -> &'c sqlx::Pool<DB> {
+fn pool_of<DB: Backend>(cluster: &Cluster<DB>, account: i64) -> &sqlx::Pool<DB> {
     cluster
         .pool(&Account::shard_for(&account).name())
         .expect("the account's shard")
@@ -155,7 +159,11 @@ pub async fn apply_once<DB: Backend>(
 
 /// Undoes `op_id` once: reverses its balance change if it applied and is not compensated yet,
 /// and leaves a compensated op row either way (so a late forward action cannot apply).
-pub async fn undo_once<DB: Backend>(cluster: &Cluster<DB>, op_id: &str, account: i64) -> Result<()> {
+pub async fn undo_once<DB: Backend>(
+    cluster: &Cluster<DB>,
+    op_id: &str,
+    account: i64,
+) -> Result<()> {
     let op = || Value::from(op_id.to_owned());
     let statements = vec![
         (
@@ -350,14 +358,21 @@ pub async fn completes_without_faults<DB: Backend>(cluster: &Cluster<DB>) {
     assert_eq!(record.error, None);
     assert_eq!(step_statuses(&record), [StepStatus::Done; 3]);
     assert_eq!(
-        record.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        record
+            .steps
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
         ["debit payer", "credit payee", "credit fee account"]
     );
 
     // Nothing to resume.
     let registry = SagaRegistry::new().register(saga);
     let resumed = cluster.resume_sagas(&registry).await.unwrap();
-    assert!(resumed.resumed.is_empty() && resumed.is_clean(), "{resumed:?}");
+    assert!(
+        resumed.resumed.is_empty() && resumed.is_clean(),
+        "{resumed:?}"
+    );
 }
 
 /// A failure injected at every step in turn — before its write, and after it (outcome unknown
@@ -417,7 +432,12 @@ pub async fn failure_at_every_step_compensates<DB: Backend>(cluster: &Cluster<DB
 
 /// Runs the transfer until the action of `step` "crashes" (never returns), then drops the
 /// saga's future — what a process stopping there leaves behind. Returns the saga id.
-async fn crash_at<DB: Backend>(cluster: &Cluster<DB>, accounts: [i64; 3], step: usize, fault: Fault) -> String {
+async fn crash_at<DB: Backend>(
+    cluster: &Cluster<DB>,
+    accounts: [i64; 3],
+    step: usize,
+    fault: Fault,
+) -> String {
     let faults = Faults::new().forward(step, fault);
     let saga = transfer::<DB>(&faults);
     let id = format!("crash-{step}-{fault:?}");
