@@ -175,6 +175,32 @@ async fn two_resumers_do_not_compensate_the_same_saga_twice() {
     assert_eq!(bank::balances(&cluster, accounts).await, bank::UNTOUCHED);
 }
 
+#[tokio::test]
+async fn resume_skips_sagas_younger_than_stale_after() {
+    let dir = tempdir();
+    let cluster = sqlite_cluster(dir.path(), 3).await;
+    let accounts = bank::open_bank(&cluster).await;
+    let faults = bank::Faults::new().forward(1, bank::Fault::CrashAfter);
+    let saga = bank::transfer::<Sqlite>(&faults);
+    tokio::select! {
+        r = saga.run_with_id(&cluster, "t-3", bank::transfer_input(accounts, 10, 1)) => panic!("{r:?}"),
+        () = faults.crashed.notified() => {}
+    }
+    // Possibly still running in another process: left alone.
+    let patient = SagaRegistry::new()
+        .register(bank::transfer::<Sqlite>(&bank::Faults::new()))
+        .stale_after(std::time::Duration::from_secs(3600));
+    let report = cluster.resume_sagas(&patient).await.unwrap();
+    assert!(report.resumed.is_empty(), "{report:?}");
+    let record = saga.record(&cluster, "t-3").await.unwrap().unwrap();
+    assert_eq!(record.status, SagaStatus::Running);
+
+    let registry = SagaRegistry::new().register(bank::transfer::<Sqlite>(&bank::Faults::new()));
+    let report = cluster.resume_sagas(&registry).await.unwrap();
+    assert_eq!(report.resumed.len(), 1, "{report:?}");
+    assert_eq!(bank::balances(&cluster, accounts).await, bank::UNTOUCHED);
+}
+
 #[test]
 fn sagas_and_their_futures_are_send_and_sync() {
     fn send_sync<T: Send + Sync>(_: &T) {}

@@ -78,7 +78,8 @@ use sea_query_sqlx::{SqlxBinder, SqlxValues};
 
 use crate::cluster::Cluster;
 
-/// The saga log table, created on the log shard by [`Saga::ensure_log`] (and by every run).
+/// The saga log table, created on the log shard by [`Saga::ensure_log`], or by the first run
+/// or resume that finds it missing.
 ///
 /// One row per saga (`step = -1`, `name` = the saga's name, `input` = its input) and one per
 /// step (`step` = its index, `name` = the step's name), each with `status`, `attempts`, the
@@ -496,7 +497,8 @@ impl<DB: Backend> Saga<DB> {
     /// Dropping the future leaves the saga unfinished in the log, for
     /// [`Cluster::resume_sagas`].
     pub async fn run(&self, cluster: &Cluster<DB>, input: impl Into<String>) -> Result<SagaReport> {
-        self.run_with_id(cluster, new_id(&self.name), input).await
+        self.start(cluster, new_id(&self.name), input.into(), false)
+            .await
     }
 
     /// [`run`](Self::run) with an id of the caller's choosing (e.g. a request id), so a retried
@@ -512,22 +514,43 @@ impl<DB: Backend> Saga<DB> {
         id: impl Into<String>,
         input: impl Into<String>,
     ) -> Result<SagaReport> {
-        let id = id.into();
-        let input = input.into();
+        self.start(cluster, id.into(), input.into(), true).await
+    }
+
+    async fn start(
+        &self,
+        cluster: &Cluster<DB>,
+        id: String,
+        input: String,
+        check_duplicate: bool,
+    ) -> Result<SagaReport> {
         let log = Log::new(
             cluster,
             log_shard_id(cluster, self.log_shard.as_deref())?,
             &id,
         );
-        ensure_log_on(cluster, log.shard).await?;
-        if log.load().await?.is_some() {
-            return Err(Error::Config(format!(
-                "saga `{}`: id `{id}` is already in the saga log on shard `{}`; pick a new id, \
-                 or read its outcome with `Saga::record`",
-                self.name, log.shard
-            )));
+        // The log table is created when the first statement on it fails (then that statement
+        // is retried once), which spares every run the DDL round trips.
+        if check_duplicate {
+            let existing = match log.load().await {
+                Ok(existing) => existing,
+                Err(_) => {
+                    ensure_log_on(cluster, log.shard).await?;
+                    log.load().await?
+                }
+            };
+            if existing.is_some() {
+                return Err(Error::Config(format!(
+                    "saga `{}`: id `{id}` is already in the saga log on shard `{}`; pick a new \
+                     id, or read its outcome with `Saga::record`",
+                    self.name, log.shard
+                )));
+            }
+            log.start(&self.name, &input, &self.steps).await?;
+        } else if log.start(&self.name, &input, &self.steps).await.is_err() {
+            ensure_log_on(cluster, log.shard).await?;
+            log.start(&self.name, &input, &self.steps).await?;
         }
-        log.start(&self.name, &input, &self.steps).await?;
         let statuses = vec![StepStatus::Pending; self.steps.len()];
         self.forward(&log, &input, statuses, 0).await
     }
@@ -1096,8 +1119,8 @@ impl<'c, DB: Backend> Log<'c, DB> {
         Ok(())
     }
 
-    /// Sets a step's status; `attempts` and `error` when given (the error is cleared on success
-    /// statuses only when `Some(None)` is passed — here: kept unless a new one is given).
+    /// Sets a step's status, and its attempts and error when given (a step's last error stays
+    /// in the log until a new one replaces it).
     async fn set_step(
         &self,
         index: usize,
