@@ -45,6 +45,8 @@ pub use grant_sharding::{
     current_shard, with_shard,
 };
 
+pub use grant_sharding::saga;
+
 /// Tracing spans and metrics emitted per shard statement.
 pub mod observe {
     pub use grant_sharding::observe::*;
@@ -66,6 +68,7 @@ pub mod backends {
 /// Everything an application needs: `use grant::prelude::*;`.
 pub mod prelude {
     pub use crate::backends::*;
+    pub use crate::saga::{Saga, SagaRegistry, SagaStatus};
     pub use crate::{
         Agg, Cluster, Column, Cond, Error, Model, Nulls, Order, Partial, Query, ReadPolicy, Result,
         Select, ShardId, Sharded, Tracked, count, current_shard, with_shard,

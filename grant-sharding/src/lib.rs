@@ -17,6 +17,7 @@ pub mod observe;
 pub mod query;
 pub mod resolve;
 mod router;
+pub mod saga;
 pub mod schema;
 pub mod select;
 #[cfg(feature = "testing")]
@@ -27,5 +28,6 @@ pub use context::{current_shard, with_shard};
 pub use crud::Tracked;
 pub use health::{Circuit, EndpointStatus, HealthConfig, ShardStatus};
 pub use query::{Partial, PartialQuery, Query};
+pub use saga::{Saga, SagaRegistry, SagaReport, SagaStatus, StepContext, StepResult};
 pub use schema::{Migration, SchemaReport};
 pub use select::Select;
