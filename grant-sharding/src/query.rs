@@ -784,19 +784,22 @@ pub(crate) fn chunk_rows(budget: u64, shards: usize) -> u64 {
     budget.min((share + share / 2).max(SMALL))
 }
 
+/// One shard's rows, each with its sort key.
+pub(crate) type KeyedStream<'a, T> = BoxStream<'a, Result<(Vec<Value>, T)>>;
+
 /// One shard's rows as a single stream though they come from several statements: `first`
 /// yields up to `chunk` rows; while a chunk comes back full and fewer than `budget` rows have
 /// been given, `next(last key, limit)` opens the statement for the rows after the last one
 /// (keyset continuation: the order ends with the primary key, so "after" is exact), asking for
 /// twice the previous chunk, at most what is left of the budget.
 pub(crate) fn continued<'a, T: Send + 'a>(
-    first: BoxStream<'a, Result<(Vec<Value>, T)>>,
+    first: KeyedStream<'a, T>,
     chunk: u64,
     budget: u64,
-    next: impl Fn(Vec<Value>, u64) -> Result<BoxStream<'a, Result<(Vec<Value>, T)>>> + Send + 'a,
-) -> BoxStream<'a, Result<(Vec<Value>, T)>> {
+    next: impl Fn(Vec<Value>, u64) -> Result<KeyedStream<'a, T>> + Send + 'a,
+) -> KeyedStream<'a, T> {
     struct State<'a, T> {
-        rows: Option<BoxStream<'a, Result<(Vec<Value>, T)>>>,
+        rows: Option<KeyedStream<'a, T>>,
         chunk: u64,
         in_chunk: u64,
         given: u64,
