@@ -82,5 +82,5 @@ pub mod __private {
     };
     pub use grant_sharding::resolve;
     pub use grant_sharding::resolve::hash;
-    pub use grant_sharding::{Cluster, Query, Tracked, crud};
+    pub use grant_sharding::{Cluster, Query, Tracked, crud, txn};
 }

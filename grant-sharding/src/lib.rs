@@ -21,6 +21,7 @@ pub mod schema;
 pub mod select;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod txn;
 
 pub use cluster::{Balance, Cluster, ClusterBuilder, Executed, QueryLog, ReadPolicy};
 pub use context::{current_shard, with_shard};
@@ -29,3 +30,4 @@ pub use health::{Circuit, EndpointStatus, HealthConfig, ShardStatus};
 pub use query::{Partial, PartialQuery, Query};
 pub use schema::{Migration, SchemaReport};
 pub use select::Select;
+pub use txn::{RecoveryReport, ShardTx, Transaction, TwoPhase};
