@@ -41,9 +41,15 @@ pub use grant_derive::{Model, Sharded};
 pub use grant_sharding::distribution::{Distribution, ShardRows};
 pub use grant_sharding::{
     Balance, Circuit, Cluster, ClusterBuilder, EndpointStatus, Executed, HealthConfig, Migration,
-    Partial, PartialQuery, Query, QueryLog, ReadPolicy, SchemaReport, Select, ShardStatus, Tracked,
-    current_shard, with_shard,
+    Partial, PartialQuery, Query, QueryLog, ReadPolicy, RecoveryReport, SchemaReport, Select,
+    ShardStatus, ShardTx, Tracked, Transaction, TwoPhase, current_shard, with_shard,
 };
+
+/// Transactions: single-shard ([`ShardTx`]), multi-shard with two-phase commit
+/// ([`Transaction`]), recovery ([`RecoveryReport`]), reference tables.
+pub mod txn {
+    pub use grant_sharding::txn::*;
+}
 
 /// Tracing spans and metrics emitted per shard statement.
 pub mod observe {
@@ -68,7 +74,7 @@ pub mod prelude {
     pub use crate::backends::*;
     pub use crate::{
         Agg, Cluster, Column, Cond, Error, Model, Nulls, Order, Partial, Query, ReadPolicy, Result,
-        Select, ShardId, Sharded, Tracked, count, current_shard, with_shard,
+        Select, ShardId, ShardTx, Sharded, Tracked, Transaction, count, current_shard, with_shard,
     };
 }
 

@@ -84,8 +84,10 @@ pub trait Backend: sqlx::Database + Sized {
 
     /// Runs parameterless SQL (`BEGIN`, `COMMIT`, `PREPARE TRANSACTION '..'`) on one connection
     /// with the simple query protocol.
-    fn raw_on<'c>(conn: &'c mut Self::Connection, sql: String)
-    -> BoxFuture<'c, Result<(), sqlx::Error>>;
+    fn raw_on<'c>(
+        conn: &'c mut Self::Connection,
+        sql: String,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>>;
 
     /// Runs a statement on a pool and streams its rows as the database produces them.
     fn fetch_stream(

@@ -447,7 +447,9 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
 
     let placement = placement_fns(model);
     let reference = if is_reference(model) {
-        quote!(const REFERENCE: bool = true;)
+        quote!(
+            const REFERENCE: bool = true;
+        )
     } else {
         TokenStream::new()
     };

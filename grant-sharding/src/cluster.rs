@@ -930,7 +930,13 @@ impl QueryLog {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn record(&self, shard: ShardId, endpoint: &'static str, sql: &str, values: &SqlxValues) {
+    pub(crate) fn record(
+        &self,
+        shard: ShardId,
+        endpoint: &'static str,
+        sql: &str,
+        values: &SqlxValues,
+    ) {
         if self.on.load(Ordering::Relaxed) {
             self.lock().push(Executed {
                 shard: shard.name(),

@@ -335,7 +335,11 @@ impl<DB: Backend> Open<DB> {
     }
 
     /// `ROLLBACK` (a failed connection rolls back by itself when it closes).
-    pub(crate) async fn rollback(mut self, cluster: &Cluster<DB>, model: &'static str) -> Result<()> {
+    pub(crate) async fn rollback(
+        mut self,
+        cluster: &Cluster<DB>,
+        model: &'static str,
+    ) -> Result<()> {
         self.raw(cluster, model, "ROLLBACK".into()).await?;
         self.in_tx = false;
         Ok(())
@@ -608,7 +612,11 @@ pub(crate) fn no_two_phase<DB: Backend>(model: &'static str, shards: &[ShardId])
 }
 
 /// The condition a statement of a transaction on `transaction_shard` fails for rows of `shard`.
-pub(crate) fn wrong_shard<M: Model>(key: String, shard: ShardId, transaction_shard: ShardId) -> Error {
+pub(crate) fn wrong_shard<M: Model>(
+    key: String,
+    shard: ShardId,
+    transaction_shard: ShardId,
+) -> Error {
     Error::WrongShard {
         model: M::META.name,
         key,

@@ -8,9 +8,7 @@ use grant_core::{Backend, Error, Result};
 use sea_query::Value;
 use sea_query_sqlx::SqlxValues;
 
-use super::twopc::{
-    Decision, decide, is_missing, parse_gid, read_decision, recover_ensure_log,
-};
+use super::twopc::{Decision, decide, is_missing, parse_gid, read_decision, recover_ensure_log};
 use super::{LOG_TABLE, Open, literal};
 use crate::cluster::Cluster;
 
@@ -126,7 +124,11 @@ pub(crate) async fn recover<DB: Backend>(
     {
         let select = format!("SELECT txid, decision FROM {LOG_TABLE} WHERE NOT done");
         let rows = conn
-            .fetch(cluster, "-", (select, SqlxValues(sea_query::Values(Vec::new()))))
+            .fetch(
+                cluster,
+                "-",
+                (select, SqlxValues(sea_query::Values(Vec::new()))),
+            )
             .await?;
         for row in &rows {
             let txid = DB::get_string(row, 0).map_err(|e| Error::on_shard("-", conn.shard, e))?;
@@ -184,7 +186,13 @@ pub(crate) async fn recover<DB: Backend>(
             Decision::Commit => "COMMIT",
             Decision::Abort => "ROLLBACK",
         };
-        match finish(cluster, f.index, &format!("{verb} PREPARED {}", literal(&f.gid))).await {
+        match finish(
+            cluster,
+            f.index,
+            &format!("{verb} PREPARED {}", literal(&f.gid)),
+        )
+        .await
+        {
             Ok(()) => match decision {
                 Decision::Commit => report.committed.push(f.gid),
                 Decision::Abort => report.rolled_back.push(f.gid),
@@ -226,7 +234,11 @@ async fn scan<DB: Backend>(cluster: &Cluster<DB>, index: usize) -> Result<Vec<Fo
                   WHERE database = current_database() AND gid LIKE 'grant:%'"
         .to_owned();
     let rows = conn
-        .fetch(cluster, "-", (select, SqlxValues(sea_query::Values(Vec::new()))))
+        .fetch(
+            cluster,
+            "-",
+            (select, SqlxValues(sea_query::Values(Vec::new()))),
+        )
         .await?;
     let mut found = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -250,7 +262,11 @@ async fn scan<DB: Backend>(cluster: &Cluster<DB>, index: usize) -> Result<Vec<Fo
 async fn log_exists<DB: Backend>(cluster: &Cluster<DB>, conn: &mut Open<DB>) -> Result<bool> {
     let select = format!("SELECT to_regclass('{LOG_TABLE}')::text");
     let rows = conn
-        .fetch(cluster, "-", (select, SqlxValues(sea_query::Values(Vec::new()))))
+        .fetch(
+            cluster,
+            "-",
+            (select, SqlxValues(sea_query::Values(Vec::new()))),
+        )
         .await?;
     Ok(match rows.first() {
         Some(row) => DB::get_string(row, 0)

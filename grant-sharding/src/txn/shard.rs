@@ -172,7 +172,9 @@ impl<DB: Backend> ShardTx<DB> {
     /// [`Error::WrongShard`] for a row of another shard (nothing run); the shard's error (e.g. a
     /// duplicate key; the transaction is then aborted on PostgreSQL: roll it back).
     pub async fn insert<M: Model>(&mut self, row: &M) -> Result<()> {
-        self.check::<M>(row.try_shard_of()?, || describe_key::<M>(&row.primary_key()))?;
+        self.check::<M>(row.try_shard_of()?, || {
+            describe_key::<M>(&row.primary_key())
+        })?;
         super::insert_rows(&self.cluster, &mut self.open, &[row]).await?;
         Ok(())
     }
@@ -185,7 +187,9 @@ impl<DB: Backend> ShardTx<DB> {
     /// error.
     pub async fn insert_many<M: Model>(&mut self, rows: &[M]) -> Result<u64> {
         for row in rows {
-            self.check::<M>(row.try_shard_of()?, || describe_key::<M>(&row.primary_key()))?;
+            self.check::<M>(row.try_shard_of()?, || {
+                describe_key::<M>(&row.primary_key())
+            })?;
         }
         let rows: Vec<&M> = rows.iter().collect();
         super::insert_rows(&self.cluster, &mut self.open, &rows).await
@@ -197,7 +201,9 @@ impl<DB: Backend> ShardTx<DB> {
     ///
     /// [`Error::WrongShard`]; [`Error::NotFound`] when no such row exists; the shard's error.
     pub async fn update<M: Model>(&mut self, row: &M) -> Result<()> {
-        self.check::<M>(row.try_shard_of()?, || describe_key::<M>(&row.primary_key()))?;
+        self.check::<M>(row.try_shard_of()?, || {
+            describe_key::<M>(&row.primary_key())
+        })?;
         super::update_row(&self.cluster, &mut self.open, row).await
     }
 
@@ -316,10 +322,7 @@ impl<DB: Backend> ShardTx<DB> {
     /// # Errors
     ///
     /// As [`all`](ShardTx::all).
-    pub async fn one<M: Model + FromShardRow<DB>>(
-        &mut self,
-        query: Query<M>,
-    ) -> Result<Option<M>> {
+    pub async fn one<M: Model + FromShardRow<DB>>(&mut self, query: Query<M>) -> Result<Option<M>> {
         Ok(self.all(query.limit(1)).await?.pop())
     }
 
@@ -344,7 +347,9 @@ impl<DB: Backend> ShardTx<DB> {
             sql.to_owned(),
             sea_query_sqlx::SqlxValues(sea_query::Values(Vec::new())),
         );
-        self.open.execute(&self.cluster, self.model, statement).await
+        self.open
+            .execute(&self.cluster, self.model, statement)
+            .await
     }
 
     /// Commits.

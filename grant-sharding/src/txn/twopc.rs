@@ -26,6 +26,9 @@ pub enum Failpoint {
     AfterDecision,
     /// `COMMIT PREPARED` sent to the first participant only.
     AfterFirstCommit,
+    /// `COMMIT PREPARED` of the first participant fails (not sent) while the others succeed:
+    /// the commit returns [`Error::InDoubt`] and the background retry finishes it.
+    FirstCommitFails,
 }
 
 /// An atomic transaction over any shards of the cluster: all of its writes apply, or none.
@@ -359,8 +362,7 @@ impl<DB: Backend> Transaction<DB> {
     pub async fn all<M: Model + FromShardRow<DB>>(&mut self, query: Query<M>) -> Result<Vec<M>> {
         let legs = self.legs(&query)?;
         let single = legs.len() == 1;
-        if !single && (!query.order.is_empty() || query.limit.is_some() || query.offset.is_some())
-        {
+        if !single && (!query.order.is_empty() || query.limit.is_some() || query.offset.is_some()) {
             return Err(Error::Unsupported {
                 model: M::META.name,
                 reason: "inside a transaction, a query over several shards cannot order or page \
@@ -586,10 +588,22 @@ impl<DB: Backend> Transaction<DB> {
         // Phase two.
         let only_first = self.stop_at(Failpoint::AfterFirstCommit);
         let take = if only_first { 1 } else { self.parts.len() };
-        let committed = join_all(self.parts.iter_mut().zip(&gids).take(take).map(|(open, gid)| {
-            let cluster = &cluster;
-            async move { commit_prepared(cluster, open, gid).await }
-        }))
+        let skip_first = self.stop_at(Failpoint::FirstCommitFails);
+        let committed = join_all(self.parts.iter_mut().zip(&gids).take(take).enumerate().map(
+            |(i, (open, gid))| {
+                let cluster = &cluster;
+                async move {
+                    if skip_first && i == 0 {
+                        return Err(Error::ShardUnavailable {
+                            model,
+                            shard: open.shard,
+                            source: sqlx::Error::Protocol("test failpoint: COMMIT PREPARED".into()),
+                        });
+                    }
+                    commit_prepared(cluster, open, gid).await
+                }
+            },
+        ))
         .await;
         if only_first {
             return Err(failpoint_error(&gids[1], "after the first COMMIT PREPARED"));
