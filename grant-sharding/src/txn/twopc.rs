@@ -458,10 +458,9 @@ impl<DB: Backend> Transaction<DB> {
         let model = self.model;
         let cluster = self.cluster.clone();
         for open in self.into_parts() {
-            if let Err(e) = open.rollback(&cluster, model).await {
-                if first.is_ok() {
-                    first = Err(e);
-                }
+            let outcome = open.rollback(&cluster, model).await;
+            if first.is_ok() {
+                first = outcome;
             }
         }
         first
