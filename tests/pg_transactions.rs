@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use grant::prelude::*;
 use grant::txn::Failpoint;
-use grant::{RecoveryReport, TwoPhase};
+use grant::{Executed, RecoveryReport, TwoPhase};
 use pg::PgEnv;
 
 /// A bank account, spread over 4 shards.
@@ -227,6 +227,20 @@ async fn single_shard_transactions_on_postgres() {
     let sent = cluster.log().stop();
     assert!(sent.iter().any(|e| e.sql == "COMMIT"), "{sent:#?}");
     assert!(!sent.iter().any(|e| e.sql.contains("PREPARE")), "{sent:#?}");
+
+    // Reading one shard and writing another: the reader commits plainly, no PREPARE either.
+    cluster.log().start();
+    let mut tx = cluster.begin().await.unwrap();
+    let seen = tx.find::<Account>(b).await.unwrap().unwrap();
+    let mut acc = tx.find_for_update::<Account>(a).await.unwrap().unwrap();
+    acc.balance = seen.balance;
+    tx.update(&acc).await.unwrap();
+    assert_eq!(tx.shards().len(), 2);
+    tx.commit().await.unwrap();
+    let sent = cluster.log().stop();
+    assert!(!sent.iter().any(|e| e.sql.contains("PREPARE")), "{sent:#?}");
+    assert_eq!(sent.iter().filter(|e| e.sql == "COMMIT").count(), 2);
+    assert_eq!(balance(&cluster, a).await, 1000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,9 +248,15 @@ async fn two_phase_commit_applies_everywhere() {
     const TEST: &str = "pg_txn_2pc_commit";
     let Some(env) = pg::env().await else { return };
     let cluster = cluster(env, TEST, 4, Duration::from_secs(60)).await;
-    setup(&cluster, 8).await;
-    let (a, b) = apart();
+    setup(&cluster, 16).await;
+    let on = |shard: u32, skip: i64| {
+        (skip + 1..)
+            .find(|id| Account::shard_for(id).index() == shard)
+            .unwrap()
+    };
 
+    // Shards 1 and 2: the coordinator (shard_0) only holds the decision row.
+    let (a, b) = (on(1, 0), on(2, 0));
     cluster.log().start();
     transfer(&cluster, 1, a, b, 250, None).await.unwrap();
     let sent = cluster.log().stop();
@@ -249,27 +269,60 @@ async fn two_phase_commit_applies_everywhere() {
         .map(|e| e.sql.as_str())
         .collect();
     assert_eq!(prepares.len(), 2, "{sent:#?}");
-    for shard in [Account::shard_for(&a), Account::shard_for(&b)] {
+    for shard in ["shard_1", "shard_2"] {
         assert!(
             prepares.iter().any(|p| p.ends_with(&format!(":{shard}'"))),
             "{prepares:?}"
         );
     }
-    let commits = sent
+    let commits: Vec<&str> = sent
         .iter()
         .filter(|e| e.sql.starts_with("COMMIT PREPARED"))
-        .count();
-    assert_eq!(commits, 2);
-    // The decision row was written before the first COMMIT PREPARED.
+        .map(|e| e.shard.as_str())
+        .collect();
+    assert_eq!(commits.len(), 2, "{sent:#?}");
+    // The decision row, on shard_0, was written before the first COMMIT PREPARED.
     let decision = sent
         .iter()
-        .position(|e| e.sql.contains("INSERT INTO grant_2pc_log"))
+        .position(|e| e.sql.contains("INSERT INTO grant_2pc_log") && e.shard == "shard_0")
         .unwrap();
     let first_commit = sent
         .iter()
         .position(|e| e.sql.starts_with("COMMIT PREPARED"))
         .unwrap();
-    assert!(decision < first_commit);
+    assert!(decision < first_commit, "{sent:#?}");
+
+    // Shards 0 and 3: the coordinator shard takes part; its own transaction records the
+    // decision and commits plainly, shard_3 prepares.
+    let (c, d) = (on(0, 0), on(3, 0));
+    cluster.log().start();
+    transfer(&cluster, 2, c, d, 100, None).await.unwrap();
+    let sent = cluster.log().stop();
+    assert_eq!(balance(&cluster, c).await, 900);
+    assert_eq!(balance(&cluster, d).await, 1100);
+    let prepares: Vec<&Executed> = sent
+        .iter()
+        .filter(|e| e.sql.starts_with("PREPARE TRANSACTION"))
+        .collect();
+    assert_eq!(prepares.len(), 1, "{sent:#?}");
+    assert_eq!(prepares[0].shard, "shard_3");
+    let local_commit = sent
+        .iter()
+        .position(|e| e.sql == "COMMIT" && e.shard == "shard_0")
+        .unwrap();
+    let decision = sent
+        .iter()
+        .position(|e| e.sql.contains("INSERT INTO grant_2pc_log"))
+        .unwrap();
+    let commit_prepared = sent
+        .iter()
+        .position(|e| e.sql.starts_with("COMMIT PREPARED") && e.shard == "shard_3")
+        .unwrap();
+    assert!(
+        decision < local_commit && local_commit < commit_prepared,
+        "{sent:#?}"
+    );
+
     assert!(prepared(env, TEST, 4).await.is_empty());
     // Nothing for recovery to do.
     let report = cluster.recover().await.unwrap();
@@ -277,6 +330,8 @@ async fn two_phase_commit_applies_everywhere() {
         report.committed.is_empty() && report.rolled_back.is_empty(),
         "{report:?}"
     );
+    let ledger = Transfer::on_all_shards().all(&cluster).await.unwrap();
+    assert_eq!(ledger.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,7 +379,8 @@ async fn recovery_after_a_coordinator_crash() {
     let abandon = Duration::from_millis(500);
     let cluster = cluster(env, TEST, 4, abandon).await;
     setup(&cluster, 16).await;
-    let (a, b) = apart();
+    // Neither on the coordinator shard (shard_0): both prepare.
+    let (a, b) = (on(1), on(2));
 
     // Crash after prepare, before the decision: rolled back once abandoned.
     let err = transfer(&cluster, 1, a, b, 10, Some(Failpoint::AfterPrepare))
@@ -391,6 +447,33 @@ async fn recovery_after_a_coordinator_crash() {
     let ledger = Transfer::on_all_shards().all(&restarted).await.unwrap();
     let ids: BTreeSet<i64> = ledger.iter().map(|t| t.id).collect();
     assert_eq!(ids, BTreeSet::from([2, 3, 4]));
+
+    // With the coordinator shard taking part, only the other shard prepares; a crash before
+    // its COMMIT (the decision) rolls back, a crash after it commits.
+    let (c, d) = (on(0), on(3));
+    transfer(&restarted, 5, c, d, 50, Some(Failpoint::AfterPrepare))
+        .await
+        .unwrap_err();
+    assert_eq!(prepared(env, TEST, 4).await.len(), 1);
+    tokio::time::sleep(abandon).await;
+    let report = recover_all(&restarted).await;
+    assert_eq!(report.rolled_back.len(), 1, "{report:?}");
+    assert_eq!(balance(&restarted, c).await, 1000);
+    transfer(&restarted, 6, c, d, 60, Some(Failpoint::AfterDecision))
+        .await
+        .unwrap_err();
+    let report = recover_all(&restarted).await;
+    assert_eq!(report.committed.len(), 1, "{report:?}");
+    assert_eq!(balance(&restarted, c).await, 940);
+    assert_eq!(balance(&restarted, d).await, 1060);
+    assert!(prepared(env, TEST, 4).await.is_empty());
+}
+
+/// The first account id on shard `shard` of 4.
+fn on(shard: u32) -> i64 {
+    (1..)
+        .find(|id| Account::shard_for(id).index() == shard)
+        .unwrap()
 }
 
 async fn connect_with(

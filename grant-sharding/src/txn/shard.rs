@@ -89,6 +89,10 @@ impl<DB: Backend> Cluster<DB> {
     /// Runs `work` in a transaction on the shard holding shard key `key` of `M`: committed when
     /// `work` returns `Ok`, rolled back when it returns `Err` (that error is returned).
     ///
+    /// The closure gets the transaction and returns a boxed future borrowing it
+    /// ([`TxFuture`]); move what it needs into it (`move |tx| Box::pin(async move { .. })`), or
+    /// use [`begin_for`](Cluster::begin_for) when it must borrow from the caller.
+    ///
     /// # Examples
     ///
     /// ```ignore

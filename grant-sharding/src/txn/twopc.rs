@@ -38,7 +38,9 @@ pub enum Failpoint {
 /// tables are written on every shard.
 ///
 /// [`commit`](Transaction::commit) on one shard is a plain `COMMIT`; on several it is
-/// two-phase commit (PostgreSQL), see [the module docs](crate::txn). On SQLite, the statement
+/// two-phase commit (PostgreSQL), see [the module docs](crate::txn). Shards the transaction only
+/// read (no write, no [`find_for_update`](Transaction::find_for_update)) take no part in it:
+/// they commit plainly, so reading several shards and writing one costs no two-phase commit. On SQLite, the statement
 /// that would reach a second shard is refused with [`Error::Unsupported`] (use a saga).
 ///
 /// # Examples
@@ -489,6 +491,19 @@ impl<DB: Backend> Transaction<DB> {
     ///
     /// See [`Transaction`].
     pub async fn commit(mut self) -> Result<()> {
+        // Shards that only read (no write, no row lock) need no atomic commit: end them plainly
+        // and leave two-phase commit to the writers, if there are still several.
+        if self.parts.len() > 1 && self.parts.iter().any(|p| !p.wrote) {
+            let (writers, readers): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parts)
+                .into_iter()
+                .partition(|p| p.wrote);
+            for reader in readers {
+                // A failed COMMIT of a read-only transaction loses nothing (its connection is
+                // closed, which ends it).
+                let _ = reader.commit(&self.cluster, self.model).await;
+            }
+            self.parts = writers;
+        }
         match self.parts.len() {
             0 => Ok(()),
             1 => {
@@ -505,26 +520,61 @@ impl<DB: Backend> Transaction<DB> {
         let cluster = self.cluster.clone();
         let model = self.model;
         let txid = self.txid.clone();
+        let participants: Vec<String> = self.parts.iter().map(|p| p.shard.name()).collect();
+        let participants = participants.join(",");
+        // The log table must exist before anything is prepared: a failure here rolls back.
+        let coordinator = match recover_ensure_log(&cluster)
+            .await
+            .and(cluster.coordinator())
+        {
+            Ok(index) => index,
+            Err(e) => {
+                let _ = self.rollback().await;
+                return Err(e);
+            }
+        };
+        // When the coordinator shard takes part, its own transaction carries the decision row
+        // and its plain COMMIT is the decision (no PREPARE there, one write less); the other
+        // shards prepare.
+        let mut local = self
+            .parts
+            .iter()
+            .position(|p| p.index == coordinator)
+            .map(|i| self.parts.remove(i));
+        let was_local = local.is_some();
         let gids: Vec<String> = self
             .parts
             .iter()
             .map(|p| gid(&txid, &p.shard.name()))
             .collect();
         if let Some(long) = gids.iter().find(|g| g.len() > MAX_GID) {
-            let _ = self.rollback().await;
-            return Err(Error::Config(format!(
+            let error = Error::Config(format!(
                 "two-phase gid `{long}` is longer than PostgreSQL's {MAX_GID} bytes; use shorter \
                  shard names; the transaction was rolled back"
-            )));
-        }
-        // The log table must exist before anything is prepared: a failure here rolls back.
-        if let Err(e) = recover_ensure_log(&cluster).await {
+            ));
+            if let Some(open) = local.take() {
+                let _ = open.rollback(&cluster, model).await;
+            }
             let _ = self.rollback().await;
-            return Err(e);
+            return Err(error);
         }
 
-        // Phase one: PREPARE everywhere, in parallel.
-        let prepared = join_all(self.parts.iter_mut().zip(&gids).map(|(open, gid)| {
+        // Phase one: PREPARE on the other shards, in parallel, while the coordinator shard's
+        // transaction records the decision.
+        let record = async {
+            match local.as_mut() {
+                Some(open) => Some(
+                    open.execute(
+                        &cluster,
+                        model,
+                        decision_statement(&txid, "commit", &participants),
+                    )
+                    .await,
+                ),
+                None => None,
+            }
+        };
+        let prepares = join_all(self.parts.iter_mut().zip(&gids).map(|(open, gid)| {
             let cluster = &cluster;
             async move {
                 let sql = format!("PREPARE TRANSACTION {}", literal(gid));
@@ -534,14 +584,22 @@ impl<DB: Backend> Transaction<DB> {
                 }
                 outcome
             }
-        }))
-        .await;
-        if let Some(failure) = prepared.iter().position(Result::is_err) {
-            let error = prepared
-                .into_iter()
-                .nth(failure)
-                .and_then(Result::err)
-                .expect("a failure");
+        }));
+        let (recorded, prepared) = tokio::join!(record, prepares);
+        let failure = prepared
+            .into_iter()
+            .find_map(Result::err)
+            .or(match recorded {
+                Some(Err(e)) => Some(e),
+                Some(Ok(0)) => Some(abandoned(&cluster, model, &participants)),
+                _ => None,
+            });
+        if let Some(error) = failure {
+            // The local transaction (and its decision row) goes first, so the abort can be
+            // recorded.
+            if let Some(open) = local.take() {
+                let _ = open.rollback(&cluster, model).await;
+            }
             self.abort_prepared(&gids).await;
             return Err(error);
         }
@@ -549,38 +607,51 @@ impl<DB: Backend> Transaction<DB> {
             return Err(failpoint_error(&gids[0], "after prepare"));
         }
 
-        // The decision, durable before any COMMIT PREPARED. The primary key settles a race with
-        // recovery: whoever inserts first decides.
-        let participants: Vec<String> = self.parts.iter().map(|p| p.shard.name()).collect();
-        let decided = decide(&cluster, &txid, "commit", &participants.join(",")).await;
-        match decided {
-            Ok(Decision::Commit) => {}
-            Ok(Decision::Abort) => {
-                self.abort_prepared(&gids).await;
-                return Err(Error::Timeout {
-                    model,
-                    shards: format!(
-                        "{} (prepared longer than the abandon timeout, {:?}; recovery rolled \
-                         the transaction back, nothing was applied)",
-                        participants.join(", "),
-                        cluster.txn().config.abandon_after
-                    ),
-                    millis: cluster.txn().config.abandon_after.as_millis(),
-                });
-            }
-            Err(e) => {
-                super::recover::spawn_retry(cluster.clone(), Some(txid.clone()));
-                return Err(Error::InDoubt {
-                    gid: gids[0].clone(),
-                    detail: format!(
-                        "every shard prepared, but the commit decision could not be written to \
-                         `{LOG_TABLE}` ({e}); a background task settles it (committed if the \
-                         decision landed, else rolled back), as does `cluster.recover()`"
-                    ),
-                });
-            }
+        // The decision, durable before any COMMIT PREPARED. The log's primary key settles a race
+        // with recovery: whoever records first decides.
+        match local.take() {
+            Some(open) => match open.commit(&cluster, model).await {
+                Ok(()) => {}
+                Err(Error::InDoubt { detail, .. }) => {
+                    super::recover::spawn_retry(cluster.clone(), Some(txid.clone()));
+                    return Err(Error::InDoubt {
+                        gid: gids[0].clone(),
+                        detail: format!(
+                            "every shard prepared, but the coordinator shard's COMMIT, which \
+                             records the decision, failed: {detail}; a background task settles \
+                             it (committed if the decision landed, else rolled back), as does \
+                             `cluster.recover()`"
+                        ),
+                    });
+                }
+                Err(e) => {
+                    self.abort_prepared(&gids).await;
+                    return Err(e);
+                }
+            },
+            None => match decide(&cluster, &txid, "commit", &participants).await {
+                Ok(Decision::Commit) => {}
+                Ok(Decision::Abort) => {
+                    self.abort_prepared(&gids).await;
+                    return Err(abandoned(&cluster, model, &participants));
+                }
+                Err(e) => {
+                    super::recover::spawn_retry(cluster.clone(), Some(txid.clone()));
+                    return Err(Error::InDoubt {
+                        gid: gids[0].clone(),
+                        detail: format!(
+                            "every shard prepared, but the commit decision could not be written \
+                             to `{LOG_TABLE}` ({e}); a background task settles it (committed if \
+                             the decision landed, else rolled back), as does `cluster.recover()`"
+                        ),
+                    });
+                }
+            },
         }
-        if self.stop_at(Failpoint::AfterDecision) {
+        // With a local coordinator its COMMIT was the first commit.
+        if self.stop_at(Failpoint::AfterDecision)
+            || (was_local && self.stop_at(Failpoint::AfterFirstCommit))
+        {
             return Err(failpoint_error(&gids[0], "after the commit decision"));
         }
 
@@ -717,15 +788,21 @@ pub(crate) enum Decision {
     Abort,
 }
 
-/// Records `decision` for `txid` unless one is recorded already; returns the recorded one.
-pub(crate) async fn decide<DB: Backend>(
-    cluster: &Cluster<DB>,
-    txid: &str,
-    decision: &str,
-    participants: &str,
-) -> Result<Decision> {
-    let index = cluster.coordinator()?;
-    let mut conn = Open::idle(cluster, index).await?;
+/// The error of a transaction recovery rolled back before its coordinator could decide.
+fn abandoned<DB: Backend>(cluster: &Cluster<DB>, model: &'static str, participants: &str) -> Error {
+    let after = cluster.txn().config.abandon_after;
+    Error::Timeout {
+        model,
+        shards: format!(
+            "{participants} (prepared longer than the abandon timeout, {after:?}; recovery rolled \
+             the transaction back, nothing was applied)"
+        ),
+        millis: after.as_millis(),
+    }
+}
+
+/// The statement recording `decision` for `txid`, unless one is recorded already.
+fn decision_statement(txid: &str, decision: &str, participants: &str) -> (String, SqlxValues) {
     let insert = format!(
         "INSERT INTO {LOG_TABLE} (txid, decision, participants) VALUES ($1, $2, $3) \
          ON CONFLICT (txid) DO NOTHING"
@@ -735,7 +812,25 @@ pub(crate) async fn decide<DB: Backend>(
         Value::from(decision),
         Value::from(participants),
     ]));
-    let n = conn.execute(cluster, "-", (insert, values)).await?;
+    (insert, values)
+}
+
+/// Records `decision` for `txid` unless one is recorded already; returns the recorded one.
+pub(crate) async fn decide<DB: Backend>(
+    cluster: &Cluster<DB>,
+    txid: &str,
+    decision: &str,
+    participants: &str,
+) -> Result<Decision> {
+    let index = cluster.coordinator()?;
+    let mut conn = Open::idle(cluster, index).await?;
+    let n = conn
+        .execute(
+            cluster,
+            "-",
+            decision_statement(txid, decision, participants),
+        )
+        .await?;
     if n == 1 {
         return Ok(if decision == "commit" {
             Decision::Commit
