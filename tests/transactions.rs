@@ -327,3 +327,21 @@ async fn reference_tables_on_sqlite() {
     );
     tx.rollback().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_unknown_coordinator_shard_fails_the_connect() {
+    let dir = tempdir();
+    let err = Cluster::<Sqlite>::builder()
+        .shard("shard_0", dir.path().join("a.db").display().to_string())
+        .two_phase(grant::TwoPhase::default().coordinator("nowhere"))
+        .connect()
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Config(message) => {
+            assert!(message.contains("`nowhere`"), "{err}");
+            assert!(message.contains("shard_0"), "{err}");
+        }
+        other => panic!("expected Config, got {other}"),
+    }
+}

@@ -297,12 +297,16 @@ impl<DB: Backend> ClusterBuilder<DB> {
         })
     }
 
-    /// Connects every endpoint, in parallel, and starts the health checks if configured.
+    /// Connects every endpoint, in parallel, and starts the health checks if configured. On
+    /// PostgreSQL (unless `.lazy(true)` or turned off in [`TwoPhase`](crate::TwoPhase)) it then
+    /// runs two-phase recovery ([`Cluster::recover`]); what that cannot finish is retried in the
+    /// background, never failing the connect.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] for duplicate names, no shards, a replica of an unknown shard, a bad
-    /// url or an endpoint that cannot be reached (naming it).
+    /// url, an endpoint that cannot be reached (naming it), or a two-phase coordinator shard
+    /// the cluster lacks.
     pub async fn connect(self) -> Result<Cluster<DB>> {
         if self.shards.is_empty() {
             return Err(Error::Config(
@@ -356,7 +360,7 @@ impl<DB: Backend> ClusterBuilder<DB> {
             spawn_health_checks(Arc::downgrade(&cluster.inner), self.health);
         }
         if !self.lazy {
-            crate::txn::at_connect(&cluster).await;
+            crate::txn::at_connect(&cluster).await?;
         }
         Ok(cluster)
     }

@@ -157,10 +157,13 @@ impl TxnState {
     }
 }
 
-/// Runs recovery at connect when configured (PostgreSQL); never fails the connect.
-pub(crate) async fn at_connect<DB: Backend>(cluster: &Cluster<DB>) {
+/// Checks the two-phase settings and runs recovery at connect when configured (PostgreSQL).
+/// Only a bad setting fails the connect; what recovery cannot finish is retried in the
+/// background.
+pub(crate) async fn at_connect<DB: Backend>(cluster: &Cluster<DB>) -> Result<()> {
+    cluster.coordinator()?;
     if !DB::TWO_PHASE || !cluster.txn().config.recover_on_connect {
-        return;
+        return Ok(());
     }
     match cluster.recover().await {
         Ok(report) if report.is_clean() => {}
@@ -173,6 +176,7 @@ pub(crate) async fn at_connect<DB: Backend>(cluster: &Cluster<DB>) {
             recover::spawn_retry(cluster.clone(), None);
         }
     }
+    Ok(())
 }
 
 impl<DB: Backend> Cluster<DB> {
