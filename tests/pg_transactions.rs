@@ -495,6 +495,45 @@ async fn connect_with(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_per_shard_is_enough() {
+    const TEST: &str = "pg_txn_one_connection";
+    let Some(env) = pg::env().await else { return };
+    drop(env.cluster(TEST, 4).await);
+    let mut builder = Cluster::<Postgres>::builder()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(3))
+        .two_phase(TwoPhase::default().abandon_after(Duration::from_millis(200)));
+    for i in 0..4 {
+        builder = builder.shard(format!("shard_{i}"), pg::shard_url(env, TEST, i));
+    }
+    let cluster = builder.connect().await.unwrap();
+    setup(&cluster, 16).await;
+    // The coordinator shard takes part (shard_0), then not (shards 1 and 2).
+    transfer(&cluster, 1, on(0), on(3), 10, None).await.unwrap();
+    transfer(&cluster, 2, on(1), on(2), 10, None).await.unwrap();
+    transfer(
+        &cluster,
+        3,
+        on(0),
+        on(3),
+        10,
+        Some(Failpoint::AfterDecision),
+    )
+    .await
+    .unwrap_err();
+    transfer(&cluster, 4, on(1), on(2), 10, Some(Failpoint::AfterPrepare))
+        .await
+        .unwrap_err();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let report = recover_all(&cluster).await;
+    assert_eq!(report.committed.len(), 1, "{report:?}");
+    assert_eq!(report.rolled_back.len(), 2, "{report:?}");
+    assert!(prepared(env, TEST, 4).await.is_empty());
+    assert_eq!(balance(&cluster, on(0)).await, 980);
+    assert_eq!(balance(&cluster, on(1)).await, 990);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phase_two_failure_is_in_doubt_and_retried_in_the_background() {
     const TEST: &str = "pg_txn_retry";
     let Some(env) = pg::env().await else { return };

@@ -105,21 +105,33 @@ pub(crate) async fn recover<DB: Backend>(
         found.retain(|f| f.txid == txid);
     }
 
-    // 2. The decisions.
+    // 2. The decisions. (One coordinator connection at a time: pools may have just one.)
+    let coordinator_down = |report: &mut RecoveryReport, found: Vec<Found>, e: Error| {
+        report
+            .failed
+            .push((cluster.txn_shard_id(coordinator).name(), e.to_string()));
+        report.pending.extend(found.into_iter().map(|f| f.gid));
+    };
+    if found.is_empty() {
+        let exists = match Open::idle(cluster, coordinator).await {
+            Ok(mut conn) => log_exists(cluster, &mut conn).await?,
+            Err(e) => {
+                coordinator_down(&mut report, found, e);
+                return Ok(report);
+            }
+        };
+        if !exists {
+            return Ok(report);
+        }
+    }
+    recover_ensure_log(cluster).await?;
     let mut conn = match Open::idle(cluster, coordinator).await {
         Ok(conn) => conn,
         Err(e) => {
-            report
-                .failed
-                .push((cluster.txn_shard_id(coordinator).name(), e.to_string()));
-            report.pending.extend(found.into_iter().map(|f| f.gid));
+            coordinator_down(&mut report, found, e);
             return Ok(report);
         }
     };
-    if found.is_empty() && !log_exists(cluster, &mut conn).await? {
-        return Ok(report);
-    }
-    recover_ensure_log(cluster).await?;
     let mut open_rows: HashMap<String, Decision> = HashMap::new();
     {
         let select = format!("SELECT txid, decision FROM {LOG_TABLE} WHERE NOT done");
@@ -155,6 +167,7 @@ pub(crate) async fn recover<DB: Backend>(
             decisions.insert(f.txid.clone(), d);
         }
     }
+    drop(conn);
 
     // 3. Act on every gid.
     let mut unfinished: Vec<String> = Vec::new();
@@ -205,7 +218,8 @@ pub(crate) async fn recover<DB: Backend>(
     }
 
     // 4. Decided transactions with nothing left prepared anywhere are done.
-    if scanned_all {
+    if scanned_all && !open_rows.is_empty() {
+        let mut conn = Open::idle(cluster, coordinator).await?;
         let mut done: Vec<String> = open_rows
             .into_keys()
             .filter(|txid| !unfinished.contains(txid))

@@ -111,12 +111,18 @@ const MAX_GID: usize = 199;
 
 impl<DB: Backend> Cluster<DB> {
     /// Opens a transaction over any shards (see [`Transaction`]). Nothing is sent until the
-    /// first statement.
+    /// first statement — except, once per cluster on PostgreSQL, creating the coordinator log
+    /// table `grant_2pc_log` if it is missing.
     ///
     /// # Errors
     ///
-    /// None today; reserved for configuration checks.
+    /// The coordinator shard's error when the log table cannot be created.
     pub async fn begin(&self) -> Result<Transaction<DB>> {
+        if DB::TWO_PHASE {
+            // Before any shard's connection is held: a pool of one connection must not wait on
+            // itself at commit.
+            recover_ensure_log(self).await?;
+        }
         Ok(Transaction {
             cluster: self.clone(),
             txid: new_txid(),
