@@ -41,11 +41,17 @@ pub use grant_derive::{Model, Sharded};
 pub use grant_sharding::distribution::{Distribution, ShardRows};
 pub use grant_sharding::{
     Balance, Circuit, Cluster, ClusterBuilder, EndpointStatus, Executed, HealthConfig, Migration,
-    Partial, PartialQuery, Query, QueryLog, ReadPolicy, SchemaReport, Select, ShardStatus, Tracked,
-    current_shard, with_shard,
+    Partial, PartialQuery, Query, QueryLog, ReadPolicy, RecoveryReport, SchemaReport, Select,
+    ShardStatus, ShardTx, Tracked, Transaction, TwoPhase, current_shard, with_shard,
 };
 
 pub use grant_sharding::saga;
+
+/// Transactions: single-shard ([`ShardTx`]), multi-shard with two-phase commit
+/// ([`Transaction`]), recovery ([`RecoveryReport`]), reference tables.
+pub mod txn {
+    pub use grant_sharding::txn::*;
+}
 
 /// Tracing spans and metrics emitted per shard statement.
 pub mod observe {
@@ -71,7 +77,7 @@ pub mod prelude {
     pub use crate::saga::{Saga, SagaRegistry, SagaStatus};
     pub use crate::{
         Agg, Cluster, Column, Cond, Error, Model, Nulls, Order, Partial, Query, ReadPolicy, Result,
-        Select, ShardId, Sharded, Tracked, count, current_shard, with_shard,
+        Select, ShardId, ShardTx, Sharded, Tracked, Transaction, count, current_shard, with_shard,
     };
 }
 
@@ -85,5 +91,5 @@ pub mod __private {
     };
     pub use grant_sharding::resolve;
     pub use grant_sharding::resolve::hash;
-    pub use grant_sharding::{Cluster, Query, Tracked, crud};
+    pub use grant_sharding::{Cluster, Query, Tracked, crud, txn};
 }

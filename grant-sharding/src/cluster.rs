@@ -86,6 +86,8 @@ struct Inner<DB: Backend> {
     health: HealthConfig,
     epoch: Instant,
     log: QueryLog,
+    /// Two-phase commit settings and state (`crate::txn`).
+    txn: crate::txn::TxnState,
 }
 
 struct Shard<DB: Backend> {
@@ -174,6 +176,8 @@ pub struct ClusterBuilder<DB: Backend> {
     read_your_writes: Duration,
     health: HealthConfig,
     health_checks: bool,
+    /// Two-phase commit settings (`.two_phase(..)`, in `crate::txn`).
+    pub(crate) two_phase: crate::txn::TwoPhase,
     _db: std::marker::PhantomData<DB>,
 }
 
@@ -293,12 +297,16 @@ impl<DB: Backend> ClusterBuilder<DB> {
         })
     }
 
-    /// Connects every endpoint, in parallel, and starts the health checks if configured.
+    /// Connects every endpoint, in parallel, and starts the health checks if configured. On
+    /// PostgreSQL (unless `.lazy(true)` or turned off in [`TwoPhase`](crate::TwoPhase)) it then
+    /// runs two-phase recovery ([`Cluster::recover`]); what that cannot finish is retried in the
+    /// background, never failing the connect.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] for duplicate names, no shards, a replica of an unknown shard, a bad
-    /// url or an endpoint that cannot be reached (naming it).
+    /// url, an endpoint that cannot be reached (naming it), or a two-phase coordinator shard
+    /// the cluster lacks.
     pub async fn connect(self) -> Result<Cluster<DB>> {
         if self.shards.is_empty() {
             return Err(Error::Config(
@@ -338,6 +346,7 @@ impl<DB: Backend> ClusterBuilder<DB> {
             inner.balance = self.balance;
             inner.read_your_writes = self.read_your_writes;
             inner.health = self.health;
+            inner.txn = crate::txn::TxnState::new(self.two_phase.clone());
             for ((shard, _), pool) in self.replicas.iter().zip(replicas) {
                 let i = inner.by_name[shard];
                 let label = replica_label(inner.shards[i].replicas.len());
@@ -349,6 +358,9 @@ impl<DB: Backend> ClusterBuilder<DB> {
         }
         if self.health_checks {
             spawn_health_checks(Arc::downgrade(&cluster.inner), self.health);
+        }
+        if !self.lazy {
+            crate::txn::at_connect(&cluster).await?;
         }
         Ok(cluster)
     }
@@ -413,6 +425,7 @@ impl<DB: Backend> Cluster<DB> {
             read_your_writes: DEFAULT_READ_YOUR_WRITES,
             health: HealthConfig::default(),
             health_checks: false,
+            two_phase: crate::txn::TwoPhase::default(),
             _db: std::marker::PhantomData,
         }
     }
@@ -458,6 +471,7 @@ impl<DB: Backend> Cluster<DB> {
                 health: HealthConfig::default(),
                 epoch: Instant::now(),
                 log: QueryLog::default(),
+                txn: crate::txn::TxnState::default(),
             }),
         })
     }
@@ -502,6 +516,11 @@ impl<DB: Backend> Cluster<DB> {
         &self.inner.log
     }
 
+    /// Two-phase commit settings and state.
+    pub(crate) fn txn(&self) -> &crate::txn::TxnState {
+        &self.inner.txn
+    }
+
     /// Health, latency, error rate and pool use of every endpoint of every shard.
     pub fn status(&self) -> Vec<ShardStatus> {
         self.inner
@@ -544,7 +563,7 @@ impl<DB: Backend> Cluster<DB> {
     }
 
     /// The position of `shard` in the cluster, or [`Error::UnknownShard`].
-    fn shard_index(&self, model: &'static str, shard: ShardId) -> Result<usize> {
+    pub(crate) fn shard_index(&self, model: &'static str, shard: ShardId) -> Result<usize> {
         let shards = &self.inner.shards;
         let found = if shards.len() <= 32 {
             shards.iter().position(|s| shard.is_named(&s.name))
@@ -915,7 +934,13 @@ impl QueryLog {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn record(&self, shard: ShardId, endpoint: &'static str, sql: &str, values: &SqlxValues) {
+    pub(crate) fn record(
+        &self,
+        shard: ShardId,
+        endpoint: &'static str,
+        sql: &str,
+        values: &SqlxValues,
+    ) {
         if self.on.load(Ordering::Relaxed) {
             self.lock().push(Executed {
                 shard: shard.name(),

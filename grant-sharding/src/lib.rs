@@ -22,6 +22,7 @@ pub mod schema;
 pub mod select;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod txn;
 
 pub use cluster::{Balance, Cluster, ClusterBuilder, Executed, QueryLog, ReadPolicy};
 pub use context::{current_shard, with_shard};
@@ -31,3 +32,4 @@ pub use query::{Partial, PartialQuery, Query};
 pub use saga::{Saga, SagaRegistry, SagaReport, SagaStatus, StepContext, StepResult};
 pub use schema::{Migration, SchemaReport};
 pub use select::Select;
+pub use txn::{RecoveryReport, ShardTx, Transaction, TwoPhase};

@@ -264,7 +264,7 @@ impl<M: Model> Query<M> {
 
     /// The full ordering: the requested one, then the primary key columns not yet named.
     /// Empty when no order was requested (and no cursor needs one).
-    fn full_order(&self) -> Vec<OrderKey> {
+    pub(crate) fn full_order(&self) -> Vec<OrderKey> {
         if self.order.is_empty() && self.after.is_none() {
             return Vec::new();
         }
