@@ -43,9 +43,17 @@ pub use grant_sharding::placement::{Placement, PlacementState, Resolver};
 pub use grant_sharding::resolve::directory::{Directory, NewKeys};
 pub use grant_sharding::{
     Balance, Circuit, Cluster, ClusterBuilder, EndpointStatus, Executed, HealthConfig, Migration,
-    Partial, PartialQuery, Query, QueryLog, ReadPolicy, SchemaReport, Select, ShardStatus, Tracked,
-    current_shard, with_shard,
+    Partial, PartialQuery, Query, QueryLog, ReadPolicy, RecoveryReport, SchemaReport, Select,
+    ShardStatus, ShardTx, Tracked, Transaction, TwoPhase, current_shard, with_shard,
 };
+
+pub use grant_sharding::saga;
+
+/// Transactions: single-shard ([`ShardTx`]), multi-shard with two-phase commit
+/// ([`Transaction`]), recovery ([`RecoveryReport`]), reference tables.
+pub mod txn {
+    pub use grant_sharding::txn::*;
+}
 
 /// Run-time placement: per-model overrides of the static strategy, dual writes for resharding.
 pub mod placement {
@@ -73,9 +81,10 @@ pub mod backends {
 /// Everything an application needs: `use grant::prelude::*;`.
 pub mod prelude {
     pub use crate::backends::*;
+    pub use crate::saga::{Saga, SagaRegistry, SagaStatus};
     pub use crate::{
         Agg, Cluster, Column, Cond, Error, Model, Nulls, Order, Partial, Query, ReadPolicy, Result,
-        Select, ShardId, Sharded, Tracked, count, current_shard, with_shard,
+        Select, ShardId, ShardTx, Sharded, Tracked, Transaction, count, current_shard, with_shard,
     };
 }
 
@@ -90,5 +99,5 @@ pub mod __private {
     pub use grant_sharding::resolve;
     pub use grant_sharding::resolve::hash;
     pub use grant_sharding::resolve::{custom, directory};
-    pub use grant_sharding::{Cluster, Query, Tracked, crud};
+    pub use grant_sharding::{Cluster, Query, Tracked, crud, txn};
 }

@@ -59,6 +59,36 @@ pub trait Backend: sqlx::Database + Sized {
         statements: Vec<(String, SqlxValues)>,
     ) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
 
+    /// Whether the backend has two-phase commit (`PREPARE TRANSACTION` / `COMMIT PREPARED`), which
+    /// atomic transactions over several shards need.
+    const TWO_PHASE: bool;
+
+    /// The statement that opens a transaction that may write. SQLite uses `BEGIN IMMEDIATE`, so
+    /// the write lock is taken up front and a transaction never fails half-way upgrading it.
+    const BEGIN: &'static str;
+
+    /// Runs a statement on one connection (inside whatever transaction it has open) and returns
+    /// the number of rows it affected.
+    fn execute_on<'c>(
+        conn: &'c mut Self::Connection,
+        sql: String,
+        values: SqlxValues,
+    ) -> BoxFuture<'c, Result<u64, sqlx::Error>>;
+
+    /// Runs a statement on one connection and returns all rows.
+    fn fetch_all_on<'c>(
+        conn: &'c mut Self::Connection,
+        sql: String,
+        values: SqlxValues,
+    ) -> BoxFuture<'c, Result<Vec<Self::Row>, sqlx::Error>>;
+
+    /// Runs parameterless SQL (`BEGIN`, `COMMIT`, `PREPARE TRANSACTION '..'`) on one connection
+    /// with the simple query protocol.
+    fn raw_on<'c>(
+        conn: &'c mut Self::Connection,
+        sql: String,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>>;
+
     /// Runs a statement on a pool and streams its rows as the database produces them.
     fn fetch_stream(
         pool: &sqlx::Pool<Self>,
@@ -105,9 +135,12 @@ pub trait Backend: sqlx::Database + Sized {
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 macro_rules! backend {
-    ($db:ty, $name:literal, $max:expr, $nulls_first:expr, $collation:expr, $builder:ty, $opts:expr) => {
+    ($db:ty, $name:literal, $max:expr, $nulls_first:expr, $collation:expr, $builder:ty, $opts:expr,
+     two_phase: $two_phase:expr, begin: $begin:literal) => {
         impl Backend for $db {
             const NAME: &'static str = $name;
+            const TWO_PHASE: bool = $two_phase;
+            const BEGIN: &'static str = $begin;
             const TEXT_COLLATION: Option<&'static str> = $collation;
             const MAX_BIND_PARAMS: usize = $max;
             const NULLS_FIRST_IN_ASC: bool = $nulls_first;
@@ -159,6 +192,43 @@ macro_rules! backend {
                     }
                     tx.commit().await?;
                     Ok(affected)
+                })
+            }
+
+            fn execute_on<'c>(
+                conn: &'c mut Self::Connection,
+                sql: String,
+                values: SqlxValues,
+            ) -> BoxFuture<'c, Result<u64, sqlx::Error>> {
+                Box::pin(async move {
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                        .execute(conn)
+                        .await
+                        .map(|r| r.rows_affected())
+                })
+            }
+
+            fn fetch_all_on<'c>(
+                conn: &'c mut Self::Connection,
+                sql: String,
+                values: SqlxValues,
+            ) -> BoxFuture<'c, Result<Vec<Self::Row>, sqlx::Error>> {
+                Box::pin(async move {
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                        .fetch_all(conn)
+                        .await
+                })
+            }
+
+            fn raw_on<'c>(
+                conn: &'c mut Self::Connection,
+                sql: String,
+            ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+                Box::pin(async move {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(conn)
+                        .await
+                        .map(|_| ())
                 })
             }
 
@@ -236,7 +306,9 @@ backend!(
     true,
     None, // BINARY, the default, compares bytes
     sea_query::SqliteQueryBuilder,
-    sqlite_options
+    sqlite_options,
+    two_phase: false,
+    begin: "BEGIN IMMEDIATE"
 );
 // PostgreSQL's wire protocol counts parameters in an i16: at most 65535.
 #[cfg(feature = "postgres")]
@@ -247,5 +319,7 @@ backend!(
     false,
     Some("C"), // byte order whatever the database's locale
     sea_query::PostgresQueryBuilder,
-    postgres_options
+    postgres_options,
+    two_phase: true,
+    begin: "BEGIN"
 );

@@ -117,6 +117,25 @@ pub enum Error {
         detail: String,
     },
 
+    /// A statement inside a single-shard transaction addressed rows that live on another shard.
+    ///
+    /// Nothing was run: a transaction's statements never run outside its shard.
+    #[error(
+        "model `{model}`: key {key} lives on shard `{shard}`, but this transaction runs on shard \
+         `{transaction_shard}`; nothing was run. Open the transaction for that key's shard, or use \
+         a multi-shard transaction (`cluster.begin()`, PostgreSQL) or a saga"
+    )]
+    WrongShard {
+        /// The model the statement was about.
+        model: &'static str,
+        /// The key (or the query's filter), rendered.
+        key: String,
+        /// The shard the rows live on.
+        shard: ShardId,
+        /// The shard the transaction runs on.
+        transaction_shard: ShardId,
+    },
+
     /// A database error outside any shard context (connecting, configuration).
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -165,7 +184,8 @@ impl Error {
             Error::ShardUnavailable { shard, .. }
             | Error::Shard { shard, .. }
             | Error::ShardKeyMutation { shard, .. }
-            | Error::NotFound { shard, .. } => Some(*shard),
+            | Error::NotFound { shard, .. }
+            | Error::WrongShard { shard, .. } => Some(*shard),
             _ => None,
         }
     }

@@ -105,6 +105,11 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     /// every other strategy (placement is then pure and static).
     const DIRECTORY: Option<DirectorySpec> = None;
 
+    /// Whether this is a reference (broadcast) table, `#[derive(Model)] #[grant(reference)]`:
+    /// identical rows on every shard of the cluster, written everywhere at once, read from any
+    /// one shard. Default `false`.
+    const REFERENCE: bool = false;
+
     /// This row's primary key.
     fn primary_key(&self) -> Self::PrimaryKey;
 

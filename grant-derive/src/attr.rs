@@ -250,6 +250,8 @@ pub(crate) struct Container<'a> {
     pub(crate) table: Slot<LitStr>,
     /// `#[grant(shard = "...")]` (`#[derive(Model)]` only).
     pub(crate) shard_name: Slot<LitStr>,
+    /// `#[grant(reference)]` (`#[derive(Model)]` only), with its span.
+    pub(crate) reference: Option<Span>,
 }
 
 /// A field's attributes.
@@ -271,7 +273,7 @@ pub(crate) const DIRECTORY_POLICIES: &[&str] = &["least_rows", "round_robin", "e
 /// The largest `#[shard(vnodes = N)]`.
 pub(crate) const MAX_VNODES: u32 = 1 << 16;
 const GRANT_KEYS_SHARDED: &[&str] = &["table"];
-const GRANT_KEYS_MODEL: &[&str] = &["table", "shard"];
+const GRANT_KEYS_MODEL: &[&str] = &["table", "shard", "reference"];
 const GRANT_FIELD_KEYS: &[&str] = &["column"];
 
 /// Parses the struct's `#[shard(..)]`, `#[grant(..)]` and misplaced `#[primary_key]`.
@@ -284,6 +286,7 @@ pub(crate) fn container<'a>(
         shard: None,
         table: Slot::Missing,
         shard_name: Slot::Missing,
+        reference: None,
     };
     for attr in attrs {
         if attr.path().is_ident("shard") {
@@ -539,6 +542,28 @@ fn parse_container_grant(
                     )
                 });
                 store(&mut out.shard_name, &meta, "grant", value, errors);
+            }
+            (Some("reference"), Derive::Model) => {
+                if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
+                    errors.spanned(
+                        &meta.path,
+                        "`#[grant(reference)]` takes no value: write `#[grant(reference)]`",
+                    );
+                    skip_value(&meta)?;
+                } else if out.reference.is_some() {
+                    errors.spanned(&meta.path, "duplicate `reference` in `#[grant(..)]`");
+                } else {
+                    out.reference = Some(meta.path.span());
+                }
+            }
+            (Some("reference"), Derive::Sharded) => {
+                errors.spanned(
+                    &meta.path,
+                    "`#[grant(reference)]` is only for `#[derive(Model)]`: a reference table has \
+                     the same rows on every shard, a `#[derive(Sharded)]` table spreads its rows \
+                     over shards",
+                );
+                skip_value(&meta)?;
             }
             (Some("shard"), Derive::Sharded) => {
                 errors.spanned(

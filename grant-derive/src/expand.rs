@@ -73,6 +73,7 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
         columns: &columns,
         shard_for,
         bodies: Bodies::Real,
+        reference: is_reference(model),
     });
     quote! {
         const _: () = {
@@ -83,6 +84,17 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
             #inherent
         };
     }
+}
+
+/// Whether the model is a reference table (`#[grant(reference)]`).
+fn is_reference(model: &Model<'_>) -> bool {
+    matches!(
+        model.placement,
+        Placement::Single {
+            reference: true,
+            ..
+        }
+    )
 }
 
 /// The shard-key fields as columns, in key order.
@@ -201,7 +213,7 @@ fn route(model: &Model<'_>, key: &TokenStream) -> TokenStream {
                 quote!(#p::resolve::custom::shard_for::<Self, _, _>(__grant_resolver(), #key))
             }
         },
-        Placement::Single { shard } => quote!(#p::ShardId::named(0, #shard)),
+        Placement::Single { shard, .. } => quote!(#p::ShardId::named(0, #shard)),
     }
 }
 
@@ -506,6 +518,13 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
         }
         _ => TokenStream::new(),
     };
+    let reference = if is_reference(model) {
+        quote!(
+            const REFERENCE: bool = true;
+        )
+    } else {
+        TokenStream::new()
+    };
 
     quote! {
         #[automatically_derived]
@@ -526,6 +545,7 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
             };
 
             #directory
+            #reference
 
             fn primary_key(&self) -> Self::PrimaryKey {
                 #pk_value
@@ -559,7 +579,7 @@ fn placement_fns(model: &Model<'_>) -> TokenStream {
     let p = private();
     let sharding = match &model.placement {
         Placement::Sharded(sharding) => sharding,
-        Placement::Single { shard } => {
+        Placement::Single { shard, .. } => {
             return quote! {
                 fn shards() -> &'static [#p::ShardId] {
                     static SHARDS: [#p::ShardId; 1] = [#p::ShardId::named(0, #shard)];
@@ -866,6 +886,8 @@ pub(crate) struct Inherent<'a> {
     pub(crate) columns: &'a [ColumnConst<'a>],
     pub(crate) shard_for: ShardFor,
     pub(crate) bodies: Bodies,
+    /// A reference table: writes and `create_table` go to every shard.
+    pub(crate) reference: bool,
 }
 
 /// The inherent `impl User { ... }`: column constants, `shard_for`, CRUD and query entry points.
@@ -937,11 +959,17 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
         },
     };
 
-    let create_table = body(quote!(#p::crud::create_table::<Self, DB>(cluster).await));
-    let insert = body(quote!(#p::crud::insert(cluster, self).await));
-    let insert_many = body(quote!(#p::crud::insert_many(cluster, rows).await));
-    let update = body(quote!(#p::crud::update(cluster, self).await));
-    let delete = body(quote!(#p::crud::delete(cluster, self).await));
+    // Reference tables write every shard (one atomic transaction); others the row's shard.
+    let writes = if inherent.reference {
+        quote!(#p::txn)
+    } else {
+        quote!(#p::crud)
+    };
+    let create_table = body(quote!(#writes::create_table::<Self, DB>(cluster).await));
+    let insert = body(quote!(#writes::insert(cluster, self).await));
+    let insert_many = body(quote!(#writes::insert_many(cluster, rows).await));
+    let update = body(quote!(#writes::update(cluster, self).await));
+    let delete = body(quote!(#writes::delete(cluster, self).await));
     let find = body(quote!(#p::crud::find(cluster, key).await));
     let find_tracked = body(quote!(#p::crud::find_tracked(cluster, key).await));
     let query = body(quote!(#p::Query::auto()));

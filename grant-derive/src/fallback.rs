@@ -117,6 +117,7 @@ pub(crate) fn expand(input: &DeriveInput, parsed: Option<&Input<'_>>, kind: Deri
         columns: &columns,
         shard_for,
         bodies: Bodies::Placeholder,
+        reference: false,
     });
 
     quote! {

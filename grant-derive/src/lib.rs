@@ -159,6 +159,12 @@ pub fn derive_sharded(input: TokenStream) -> TokenStream {
 ///   snake case.
 /// * `#[grant(shard = "...")]` — optional: the name of the cluster shard holding the table.
 ///   Default `"shard_0"`.
+/// * `#[grant(reference)]` — optional: a reference (broadcast) table, identical rows on every
+///   shard of the cluster. `create_table`, `insert`, `insert_many`, `update` and `delete` then
+///   write every shard in one atomic transaction (two-phase commit on PostgreSQL; refused with
+///   `Error::Unsupported` on a cluster of several SQLite shards); `find` and `query` read the
+///   shard named by `#[grant(shard = "...")]`, and inside a single-shard transaction that
+///   transaction's shard. `Model::REFERENCE` is `true`.
 ///
 /// `#[shard(..)]` is not allowed: a table spread over shards derives `Sharded` instead.
 ///

@@ -247,6 +247,74 @@ fn model_derive_lives_on_one_shard() {
 }
 
 #[test]
+fn reference_model_writes_every_shard() {
+    let out = expand(
+        Derive::Model,
+        quote! {
+            #[grant(table = "currencies", reference)]
+            pub struct Currency {
+                #[primary_key]
+                pub code: String,
+                pub digits: i32,
+            }
+        },
+    );
+    contains_all(
+        &out,
+        &[
+            "const REFERENCE : bool = true ;",
+            ":: grant :: __private :: txn :: create_table :: < Self , DB > (cluster)",
+            ":: grant :: __private :: txn :: insert (cluster , self)",
+            ":: grant :: __private :: txn :: insert_many (cluster , rows)",
+            ":: grant :: __private :: txn :: update (cluster , self)",
+            ":: grant :: __private :: txn :: delete (cluster , self)",
+            // Reads stay on one shard.
+            ":: grant :: __private :: crud :: find (cluster , key)",
+            "ShardId :: named (0 , \"shard_0\")",
+        ],
+    );
+    // Without the flag: no REFERENCE, writes through crud.
+    let out = expand(
+        Derive::Model,
+        quote! { struct Setting { #[primary_key] key: String } },
+    );
+    assert!(!out.contains("REFERENCE"), "{out}");
+    assert!(!out.contains(":: txn ::"), "{out}");
+}
+
+#[test]
+fn reference_is_only_for_model_and_takes_no_value() {
+    let message = error(
+        Derive::Sharded,
+        quote! {
+            #[grant(reference)]
+            #[shard(strategy = "hash", on = "id", count = 4)]
+            pub struct User { #[primary_key] pub id: i64 }
+        },
+    );
+    assert!(
+        message.contains("`#[grant(reference)]` is only for `#[derive(Model)]`"),
+        "{message}"
+    );
+    let message = error(
+        Derive::Model,
+        quote! {
+            #[grant(reference = true)]
+            pub struct Currency { #[primary_key] pub code: String }
+        },
+    );
+    assert!(message.contains("takes no value"), "{message}");
+    let message = error(
+        Derive::Model,
+        quote! {
+            #[grant(reference, reference)]
+            pub struct Currency { #[primary_key] pub code: String }
+        },
+    );
+    assert!(message.contains("duplicate `reference`"), "{message}");
+}
+
+#[test]
 fn errors_come_with_placeholder_impls() {
     let input = quote! {
         #[shard(strategy = "hash", on = "idd", count = 8)]
@@ -508,7 +576,7 @@ fn unknown_keys() {
                 struct Country { #[primary_key] code: String }
             }
         ),
-        "unknown key `column` in `#[grant(..)]` on a struct, expected one of `table`, `shard`; \
+        "unknown key `column` in `#[grant(..)]` on a struct, expected one of `table`, `shard`, `reference`; \
          `column` goes on a field"
     );
     assert_eq!(

@@ -49,8 +49,9 @@ pub(crate) struct Column<'a> {
 pub(crate) enum Placement {
     /// `#[derive(Sharded)]`: spread over shards by a shard key.
     Sharded(Sharding),
-    /// `#[derive(Model)]`: every row on the shard named `shard`.
-    Single { shard: String },
+    /// `#[derive(Model)]`: every row on the shard named `shard`; with `#[grant(reference)]`
+    /// (`reference`), every row on every shard, read from `shard`.
+    Single { shard: String, reference: bool },
 }
 
 /// A sharded model's placement.
@@ -146,6 +147,7 @@ pub(crate) fn check<'a>(input: &Input<'a>, kind: Derive, errors: &mut Errors) ->
                 .shard_name
                 .get()
                 .map_or_else(|| DEFAULT_SHARD.to_owned(), LitStr::value),
+            reference: input.attrs.reference.is_some(),
         }),
     };
 

@@ -90,6 +90,8 @@ struct Inner<DB: Backend> {
     health: HealthConfig,
     epoch: Instant,
     log: QueryLog,
+    /// Two-phase commit settings and state (`crate::txn`).
+    txn: crate::txn::TxnState,
 }
 
 /// How pools of shards added at run time are configured (the builder's settings).
@@ -286,6 +288,8 @@ pub struct ClusterBuilder<DB: Backend> {
     read_your_writes: Duration,
     health: HealthConfig,
     health_checks: bool,
+    /// Two-phase commit settings (`.two_phase(..)`, in `crate::txn`).
+    pub(crate) two_phase: crate::txn::TwoPhase,
     _db: std::marker::PhantomData<DB>,
 }
 
@@ -405,12 +409,16 @@ impl<DB: Backend> ClusterBuilder<DB> {
         })
     }
 
-    /// Connects every endpoint, in parallel, and starts the health checks if configured.
+    /// Connects every endpoint, in parallel, and starts the health checks if configured. On
+    /// PostgreSQL (unless `.lazy(true)` or turned off in [`TwoPhase`](crate::TwoPhase)) it then
+    /// runs two-phase recovery ([`Cluster::recover`]); what that cannot finish is retried in the
+    /// background, never failing the connect.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] for duplicate names, no shards, a replica of an unknown shard, a bad
-    /// url or an endpoint that cannot be reached (naming it).
+    /// url, an endpoint that cannot be reached (naming it), or a two-phase coordinator shard
+    /// the cluster lacks.
     pub async fn connect(self) -> Result<Cluster<DB>> {
         if self.shards.is_empty() {
             return Err(Error::Config(
@@ -454,6 +462,7 @@ impl<DB: Backend> ClusterBuilder<DB> {
                 max_connections: self.max_connections,
                 idle_timeout: self.idle_timeout,
             };
+            inner.txn = crate::txn::TxnState::new(self.two_phase.clone());
             for ((shard, _), pool) in self.replicas.iter().zip(replicas) {
                 let Some(i) = inner.shards.find(shard) else {
                     continue;
@@ -468,6 +477,9 @@ impl<DB: Backend> ClusterBuilder<DB> {
         }
         if self.health_checks {
             spawn_health_checks(Arc::downgrade(&cluster.inner), self.health);
+        }
+        if !self.lazy {
+            crate::txn::at_connect(&cluster).await?;
         }
         Ok(cluster)
     }
@@ -532,6 +544,7 @@ impl<DB: Backend> Cluster<DB> {
             read_your_writes: DEFAULT_READ_YOUR_WRITES,
             health: HealthConfig::default(),
             health_checks: false,
+            two_phase: crate::txn::TwoPhase::default(),
             _db: std::marker::PhantomData,
         }
     }
@@ -566,6 +579,7 @@ impl<DB: Backend> Cluster<DB> {
                 health: HealthConfig::default(),
                 epoch: Instant::now(),
                 log: QueryLog::default(),
+                txn: crate::txn::TxnState::default(),
             }),
         })
     }
@@ -789,6 +803,11 @@ impl<DB: Backend> Cluster<DB> {
         &self.inner.log
     }
 
+    /// Two-phase commit settings and state.
+    pub(crate) fn txn(&self) -> &crate::txn::TxnState {
+        &self.inner.txn
+    }
+
     /// Health, latency, error rate and pool use of every endpoint of every shard.
     pub fn status(&self) -> Vec<ShardStatus> {
         self.inner
@@ -859,6 +878,21 @@ impl<DB: Backend> Cluster<DB> {
             shard: shard.name(),
             known: self.shard_names().collect::<Vec<_>>().join(", "),
         })
+    }
+
+    /// The position of `shard` among the live cluster shards (as [`Cluster::shard_id`] and
+    /// [`Cluster::shard_names`] count them), or [`Error::UnknownShard`].
+    pub(crate) fn shard_index(&self, model: &'static str, shard: ShardId) -> Result<usize> {
+        let found = self.shard_ref(model, shard)?;
+        self.inner
+            .shards
+            .live()
+            .position(|(_, s)| std::ptr::eq(s, found))
+            .ok_or_else(|| Error::UnknownShard {
+                model,
+                shard: shard.name(),
+                known: self.shard_names().collect::<Vec<_>>().join(", "),
+            })
     }
 
     /// Checks that `shard` exists, without running anything.
@@ -1232,7 +1266,13 @@ impl QueryLog {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn record(&self, shard: ShardId, endpoint: &'static str, sql: &str, values: &SqlxValues) {
+    pub(crate) fn record(
+        &self,
+        shard: ShardId,
+        endpoint: &'static str,
+        sql: &str,
+        values: &SqlxValues,
+    ) {
         if self.on.load(Ordering::Relaxed) {
             self.lock().push(Executed {
                 shard: shard.name(),

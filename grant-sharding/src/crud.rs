@@ -42,21 +42,7 @@ pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Resul
         }
         None => M::shards().to_vec(),
     };
-    let mut table = Table::create();
-    table.table(M::META.table).if_not_exists();
-    for column in M::META.columns {
-        let mut def = ColumnDef::new_with_type(column.name, (column.column_type)());
-        if !column.nullable {
-            def.not_null();
-        }
-        table.col(def);
-    }
-    let mut pk = Index::create();
-    for &i in M::META.primary_key {
-        pk.col(M::META.columns[i].name);
-    }
-    table.primary_key(&mut pk);
-    let sql = table.build(DB::builder());
+    let sql = create_table_sql::<M, DB>();
     try_join_all(shards.into_iter().map(|shard| {
         let sql = sql.clone();
         async move {
@@ -73,7 +59,26 @@ pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Resul
     Ok(())
 }
 
-fn pk_condition<M: Model>(key: &M::PrimaryKey) -> Condition {
+/// `CREATE TABLE IF NOT EXISTS` for the model's table, in `DB`'s dialect.
+pub(crate) fn create_table_sql<M: Model, DB: Backend>() -> String {
+    let mut table = Table::create();
+    table.table(M::META.table).if_not_exists();
+    for column in M::META.columns {
+        let mut def = ColumnDef::new_with_type(column.name, (column.column_type)());
+        if !column.nullable {
+            def.not_null();
+        }
+        table.col(def);
+    }
+    let mut pk = Index::create();
+    for &i in M::META.primary_key {
+        pk.col(M::META.columns[i].name);
+    }
+    table.primary_key(&mut pk);
+    table.build(DB::builder())
+}
+
+pub(crate) fn pk_condition<M: Model>(key: &M::PrimaryKey) -> Condition {
     let mut cond = Condition::all();
     for (&i, value) in M::META.primary_key.iter().zip(M::primary_key_values(key)) {
         cond = cond.add(Expr::col(M::META.columns[i].name).eq(value));
@@ -81,7 +86,7 @@ fn pk_condition<M: Model>(key: &M::PrimaryKey) -> Condition {
     cond
 }
 
-fn insert_statement<M: Model>(rows: &[&M]) -> sea_query::InsertStatement {
+pub(crate) fn insert_statement<M: Model>(rows: &[&M]) -> sea_query::InsertStatement {
     let mut insert = sea_query::Query::insert();
     insert
         .into_table(M::META.table)
@@ -260,7 +265,7 @@ async fn find_row_exists<M: Model, DB: Backend>(
     Ok(!rows.is_empty())
 }
 
-fn not_found<M: Model>(shard: ShardId, key: &M::PrimaryKey) -> Error {
+pub(crate) fn not_found<M: Model>(shard: ShardId, key: &M::PrimaryKey) -> Error {
     Error::NotFound {
         model: M::META.name,
         shard,

@@ -18,10 +18,12 @@ pub mod placement;
 pub mod query;
 pub mod resolve;
 mod router;
+pub mod saga;
 pub mod schema;
 pub mod select;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod txn;
 
 pub use cluster::{Balance, Cluster, ClusterBuilder, Executed, QueryLog, ReadPolicy};
 pub use context::{current_shard, with_shard};
@@ -29,5 +31,7 @@ pub use crud::Tracked;
 pub use health::{Circuit, EndpointStatus, HealthConfig, ShardStatus};
 pub use placement::{Placement, PlacementState, Resolver};
 pub use query::{Partial, PartialQuery, Query};
+pub use saga::{Saga, SagaRegistry, SagaReport, SagaStatus, StepContext, StepResult};
 pub use schema::{Migration, SchemaReport};
 pub use select::Select;
+pub use txn::{RecoveryReport, ShardTx, Transaction, TwoPhase};

@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use grant_core::value::{ValueKind, is_null};
 use grant_core::{
     Backend, CmpOp, Column, ColumnRef, Cond, Error, FromShardRow, Item, Model, Node, Nulls, Order,
@@ -58,9 +59,11 @@ impl<T> Partial<T> {
 /// * rows are merged by a streaming k-way merge in the requested order (the backend's NULL
 ///   order unless [`order_by_nulls`](Query::order_by_nulls) says otherwise), ties broken by the
 ///   primary key, so memory stays O(shards × stream buffer);
-/// * each shard is asked for `LIMIT limit + offset` and no `OFFSET`; the offset is applied once
-///   after the merge. Deep offsets therefore cost `offset` rows from every shard: for deep pages
-///   use keyset pagination, [`after`](Query::after) the last row of the previous page;
+/// * no shard gets an `OFFSET`; each may give at most `limit + offset` rows and is asked for them
+///   in chunks — first about 1.5 × its even share, more (the rows after the chunk's last one)
+///   only when a chunk comes back full — and the offset is applied once after the merge. Deep
+///   offsets still cost every shard a sort of its share: for deep pages use keyset pagination,
+///   [`after`](Query::after) the last row of the previous page;
 /// * counts and sums are added, `min`/`max` compared, `avg` is the total sum over the total count
 ///   — never an average of averages.
 ///
@@ -293,7 +296,7 @@ impl<M: Model> Query<M> {
 
     /// The full ordering: the requested one, then the primary key columns not yet named.
     /// Empty when no order was requested (and no cursor needs one).
-    fn full_order(&self) -> Vec<OrderKey> {
+    pub(crate) fn full_order(&self) -> Vec<OrderKey> {
         if self.order.is_empty() && self.after.is_none() {
             return Vec::new();
         }
@@ -313,15 +316,26 @@ impl<M: Model> Query<M> {
     /// `(k1, k2, ...) > (v1, v2, ...)` in the query's order, NULL placement included.
     fn keyset(&self, cursor: &[Value], backend_nulls_first: bool) -> Node {
         let order = self.full_order();
+        self.keyset_at(&order, |_, key| &cursor[key.column], backend_nulls_first)
+    }
+
+    /// `(k1, k2, ...) > (v1, v2, ...)` for `order`, where `value(i, key)` is the value of the
+    /// `i`-th ordering key.
+    pub(crate) fn keyset_at<'v>(
+        &self,
+        order: &[OrderKey],
+        value: impl Fn(usize, &OrderKey) -> &'v Value,
+        backend_nulls_first: bool,
+    ) -> Node {
         let col = |k: &OrderKey| ColumnRef {
             name: M::META.columns[k.column].name,
             index: k.column,
         };
         let mut branches = Vec::new();
         for (i, key) in order.iter().enumerate() {
-            let value = &cursor[key.column];
+            let v = value(i, key);
             let placement = KeyOrder::new(key.order, key.nulls, backend_nulls_first);
-            let after = if is_null(value) {
+            let after = if is_null(v) {
                 if !placement.nulls_first {
                     continue; // nothing comes after the NULLs at the end
                 }
@@ -337,7 +351,7 @@ impl<M: Model> Query<M> {
                 let beyond = Node::Cmp {
                     col: col(key),
                     op,
-                    value: value.clone(),
+                    value: v.clone(),
                 };
                 if placement.nulls_first {
                     beyond
@@ -352,8 +366,8 @@ impl<M: Model> Query<M> {
                 }
             };
             let mut all = Vec::with_capacity(i + 1);
-            for prev in &order[..i] {
-                let v = &cursor[prev.column];
+            for (j, prev) in order[..i].iter().enumerate() {
+                let v = value(j, prev);
                 all.push(if is_null(v) {
                     Node::Null {
                         col: col(prev),
@@ -487,10 +501,13 @@ impl<M: Model> Query<M> {
             .collect();
         let offset = self.offset.unwrap_or(0);
         let single = legs.len() == 1;
-        let mut sources = Vec::with_capacity(legs.len());
-        let mut failed = Vec::new();
-        for (shard, filter) in legs {
-            let mut select = Self::base_select(filter.as_ref());
+        // What one shard may have to give: the whole page plus the offset. Deep pages are asked
+        // for in chunks (see `chunk_rows`), continuing after the last row of a chunk that came
+        // back full, so a shard sorts for its share of the page, not for all of it.
+        let budget = self.limit.map(|limit| limit.saturating_add(offset));
+        let chunk = budget.map(|budget| chunk_rows(budget, legs.len()));
+        let open = |shard: ShardId, filter: Option<&Node>, limit: Option<u64>| {
+            let mut select = Self::base_select(filter);
             select.columns(columns.iter().copied());
             for key in &order {
                 select.column(M::META.columns[key.column].name);
@@ -508,27 +525,20 @@ impl<M: Model> Query<M> {
             }
             if single {
                 page_sql(&mut select, self.limit, offset);
-            } else if let Some(limit) = self.limit {
-                select.limit(limit.saturating_add(offset));
+            } else if let Some(limit) = limit {
+                select.limit(limit);
             }
-            let rows = match cluster.stream(
+            let rows = cluster.stream(
                 M::META.name,
                 shard,
                 self.read_policy,
                 select.build_sqlx(DB::builder()),
-            ) {
-                Ok(rows) => rows,
-                Err(e) if partial => {
-                    failed.push((shard, e));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
+            )?;
             // Only the sort key is decoded while merging; rows are decoded into `M` once they
             // make the page, so skipped rows (a deep OFFSET) cost no model decoding.
             let key_columns = &key_columns;
-            let rows = rows
-                .map(move |row| {
+            Ok::<_, Error>(
+                rows.map(move |row| {
                     let row = row?;
                     let mut key = Vec::with_capacity(key_columns.len());
                     for &(index, kind) in key_columns {
@@ -542,7 +552,37 @@ impl<M: Model> Query<M> {
                     }
                     Ok((key, (shard, row)))
                 })
-                .boxed();
+                .boxed(),
+            )
+        };
+        let open = &open;
+        let mut sources = Vec::with_capacity(legs.len());
+        let mut failed = Vec::new();
+        for (shard, filter) in legs {
+            let first = if single { None } else { chunk };
+            let rows = match open(shard, filter.as_ref(), first) {
+                Ok(rows) => rows,
+                Err(e) if partial => {
+                    failed.push((shard, e));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let rows = match (budget, first) {
+                (Some(budget), Some(first)) if first < budget => {
+                    let (filter, this, order) = (filter.clone(), &self, &order);
+                    let resume = move |last: &[Value]| {
+                        and(
+                            filter.clone(),
+                            this.keyset_at(order, |i, _| &last[i], DB::NULLS_FIRST_IN_ASC),
+                        )
+                    };
+                    continued(rows, first, budget, move |after: Vec<Value>, limit| {
+                        open(shard, Some(&resume(&after)), Some(limit))
+                    })
+                }
+                _ => rows,
+            };
             sources.push(Source { shard, rows });
         }
         let page = if single {
@@ -760,6 +800,89 @@ pub(crate) fn and(a: Option<Node>, b: Node) -> Node {
 }
 
 /// LIMIT / OFFSET for a statement that is the whole answer (one shard).
+/// Rows a shard is first asked for when it may have to give up to `budget` rows of a merge
+/// over `shards` legs: the whole budget when it is small, else about 1.5 × its even share. A
+/// shard whose chunk comes back full is asked for more (see [`continued`]), so a skewed
+/// distribution costs extra round trips, never a wrong answer; an even one (what hash placement
+/// gives) lets each shard sort for `budget / shards` rows instead of `budget` — a deep `OFFSET`
+/// costs every shard only its share.
+pub(crate) fn chunk_rows(budget: u64, shards: usize) -> u64 {
+    const SMALL: u64 = 1_000;
+    let shards = shards.max(1) as u64;
+    if budget <= SMALL || shards == 1 {
+        return budget;
+    }
+    let share = budget.div_ceil(shards);
+    budget.min((share + share / 2).max(SMALL))
+}
+
+/// One shard's rows, each with its sort key.
+pub(crate) type KeyedStream<'a, T> = BoxStream<'a, Result<(Vec<Value>, T)>>;
+
+/// One shard's rows as a single stream though they come from several statements: `first`
+/// yields up to `chunk` rows; while a chunk comes back full and fewer than `budget` rows have
+/// been given, `next(last key, limit)` opens the statement for the rows after the last one
+/// (keyset continuation: the order ends with the primary key, so "after" is exact), asking for
+/// twice the previous chunk, at most what is left of the budget.
+pub(crate) fn continued<'a, T: Send + 'a>(
+    first: KeyedStream<'a, T>,
+    chunk: u64,
+    budget: u64,
+    next: impl Fn(Vec<Value>, u64) -> Result<KeyedStream<'a, T>> + Send + 'a,
+) -> KeyedStream<'a, T> {
+    struct State<'a, T> {
+        rows: Option<KeyedStream<'a, T>>,
+        chunk: u64,
+        in_chunk: u64,
+        given: u64,
+        last: Option<Vec<Value>>,
+    }
+    let state = State {
+        rows: Some(first),
+        chunk,
+        in_chunk: 0,
+        given: 0,
+        last: None,
+    };
+    futures_util::stream::unfold((state, next), move |(mut state, next)| async move {
+        loop {
+            let rows = state.rows.as_mut()?;
+            match rows.next().await {
+                Some(Ok((key, item))) => {
+                    state.in_chunk += 1;
+                    state.given += 1;
+                    if state.in_chunk == state.chunk && state.given < budget {
+                        state.last = Some(key.clone());
+                    }
+                    return Some((Ok((key, item)), (state, next)));
+                }
+                Some(Err(e)) => {
+                    state.rows = None;
+                    return Some((Err(e), (state, next)));
+                }
+                None => {
+                    let full = state.in_chunk == state.chunk && state.given < budget;
+                    let last = state.last.take();
+                    state.rows = None;
+                    let (true, Some(last)) = (full, last) else {
+                        return None;
+                    };
+                    let chunk = (state.chunk * 2).min(budget - state.given);
+                    match next(last, chunk) {
+                        Ok(rows) => {
+                            state.rows = Some(rows);
+                            state.chunk = chunk;
+                            state.in_chunk = 0;
+                        }
+                        Err(e) => return Some((Err(e), (state, next))),
+                    }
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
 pub(crate) fn page_sql(select: &mut SelectStatement, limit: Option<u64>, offset: u64) {
     if let Some(limit) = limit {
         select.limit(limit);

@@ -6,7 +6,7 @@ use std::fmt;
 use futures_util::StreamExt;
 use grant_core::select::{Having, Item, OrderItem, Selectable};
 use grant_core::value::{ValueKind, encode_key, is_null};
-use grant_core::{Backend, CmpOp, ColumnRef, Error, Model, Node, Nulls, Order, Result};
+use grant_core::{Backend, CmpOp, ColumnRef, Error, Model, Node, Nulls, Order, Result, ShardId};
 use sea_query::{Expr, ExprTrait, Value};
 use sea_query_sqlx::SqlxBinder;
 
@@ -15,7 +15,7 @@ use crate::exec;
 use crate::merge::{
     self, DistinctKey, KeyOrder, Page, Source, compare_keys, compare_values, values_key,
 };
-use crate::query::{Query, order_sql, page_sql, sort_expr};
+use crate::query::{OrderKey, Query, and, chunk_rows, continued, order_sql, page_sql, sort_expr};
 
 /// The most distinct values `count_distinct` gathers across shards before refusing the query
 /// (each distinct value must travel to the merger: per-shard counts can't be added).
@@ -268,10 +268,11 @@ impl<M: Model, T> Select<M, T> {
         let policy = self.query.policy(cluster, partial);
         let offset = self.query.offset.unwrap_or(0);
         let single = legs.len() == 1;
-        let mut sources = Vec::with_capacity(legs.len());
-        let mut failed = Vec::new();
-        for (shard, filter) in legs {
-            let mut select = Query::<M>::base_select(filter.as_ref());
+        // Deep pages are asked for in chunks continued by keyset, as in `Query::all`.
+        let budget = self.query.limit.map(|limit| limit.saturating_add(offset));
+        let chunk = budget.map(|budget| chunk_rows(budget, legs.len()));
+        let open = |shard: ShardId, filter: Option<&Node>, limit: Option<u64>| {
+            let mut select = Query::<M>::base_select(filter);
             for col in &layout {
                 select.column(col.name);
             }
@@ -284,15 +285,41 @@ impl<M: Model, T> Select<M, T> {
             );
             if single {
                 page_sql(&mut select, self.query.limit, offset);
-            } else if let Some(limit) = self.query.limit {
-                select.limit(limit.saturating_add(offset));
+            } else if let Some(limit) = limit {
+                select.limit(limit);
             }
-            let rows = match cluster.stream(
+            let rows = cluster.stream(
                 M::META.name,
                 shard,
                 self.query.read_policy,
                 select.build_sqlx(DB::builder()),
-            ) {
+            )?;
+            let kinds = &kinds;
+            let n_visible = visible.len();
+            Ok::<_, Error>(
+                rows.map(move |row| {
+                    let row = row?;
+                    let mut values = decode_values::<DB>(&row, kinds, M::META.name, shard)?;
+                    let key = values.split_off(n_visible);
+                    Ok((key, values))
+                })
+                .boxed(),
+            )
+        };
+        let open = &open;
+        let order: Vec<OrderKey> = keys
+            .iter()
+            .map(|(c, o, n)| OrderKey {
+                column: c.index,
+                order: *o,
+                nulls: *n,
+            })
+            .collect();
+        let mut sources = Vec::with_capacity(legs.len());
+        let mut failed = Vec::new();
+        for (shard, filter) in legs {
+            let first = if single { None } else { chunk };
+            let rows = match open(shard, filter.as_ref(), first) {
                 Ok(rows) => rows,
                 Err(e) if partial => {
                     failed.push((shard, e));
@@ -300,16 +327,21 @@ impl<M: Model, T> Select<M, T> {
                 }
                 Err(e) => return Err(e),
             };
-            let kinds = &kinds;
-            let n_visible = visible.len();
-            let rows = rows
-                .map(move |row| {
-                    let row = row?;
-                    let mut values = decode_values::<DB>(&row, kinds, M::META.name, shard)?;
-                    let key = values.split_off(n_visible);
-                    Ok((key, values))
-                })
-                .boxed();
+            let rows = match (budget, first) {
+                (Some(budget), Some(first)) if first < budget && !order.is_empty() => {
+                    let (filter, query, order) = (filter.clone(), &self.query, &order);
+                    let resume = move |last: &[Value]| {
+                        and(
+                            filter.clone(),
+                            query.keyset_at(order, |i, _| &last[i], DB::NULLS_FIRST_IN_ASC),
+                        )
+                    };
+                    continued(rows, first, budget, move |after: Vec<Value>, limit| {
+                        open(shard, Some(&resume(&after)), Some(limit))
+                    })
+                }
+                _ => rows,
+            };
             sources.push(Source { shard, rows });
         }
         let page = if single {

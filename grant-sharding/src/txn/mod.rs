@@ -1,0 +1,643 @@
+//! Transactions: single-shard transactions routed by key, atomic multi-shard transactions with
+//! two-phase commit (PostgreSQL), crash recovery, reference (broadcast) tables and explicit
+//! shard-key moves.
+//!
+//! * [`ShardTx`] — one shard, one database transaction: `cluster.begin_for::<User>(&key)` (or
+//!   [`Cluster::transaction_for`] with a closure). Every statement runs on that shard; one that
+//!   addresses rows of another shard is refused with [`Error::WrongShard`] and never runs
+//!   elsewhere. SQLite and PostgreSQL.
+//! * [`Transaction`] — any shards, all or nothing: `cluster.begin()`. A shard's transaction opens
+//!   on the first statement that needs it. Commit of one shard is a plain `COMMIT`; of several,
+//!   two-phase commit on PostgreSQL:
+//!   1. `PREPARE TRANSACTION 'grant:<txid>:<shard>'` on every participant (any failure: every
+//!      prepared one is rolled back and the commit fails, nothing applied);
+//!   2. the commit decision is written durably to the coordinator log table `grant_2pc_log` on
+//!      the coordinator shard (default: the cluster's first shard; see [`TwoPhase`]);
+//!   3. `COMMIT PREPARED` on every participant, then the log row is marked done.
+//!
+//!   A crash (or a dropped future) between 1 and 3 leaves prepared transactions holding their
+//!   locks; [`Cluster::recover`] finishes them: those with a commit decision are committed, those
+//!   without one are rolled back once older than [`TwoPhase::abandon_after`]. The decision row's
+//!   primary key makes the coordinator's commit and recovery's abort mutually exclusive, so a
+//!   slow coordinator and recovery never disagree. Recovery runs at `connect()` for PostgreSQL
+//!   clusters ([`TwoPhase::recover_on_connect`]), and when phase two cannot finish now the
+//!   commit returns [`Error::InDoubt`] naming the gid while a background task retries.
+//!
+//!   SQLite has no two-phase commit: a transaction reaching a second shard is refused with
+//!   [`Error::Unsupported`] (use a saga).
+//! * Reference tables (`#[derive(Model)] #[grant(reference)]`): identical rows on every shard.
+//!   Their writes fan out to every shard in one [`Transaction`]; reads go to any one shard,
+//!   inside a [`ShardTx`] to the transaction's own shard.
+//! * [`Transaction::move_key`] / [`Cluster::move_key`]: a row moves to a new shard key as a
+//!   delete on the old shard and an insert on the new one, in one transaction.
+
+mod recover;
+mod reference;
+mod shard;
+mod twopc;
+
+pub use recover::RecoveryReport;
+pub use reference::{create_table, delete, insert, insert_many, update};
+pub use shard::ShardTx;
+#[cfg(feature = "testing")]
+pub use twopc::Failpoint;
+pub use twopc::Transaction;
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use grant_core::{Backend, Error, FromShardRow, Model, Node, Result, ShardId};
+use sea_query::{Expr, LockType, NullOrdering};
+use sea_query_sqlx::{SqlxBinder, SqlxValues};
+use sqlx::pool::PoolConnection;
+
+use crate::cluster::{Cluster, ClusterBuilder};
+use crate::crud;
+use crate::query::{Query, page_sql, sea_order};
+
+/// The coordinator log table of two-phase commit.
+pub const LOG_TABLE: &str = "grant_2pc_log";
+
+/// Default age after which recovery rolls back a prepared transaction that has no commit
+/// decision (its coordinator is presumed dead).
+pub const DEFAULT_ABANDON_AFTER: Duration = Duration::from_secs(60);
+
+/// Two-phase commit settings, given to [`ClusterBuilder::two_phase`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use grant_sharding::TwoPhase;
+/// let config = TwoPhase::default()
+///     .coordinator("shard_0")
+///     .abandon_after(Duration::from_secs(30))
+///     .recover_on_connect(true);
+/// # drop(config);
+/// ```
+#[derive(Debug, Clone)]
+pub struct TwoPhase {
+    coordinator: Option<String>,
+    abandon_after: Duration,
+    recover_on_connect: bool,
+    retry_every: Duration,
+    retry_for: Duration,
+}
+
+impl Default for TwoPhase {
+    fn default() -> Self {
+        TwoPhase {
+            coordinator: None,
+            abandon_after: DEFAULT_ABANDON_AFTER,
+            recover_on_connect: true,
+            retry_every: Duration::from_secs(1),
+            retry_for: Duration::from_secs(600),
+        }
+    }
+}
+
+impl TwoPhase {
+    /// The shard holding the coordinator log table `grant_2pc_log` (default: the cluster's first
+    /// shard). Every process sharing the shards must name the same one.
+    pub fn coordinator(mut self, shard: impl Into<String>) -> Self {
+        self.coordinator = Some(shard.into());
+        self
+    }
+
+    /// How old a prepared transaction without a commit decision must be before recovery rolls
+    /// it back (default 60 s). Longer than any coordinator takes between `PREPARE` and its
+    /// decision; a coordinator that is slower loses (its commit fails, nothing is applied).
+    pub fn abandon_after(mut self, age: Duration) -> Self {
+        self.abandon_after = age;
+        self
+    }
+
+    /// Whether `connect()` runs [`Cluster::recover`] (default `true`; PostgreSQL only, and not
+    /// for `.lazy(true)` clusters). Recovery at connect never fails the connect: what it could
+    /// not finish is logged (`tracing`) and retried in the background.
+    pub fn recover_on_connect(mut self, on: bool) -> Self {
+        self.recover_on_connect = on;
+        self
+    }
+
+    /// How often the background task retries a phase two that could not finish (default 1 s),
+    /// for at most ten minutes; [`Cluster::recover`] finishes what remains after that.
+    pub fn retry_every(mut self, every: Duration) -> Self {
+        self.retry_every = every;
+        self
+    }
+}
+
+impl<DB: Backend> ClusterBuilder<DB> {
+    /// Two-phase commit settings: coordinator shard, abandon timeout, recovery at connect.
+    pub fn two_phase(mut self, config: TwoPhase) -> Self {
+        self.two_phase = config;
+        self
+    }
+}
+
+/// Per-cluster two-phase commit state.
+#[derive(Debug, Default)]
+pub(crate) struct TxnState {
+    config: TwoPhase,
+    /// The coordinator log table exists.
+    log_ready: tokio::sync::OnceCell<()>,
+    /// Transaction ids a background task is finishing.
+    retrying: Mutex<HashSet<String>>,
+}
+
+impl TxnState {
+    pub(crate) fn new(config: TwoPhase) -> Self {
+        TxnState {
+            config,
+            ..TxnState::default()
+        }
+    }
+}
+
+/// Checks the two-phase settings and runs recovery at connect when configured (PostgreSQL).
+/// Only a bad setting fails the connect; what recovery cannot finish is retried in the
+/// background.
+pub(crate) async fn at_connect<DB: Backend>(cluster: &Cluster<DB>) -> Result<()> {
+    cluster.coordinator()?;
+    if !DB::TWO_PHASE || !cluster.txn().config.recover_on_connect {
+        return Ok(());
+    }
+    match cluster.recover().await {
+        Ok(report) if report.is_clean() => {}
+        Ok(report) => {
+            tracing::warn!(?report, "two-phase recovery at connect left work; retrying");
+            recover::spawn_retry(cluster.clone(), None);
+        }
+        Err(error) => {
+            tracing::warn!(%error, "two-phase recovery at connect failed; retrying");
+            recover::spawn_retry(cluster.clone(), None);
+        }
+    }
+    Ok(())
+}
+
+impl<DB: Backend> Cluster<DB> {
+    /// The coordinator shard's position.
+    fn coordinator(&self) -> Result<usize> {
+        match &self.txn().config.coordinator {
+            None => Ok(0),
+            Some(name) => {
+                let index = self.shard_names().position(|n| n == name);
+                index.ok_or_else(|| {
+                    Error::Config(format!(
+                        "the two-phase coordinator shard `{name}` is not a shard of the cluster \
+                         (it has: {}); name one of them in `TwoPhase::coordinator`",
+                        self.shard_names().collect::<Vec<_>>().join(", ")
+                    ))
+                })
+            }
+        }
+    }
+
+    /// The cluster's id of the shard at `index`.
+    fn txn_shard_id(&self, index: usize) -> ShardId {
+        self.shard_id(index).unwrap_or(ShardId::UNPLACED)
+    }
+
+    /// The cluster position of model `M`'s shard `shard`.
+    fn index_of<M: Model>(&self, shard: ShardId) -> Result<usize> {
+        self.shard_index(M::META.name, shard)
+    }
+}
+
+/// One shard's open database transaction: a pooled connection inside `BEGIN`.
+///
+/// Dropped while the transaction is open, the connection is closed rather than returned to the
+/// pool, so the server rolls the transaction back.
+pub(crate) struct Open<DB: Backend> {
+    /// The shard's position in the cluster.
+    pub(crate) index: usize,
+    /// The cluster's id of the shard (named like it).
+    pub(crate) shard: ShardId,
+    conn: PoolConnection<DB>,
+    /// A transaction is open on the connection (or its state is unknown).
+    in_tx: bool,
+    /// The transaction wrote (or locked) something.
+    pub(crate) wrote: bool,
+}
+
+impl<DB: Backend> Drop for Open<DB> {
+    fn drop(&mut self) {
+        if self.in_tx {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+impl<DB: Backend> Open<DB> {
+    /// Acquires a connection to the shard at `index` and opens a transaction.
+    pub(crate) async fn begin(
+        cluster: &Cluster<DB>,
+        model: &'static str,
+        index: usize,
+    ) -> Result<Self> {
+        let shard = cluster.txn_shard_id(index);
+        let pool = cluster.shard_pool(model, shard)?;
+        let conn = bounded(cluster, model, shard, pool.acquire()).await?;
+        let mut open = Open {
+            index,
+            shard,
+            conn,
+            in_tx: true,
+            wrote: false,
+        };
+        open.raw(cluster, model, DB::BEGIN.to_owned()).await?;
+        Ok(open)
+    }
+
+    /// A connection to the shard at `index` with no transaction (for phase two and recovery).
+    pub(crate) async fn idle(cluster: &Cluster<DB>, index: usize) -> Result<Self> {
+        let shard = cluster.txn_shard_id(index);
+        let pool = cluster.shard_pool("-", shard)?;
+        let conn = bounded(cluster, "-", shard, pool.acquire()).await?;
+        Ok(Open {
+            index,
+            shard,
+            conn,
+            in_tx: false,
+            wrote: false,
+        })
+    }
+
+    pub(crate) async fn raw(
+        &mut self,
+        cluster: &Cluster<DB>,
+        model: &'static str,
+        sql: String,
+    ) -> Result<()> {
+        cluster.log().record(
+            self.shard,
+            "primary",
+            &sql,
+            &SqlxValues(sea_query::Values(Vec::new())),
+        );
+        let shard = self.shard;
+        bounded(cluster, model, shard, DB::raw_on(&mut self.conn, sql)).await
+    }
+
+    pub(crate) async fn execute(
+        &mut self,
+        cluster: &Cluster<DB>,
+        model: &'static str,
+        (sql, values): (String, SqlxValues),
+    ) -> Result<u64> {
+        cluster.log().record(self.shard, "primary", &sql, &values);
+        self.wrote = true;
+        let shard = self.shard;
+        bounded(
+            cluster,
+            model,
+            shard,
+            DB::execute_on(&mut self.conn, sql, values),
+        )
+        .await
+    }
+
+    pub(crate) async fn fetch(
+        &mut self,
+        cluster: &Cluster<DB>,
+        model: &'static str,
+        (sql, values): (String, SqlxValues),
+    ) -> Result<Vec<DB::Row>> {
+        cluster.log().record(self.shard, "primary", &sql, &values);
+        let shard = self.shard;
+        bounded(
+            cluster,
+            model,
+            shard,
+            DB::fetch_all_on(&mut self.conn, sql, values),
+        )
+        .await
+    }
+
+    /// `COMMIT`. A connection failure during it leaves the outcome unknown: [`Error::InDoubt`].
+    pub(crate) async fn commit(mut self, cluster: &Cluster<DB>, model: &'static str) -> Result<()> {
+        match self.raw(cluster, model, "COMMIT".into()).await {
+            Ok(()) => {
+                self.in_tx = false;
+                Ok(())
+            }
+            Err(e @ (Error::ShardUnavailable { .. } | Error::Timeout { .. })) => {
+                Err(Error::InDoubt {
+                    gid: format!("single-shard transaction on shard `{}`", self.shard),
+                    detail: format!(
+                        "the connection failed during COMMIT ({e}); the transaction may or may \
+                         not have committed: read the rows back before retrying"
+                    ),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `ROLLBACK` (a failed connection rolls back by itself when it closes).
+    pub(crate) async fn rollback(
+        mut self,
+        cluster: &Cluster<DB>,
+        model: &'static str,
+    ) -> Result<()> {
+        self.raw(cluster, model, "ROLLBACK".into()).await?;
+        self.in_tx = false;
+        Ok(())
+    }
+
+    /// Whether a transaction is (or may be) open on the connection.
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.in_tx
+    }
+
+    /// Marks the connection as outside any transaction (after `PREPARE TRANSACTION`).
+    pub(crate) fn left_transaction(&mut self) {
+        self.in_tx = false;
+    }
+}
+
+/// Runs `work` within the cluster's statement timeout, errors naming the model and shard.
+pub(crate) async fn bounded<T>(
+    cluster: &Cluster<impl Backend>,
+    model: &'static str,
+    shard: ShardId,
+    work: impl Future<Output = std::result::Result<T, sqlx::Error>>,
+) -> Result<T> {
+    match tokio::time::timeout(cluster.timeout(), work).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(sqlx::Error::PoolTimedOut)) => Err(Error::Timeout {
+            model,
+            shards: format!("{shard} (no free connection in its pool)"),
+            millis: cluster.timeout().as_millis(),
+        }),
+        Ok(Err(e)) => Err(Error::on_shard(model, shard, e)),
+        Err(_) => Err(Error::Timeout {
+            model,
+            shards: shard.name(),
+            millis: cluster.timeout().as_millis(),
+        }),
+    }
+}
+
+/// The SQLSTATE of a database error, if it is one.
+pub(crate) fn sqlstate(error: &Error) -> Option<String> {
+    let source = match error {
+        Error::Shard { source, .. } | Error::ShardUnavailable { source, .. } => source,
+        Error::Database(source) => source,
+        _ => return None,
+    };
+    match source {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+/// SQL text literal: single quotes doubled.
+pub(crate) fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statements on one open transaction, shared by `ShardTx` and `Transaction`.
+
+pub(crate) async fn insert_rows<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    open: &mut Open<DB>,
+    rows: &[&M],
+) -> Result<u64> {
+    let per_batch = (DB::MAX_BIND_PARAMS / M::META.columns.len().max(1)).clamp(1, 1000);
+    let mut n = 0;
+    for chunk in rows.chunks(per_batch) {
+        let statement = crud::insert_statement::<M>(chunk).build_sqlx(DB::builder());
+        n += open.execute(cluster, M::META.name, statement).await?;
+    }
+    Ok(n)
+}
+
+/// Inserts a row given as column values (the shard-key move builds the moved row this way).
+pub(crate) async fn insert_values<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    open: &mut Open<DB>,
+    values: Vec<sea_query::Value>,
+) -> Result<u64> {
+    let mut insert = sea_query::Query::insert();
+    insert
+        .into_table(M::META.table)
+        .columns(M::META.column_names());
+    // The column list and the values come from the same model: the lengths agree.
+    let _ = insert.values(values.into_iter().map(Expr::val));
+    open.execute(cluster, M::META.name, insert.build_sqlx(DB::builder()))
+        .await
+}
+
+pub(crate) async fn update_row<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    open: &mut Open<DB>,
+    row: &M,
+) -> Result<()> {
+    let key = row.primary_key();
+    let mut update = sea_query::Query::update();
+    update.table(M::META.table);
+    let mut any = false;
+    for (column, value) in M::META.columns.iter().zip(row.values()) {
+        if !column.primary_key {
+            update.value(column.name, value);
+            any = true;
+        }
+    }
+    let n = if any {
+        update.cond_where(crud::pk_condition::<M>(&key));
+        open.execute(cluster, M::META.name, update.build_sqlx(DB::builder()))
+            .await?
+    } else {
+        let mut select = sea_query::Query::select();
+        select
+            .expr(Expr::val(1))
+            .from(M::META.table)
+            .cond_where(crud::pk_condition::<M>(&key))
+            .limit(1);
+        open.fetch(cluster, M::META.name, select.build_sqlx(DB::builder()))
+            .await?
+            .len() as u64
+    };
+    if n == 0 {
+        return Err(crud::not_found::<M>(open.shard, &key));
+    }
+    Ok(())
+}
+
+pub(crate) async fn delete_key<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    open: &mut Open<DB>,
+    key: &M::PrimaryKey,
+) -> Result<bool> {
+    let mut delete = sea_query::Query::delete();
+    delete
+        .from_table(M::META.table)
+        .cond_where(crud::pk_condition::<M>(key));
+    let n = open
+        .execute(cluster, M::META.name, delete.build_sqlx(DB::builder()))
+        .await?;
+    Ok(n > 0)
+}
+
+pub(crate) async fn find_key<M, DB>(
+    cluster: &Cluster<DB>,
+    open: &mut Open<DB>,
+    key: &M::PrimaryKey,
+    lock: bool,
+) -> Result<Option<M>>
+where
+    M: Model + FromShardRow<DB>,
+    DB: Backend,
+{
+    let mut select = sea_query::Query::select();
+    select
+        .columns(M::META.column_names())
+        .from(M::META.table)
+        .cond_where(crud::pk_condition::<M>(key))
+        .limit(1);
+    if lock {
+        // `FOR UPDATE` on PostgreSQL; SQLite has no row locks (and needs none: `BEGIN
+        // IMMEDIATE` already holds the database's write lock).
+        select.lock(LockType::Update);
+        open.wrote = true;
+    }
+    let rows = open
+        .fetch(cluster, M::META.name, select.build_sqlx(DB::builder()))
+        .await?;
+    decode::<M, DB>(open.shard, rows.first()).map(|mut v| v.pop())
+}
+
+fn decode<M, DB>(shard: ShardId, rows: Option<&DB::Row>) -> Result<Vec<M>>
+where
+    M: Model + FromShardRow<DB>,
+    DB: Backend,
+{
+    rows.map(|row| {
+        M::from_row(row).map_err(|source| Error::Shard {
+            model: M::META.name,
+            shard,
+            source,
+        })
+    })
+    .into_iter()
+    .collect()
+}
+
+/// The rows of `query` whose (narrowed) filter for this shard is `filter`, whole answer from
+/// this one shard: order, keyset cursor and page in SQL.
+pub(crate) async fn query_rows<M, DB>(
+    cluster: &Cluster<DB>,
+    open: &mut Open<DB>,
+    query: &Query<M>,
+    filter: Option<&Node>,
+    page: bool,
+) -> Result<Vec<M>>
+where
+    M: Model + FromShardRow<DB>,
+    DB: Backend,
+{
+    let mut select = Query::<M>::base_select(filter);
+    select.columns(M::META.column_names());
+    for key in query.full_order() {
+        let name = M::META.columns[key.column].name;
+        let dir = sea_order(key.order);
+        match key.nulls {
+            None => select.order_by(name, dir),
+            Some(grant_core::Nulls::First) => {
+                select.order_by_with_nulls(name, dir, NullOrdering::First)
+            }
+            Some(grant_core::Nulls::Last) => {
+                select.order_by_with_nulls(name, dir, NullOrdering::Last)
+            }
+        };
+    }
+    if page {
+        page_sql(&mut select, query.limit, query.offset.unwrap_or(0));
+    }
+    let rows = open
+        .fetch(cluster, M::META.name, select.build_sqlx(DB::builder()))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            M::from_row(row).map_err(|source| Error::Shard {
+                model: M::META.name,
+                shard: open.shard,
+                source,
+            })
+        })
+        .collect()
+}
+
+/// `COUNT(*)` of the rows matching `filter` on this shard.
+pub(crate) async fn query_count<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    open: &mut Open<DB>,
+    filter: Option<&Node>,
+) -> Result<u64> {
+    let mut select = Query::<M>::base_select(filter);
+    select.expr(Expr::cust("COUNT(*)"));
+    let rows = open
+        .fetch(cluster, M::META.name, select.build_sqlx(DB::builder()))
+        .await?;
+    let n = match rows.first() {
+        Some(row) => DB::get_i64(row, 0).map_err(|source| Error::Shard {
+            model: M::META.name,
+            shard: open.shard,
+            source,
+        })?,
+        None => Some(0),
+    };
+    Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
+}
+
+/// A future borrowing a single-shard transaction, as [`Cluster::transaction_for`]'s closure
+/// returns it: `|tx| Box::pin(async move { ...; Ok(value) })`.
+pub type TxFuture<'t, T> = BoxFuture<'t, Result<T>>;
+
+/// Refusal of a multi-shard write on a backend without two-phase commit.
+pub(crate) fn no_two_phase<DB: Backend>(model: &'static str, shards: &[ShardId]) -> Error {
+    let names: Vec<String> = shards.iter().map(ShardId::name).collect();
+    Error::Unsupported {
+        model,
+        reason: format!(
+            "a transaction over shards {} cannot be atomic on {}, which has no two-phase commit; \
+             keep the transaction on one shard (`cluster.begin_for`) or use a saga for steps on \
+             several shards",
+            names.join(", "),
+            <DB as Backend>::NAME
+        ),
+    }
+}
+
+/// The condition a statement of a transaction on `transaction_shard` fails for rows of `shard`.
+pub(crate) fn wrong_shard<M: Model>(
+    key: String,
+    shard: ShardId,
+    transaction_shard: ShardId,
+) -> Error {
+    Error::WrongShard {
+        model: M::META.name,
+        key,
+        shard,
+        transaction_shard,
+    }
+}
+
+/// The key of a row, rendered for messages.
+pub(crate) fn describe_key<M: Model>(key: &M::PrimaryKey) -> String {
+    grant_core::key::describe_values(&M::primary_key_values(key))
+}
+
+/// A `Node` rendered for messages (the query's filter).
+pub(crate) fn describe_filter(filter: Option<&Node>) -> String {
+    match filter {
+        Some(node) => format!("in the query filter {node:?}"),
+        None => "(no filter: every shard)".to_owned(),
+    }
+}
