@@ -39,6 +39,18 @@ pub trait Backend: sqlx::Database + Sized {
         url: &str,
     ) -> Result<<Self::Connection as sqlx::Connection>::Options, sqlx::Error>;
 
+    /// Connection options that make the server itself cancel any statement running longer than
+    /// `timeout` on connections made with them.
+    ///
+    /// PostgreSQL: the `statement_timeout` setting, sent in the connection's startup packet
+    /// (`options=-c statement_timeout=<ms>`); a statement it cancels fails with SQLSTATE 57014.
+    /// SQLite has no server and no such setting: the options come back unchanged, and only
+    /// Grant's client-side timeout applies.
+    fn with_statement_timeout(
+        options: <Self::Connection as sqlx::Connection>::Options,
+        timeout: std::time::Duration,
+    ) -> <Self::Connection as sqlx::Connection>::Options;
+
     /// Runs a statement on a pool and returns all rows.
     fn fetch_all(
         pool: &sqlx::Pool<Self>,
@@ -105,7 +117,7 @@ pub trait Backend: sqlx::Database + Sized {
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 macro_rules! backend {
-    ($db:ty, $name:literal, $max:expr, $nulls_first:expr, $collation:expr, $builder:ty, $opts:expr) => {
+    ($db:ty, $name:literal, $max:expr, $nulls_first:expr, $collation:expr, $builder:ty, $opts:expr, $stmt_timeout:expr) => {
         impl Backend for $db {
             const NAME: &'static str = $name;
             const TEXT_COLLATION: Option<&'static str> = $collation;
@@ -117,6 +129,13 @@ macro_rules! backend {
                 url: &str,
             ) -> Result<<Self::Connection as sqlx::Connection>::Options, sqlx::Error> {
                 $opts(url)
+            }
+
+            fn with_statement_timeout(
+                options: <Self::Connection as sqlx::Connection>::Options,
+                timeout: std::time::Duration,
+            ) -> <Self::Connection as sqlx::Connection>::Options {
+                $stmt_timeout(options, timeout)
             }
 
             fn fetch_all(
@@ -221,6 +240,25 @@ fn sqlite_options(url: &str) -> Result<sqlx::sqlite::SqliteConnectOptions, sqlx:
         .busy_timeout(std::time::Duration::from_secs(10)))
 }
 
+/// SQLite has no server-side statement timeout: unchanged.
+#[cfg(feature = "sqlite")]
+fn sqlite_statement_timeout(
+    options: sqlx::sqlite::SqliteConnectOptions,
+    _timeout: std::time::Duration,
+) -> sqlx::sqlite::SqliteConnectOptions {
+    options
+}
+
+/// `statement_timeout` in milliseconds, at least 1 (0 would switch the limit off).
+#[cfg(feature = "postgres")]
+fn postgres_statement_timeout(
+    options: sqlx::postgres::PgConnectOptions,
+    timeout: std::time::Duration,
+) -> sqlx::postgres::PgConnectOptions {
+    let millis = timeout.as_millis().max(1);
+    options.options([("statement_timeout", format!("{millis}ms"))])
+}
+
 #[cfg(feature = "postgres")]
 fn postgres_options(url: &str) -> Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
     use std::str::FromStr;
@@ -236,7 +274,8 @@ backend!(
     true,
     None, // BINARY, the default, compares bytes
     sea_query::SqliteQueryBuilder,
-    sqlite_options
+    sqlite_options,
+    sqlite_statement_timeout
 );
 // PostgreSQL's wire protocol counts parameters in an i16: at most 65535.
 #[cfg(feature = "postgres")]
@@ -247,5 +286,6 @@ backend!(
     false,
     Some("C"), // byte order whatever the database's locale
     sea_query::PostgresQueryBuilder,
-    postgres_options
+    postgres_options,
+    postgres_statement_timeout
 );
