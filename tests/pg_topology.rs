@@ -103,7 +103,11 @@ impl Topology {
     }
 
     fn server_of(&self, shard: usize) -> &PgServer {
-        if shard % 2 == 0 { &self.a } else { &self.b }
+        if shard.is_multiple_of(2) {
+            &self.a
+        } else {
+            &self.b
+        }
     }
 
     fn database(test: &str, shard: usize) -> String {
@@ -765,7 +769,7 @@ async fn server_b_crashes_mid_workload_and_comes_back_without_losing_an_acknowle
 
     // Every acknowledged write is on its shard, with its last acknowledged value (or a value
     // whose write failed after it: a failed statement may still have committed).
-    let acked = acked.lock().unwrap();
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
     let mut present: HashMap<i64, (usize, i64)> = HashMap::new();
     for i in 0..SHARDS {
         let pool = PgPoolOptions::new()
