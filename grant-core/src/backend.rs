@@ -45,11 +45,15 @@ pub trait Backend: sqlx::Database + Sized {
     /// PostgreSQL: the `statement_timeout` setting, sent in the connection's startup packet
     /// (`options=-c statement_timeout=<ms>`); a statement it cancels fails with SQLSTATE 57014.
     /// SQLite has no server and no such setting: the options come back unchanged, and only
-    /// Grant's client-side timeout applies.
+    /// Grant's client-side timeout applies. That is also the default for a backend that does
+    /// not say otherwise.
     fn with_statement_timeout(
         options: <Self::Connection as sqlx::Connection>::Options,
         timeout: std::time::Duration,
-    ) -> <Self::Connection as sqlx::Connection>::Options;
+    ) -> <Self::Connection as sqlx::Connection>::Options {
+        let _ = timeout;
+        options
+    }
 
     /// Runs a statement on a pool and returns all rows.
     fn fetch_all(
