@@ -1072,3 +1072,51 @@ async fn a_thousand_tasks_on_two_servers_see_only_their_own_rows() {
         .unwrap();
     assert_eq!(total, Some((0..1_000).sum()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusing_connections_is_unavailable_by_name_not_a_pool_timeout() {
+    // A loopback port nobody listens on: every connection attempt is refused at once, and the
+    // pool retries until its acquire timeout.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let refused = format!("postgres://postgres@127.0.0.1:{port}/none");
+    let mut builder = Cluster::<Postgres>::builder()
+        .lazy(true)
+        .acquire_timeout(Duration::from_millis(300))
+        .timeout(Duration::from_secs(5))
+        // Probes record the failures; the circuit stays closed so requests reach the pool.
+        .health_checks(HealthConfig {
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_millis(200),
+            failures_to_open: 1_000,
+        });
+    for i in 0..SHARDS {
+        builder = builder.shard(format!("shard_{i}"), refused.clone());
+    }
+    let cluster = builder.connect().await.unwrap();
+    wait_until(Duration::from_secs(5), "a probe fails", || async {
+        cluster.status()[2].endpoints[0].consecutive_failures > 0
+    })
+    .await;
+    let id = key_on(2, 0);
+    let started = Instant::now();
+    let err = Account::find(&cluster, id).await.unwrap_err();
+    let took = started.elapsed();
+    match &err {
+        Error::ShardUnavailable { model, shard, .. } => {
+            assert_eq!(*model, "Account");
+            assert_eq!(shard.to_string(), "shard_2");
+        }
+        other => panic!("expected ShardUnavailable, got {other}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("could not be connected within the acquire timeout"),
+        "{text}"
+    );
+    assert!(text.contains("cluster.status()"), "{text}");
+    assert!(took < Duration::from_millis(1500), "failed after {took:?}");
+}

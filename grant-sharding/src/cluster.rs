@@ -804,7 +804,9 @@ impl<DB: Backend> Cluster<DB> {
     }
 
     /// A driver error on an endpoint, classified (and fed to its health): an exhausted pool is
-    /// a [`Error::Timeout`] after the acquire timeout, so is a statement the server cancelled
+    /// a [`Error::Timeout`] after the acquire timeout — [`Error::ShardUnavailable`] when the
+    /// endpoint's last request failed at the connection level (the pool was retrying a server
+    /// that refuses connections) — and so is a statement the server cancelled
     /// (its `statement_timeout`); connection failures
     /// [`Error::ShardUnavailable`]; the rest [`Error::Shard`].
     fn shard_error(
@@ -815,6 +817,28 @@ impl<DB: Backend> Cluster<DB> {
         error: sqlx::Error,
     ) -> Error {
         let error = match error {
+            // No connection, and the endpoint's last request failed at the connection level:
+            // the pool spent the acquire timeout retrying a server that refuses connections.
+            sqlx::Error::PoolTimedOut if endpoint.health.consecutive_failures() > 0 => {
+                let last = endpoint
+                    .health
+                    .last_error()
+                    .unwrap_or_else(|| "no response".into());
+                Error::ShardUnavailable {
+                    model,
+                    shard,
+                    source: sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::NotConnected,
+                        format!(
+                            "{} could not be connected within the acquire timeout ({} ms) after \
+                             failing at the connection level (last: {last}); check that the \
+                             server is up (`cluster.status()` shows its health)",
+                            endpoint.label,
+                            self.inner.acquire_timeout.as_millis()
+                        ),
+                    )),
+                }
+            }
             sqlx::Error::PoolTimedOut => Error::Timeout {
                 model,
                 shards: format!("{shard} (no free connection in its pool)"),
