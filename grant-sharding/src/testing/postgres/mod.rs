@@ -7,6 +7,9 @@
 //! in parallel: [`PgEnv::cluster`] for a cluster of fresh shard databases, [`PgEnv::database`]
 //! for one more (a reference database holding all rows, say).
 //!
+//! Tests that need server processes of their own — several servers, or one to stop and
+//! restart — call [`own_server_or_skip`] instead.
+//!
 //! When there is no PostgreSQL (no binaries and no `GRANT_PG_URL`), [`available`] prints a loud
 //! `skipping: no PostgreSQL` line to stderr and returns `None`, so the test can return early —
 //! except under CI (`CI=true` or `CI=1`), where a missing PostgreSQL is a failure and it panics.

@@ -35,6 +35,10 @@ const START_ATTEMPTS: usize = 5;
 /// text sorts by bytes, UTF-8) and `pg_ctl start` on a free loopback port. Dropping the server
 /// stops it (`pg_ctl stop -m immediate`) and removes its directory.
 ///
+/// [`stop`](PgServer::stop) (`pg_ctl stop -m immediate`, a crash) and
+/// [`restart`](PgServer::restart) (same directory, same port, same settings) let failover
+/// tests take a server away and bring it back.
+///
 /// When the process runs as root, every PostgreSQL program runs as the `postgres` user through
 /// `runuser`, and the directory belongs to that user.
 ///
