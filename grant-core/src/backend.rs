@@ -62,6 +62,17 @@ pub trait Backend: sqlx::Database + Sized {
         values: SqlxValues,
     ) -> BoxFuture<'_, Result<Vec<Self::Row>, sqlx::Error>>;
 
+    /// Runs a statement on a pool and returns its first row, if any, without reading on
+    /// (sqlx's `fetch_optional`: for a one-row answer it saves SQLite a step and a message from
+    /// its worker thread). By default, [`fetch_all`](Self::fetch_all)'s first row.
+    fn fetch_optional(
+        pool: &sqlx::Pool<Self>,
+        sql: String,
+        values: SqlxValues,
+    ) -> BoxFuture<'_, Result<Option<Self::Row>, sqlx::Error>> {
+        Box::pin(async move { Ok(Self::fetch_all(pool, sql, values).await?.into_iter().next()) })
+    }
+
     /// Runs a statement on a pool and returns the number of rows it affected.
     fn execute(
         pool: &sqlx::Pool<Self>,
@@ -150,6 +161,18 @@ macro_rules! backend {
                 Box::pin(async move {
                     sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
                         .fetch_all(pool)
+                        .await
+                })
+            }
+
+            fn fetch_optional(
+                pool: &sqlx::Pool<Self>,
+                sql: String,
+                values: SqlxValues,
+            ) -> BoxFuture<'_, Result<Option<Self::Row>, sqlx::Error>> {
+                Box::pin(async move {
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                        .fetch_optional(pool)
                         .await
                 })
             }

@@ -718,6 +718,29 @@ impl<DB: Backend> Cluster<DB> {
         .await
     }
 
+    /// Runs a query on one shard and returns its first row, if any, within the timeout (the
+    /// one-row read of `find`).
+    pub(crate) async fn fetch_optional(
+        &self,
+        model: &'static str,
+        shard: ShardId,
+        policy: Option<ReadPolicy>,
+        (sql, values): (String, SqlxValues),
+    ) -> Result<Option<DB::Row>> {
+        let endpoint = self.endpoint(model, shard, policy)?;
+        self.inner
+            .log
+            .record(shard, endpoint.label, sql.as_str(), &values);
+        self.bounded(
+            model,
+            shard,
+            endpoint,
+            DB::fetch_optional(&endpoint.pool, sql, values),
+            |row| u64::from(row.is_some()),
+        )
+        .await
+    }
+
     /// Streams the rows of a query on one shard (errors name the model and shard).
     pub(crate) fn stream(
         &self,

@@ -238,8 +238,10 @@ where
 {
     M::try_shard_of_key(&key)?;
     let (shard, statement) = find_statement::<M, DB>(&key);
-    let rows = cluster.fetch(M::META.name, shard, None, statement).await?;
-    rows.first()
+    let row = cluster
+        .fetch_optional(M::META.name, shard, None, statement)
+        .await?;
+    row.as_ref()
         .map(|row| {
             M::from_row(row).map_err(|source| Error::Shard {
                 model: M::META.name,
