@@ -39,12 +39,39 @@ pub trait Backend: sqlx::Database + Sized {
         url: &str,
     ) -> Result<<Self::Connection as sqlx::Connection>::Options, sqlx::Error>;
 
+    /// Connection options that make the server itself cancel any statement running longer than
+    /// `timeout` on connections made with them.
+    ///
+    /// PostgreSQL: the `statement_timeout` setting, sent in the connection's startup packet
+    /// (`options=-c statement_timeout=<ms>`); a statement it cancels fails with SQLSTATE 57014.
+    /// SQLite has no server and no such setting: the options come back unchanged, and only
+    /// Grant's client-side timeout applies. That is also the default for a backend that does
+    /// not say otherwise.
+    fn with_statement_timeout(
+        options: <Self::Connection as sqlx::Connection>::Options,
+        timeout: std::time::Duration,
+    ) -> <Self::Connection as sqlx::Connection>::Options {
+        let _ = timeout;
+        options
+    }
+
     /// Runs a statement on a pool and returns all rows.
     fn fetch_all(
         pool: &sqlx::Pool<Self>,
         sql: String,
         values: SqlxValues,
     ) -> BoxFuture<'_, Result<Vec<Self::Row>, sqlx::Error>>;
+
+    /// Runs a statement on a pool and returns its first row, if any, without reading on
+    /// (sqlx's `fetch_optional`: for a one-row answer it saves SQLite a step and a message from
+    /// its worker thread). By default, [`fetch_all`](Self::fetch_all)'s first row.
+    fn fetch_optional(
+        pool: &sqlx::Pool<Self>,
+        sql: String,
+        values: SqlxValues,
+    ) -> BoxFuture<'_, Result<Option<Self::Row>, sqlx::Error>> {
+        Box::pin(async move { Ok(Self::fetch_all(pool, sql, values).await?.into_iter().next()) })
+    }
 
     /// Runs a statement on a pool and returns the number of rows it affected.
     fn execute(
@@ -136,7 +163,7 @@ pub trait Backend: sqlx::Database + Sized {
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 macro_rules! backend {
     ($db:ty, $name:literal, $max:expr, $nulls_first:expr, $collation:expr, $builder:ty, $opts:expr,
-     two_phase: $two_phase:expr, begin: $begin:literal) => {
+     $stmt_timeout:expr, two_phase: $two_phase:expr, begin: $begin:literal) => {
         impl Backend for $db {
             const NAME: &'static str = $name;
             const TWO_PHASE: bool = $two_phase;
@@ -152,6 +179,13 @@ macro_rules! backend {
                 $opts(url)
             }
 
+            fn with_statement_timeout(
+                options: <Self::Connection as sqlx::Connection>::Options,
+                timeout: std::time::Duration,
+            ) -> <Self::Connection as sqlx::Connection>::Options {
+                $stmt_timeout(options, timeout)
+            }
+
             fn fetch_all(
                 pool: &sqlx::Pool<Self>,
                 sql: String,
@@ -160,6 +194,18 @@ macro_rules! backend {
                 Box::pin(async move {
                     sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
                         .fetch_all(pool)
+                        .await
+                })
+            }
+
+            fn fetch_optional(
+                pool: &sqlx::Pool<Self>,
+                sql: String,
+                values: SqlxValues,
+            ) -> BoxFuture<'_, Result<Option<Self::Row>, sqlx::Error>> {
+                Box::pin(async move {
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                        .fetch_optional(pool)
                         .await
                 })
             }
@@ -291,6 +337,25 @@ fn sqlite_options(url: &str) -> Result<sqlx::sqlite::SqliteConnectOptions, sqlx:
         .busy_timeout(std::time::Duration::from_secs(10)))
 }
 
+/// SQLite has no server-side statement timeout: unchanged.
+#[cfg(feature = "sqlite")]
+fn sqlite_statement_timeout(
+    options: sqlx::sqlite::SqliteConnectOptions,
+    _timeout: std::time::Duration,
+) -> sqlx::sqlite::SqliteConnectOptions {
+    options
+}
+
+/// `statement_timeout` in milliseconds, at least 1 (0 would switch the limit off).
+#[cfg(feature = "postgres")]
+fn postgres_statement_timeout(
+    options: sqlx::postgres::PgConnectOptions,
+    timeout: std::time::Duration,
+) -> sqlx::postgres::PgConnectOptions {
+    let millis = timeout.as_millis().max(1);
+    options.options([("statement_timeout", format!("{millis}ms"))])
+}
+
 #[cfg(feature = "postgres")]
 fn postgres_options(url: &str) -> Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
     use std::str::FromStr;
@@ -307,6 +372,7 @@ backend!(
     None, // BINARY, the default, compares bytes
     sea_query::SqliteQueryBuilder,
     sqlite_options,
+    sqlite_statement_timeout,
     two_phase: false,
     begin: "BEGIN IMMEDIATE"
 );
@@ -320,6 +386,7 @@ backend!(
     Some("C"), // byte order whatever the database's locale
     sea_query::PostgresQueryBuilder,
     postgres_options,
+    postgres_statement_timeout,
     two_phase: true,
     begin: "BEGIN"
 );

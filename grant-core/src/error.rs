@@ -162,7 +162,35 @@ impl Error {
     ///
     /// Connection-level failures become [`Error::ShardUnavailable`]; everything else
     /// [`Error::Shard`].
+    /// A statement the server cancelled (PostgreSQL SQLSTATE 57014, `query_canceled`: its
+    /// `statement_timeout` ran out, or a cancel request) becomes [`Error::Timeout`] naming the
+    /// shard; see [`Error::on_shard_limited`] to state the limit.
     pub fn on_shard(model: &'static str, shard: ShardId, source: sqlx::Error) -> Self {
+        Self::on_shard_limited(model, shard, source, None)
+    }
+
+    /// [`Error::on_shard`], knowing the server-side `statement_timeout` the shard's connections
+    /// run under (as set by the cluster's `statement_timeout` option), so that a statement the
+    /// server cancelled reports the limit it exceeded.
+    pub fn on_shard_limited(
+        model: &'static str,
+        shard: ShardId,
+        source: sqlx::Error,
+        statement_timeout: Option<std::time::Duration>,
+    ) -> Self {
+        if let sqlx::Error::Database(db) = &source
+            && db.code().as_deref() == Some(QUERY_CANCELED)
+        {
+            return Error::Timeout {
+                model,
+                shards: format!(
+                    "{shard} (the server cancelled the statement: {}, SQLSTATE {QUERY_CANCELED}; \
+                     raise `statement_timeout` or make the statement cheaper)",
+                    db.message()
+                ),
+                millis: statement_timeout.map_or(0, |d| d.as_millis()),
+            };
+        }
         if is_unavailable(&source) {
             Error::ShardUnavailable {
                 model,
@@ -190,6 +218,10 @@ impl Error {
         }
     }
 }
+
+/// PostgreSQL's `query_canceled`: `statement_timeout` or a cancel request
+/// (postgresql.org/docs/current/errcodes-appendix.html).
+const QUERY_CANCELED: &str = "57014";
 
 /// Whether a driver error means the shard cannot serve at all (as opposed to a statement error).
 fn is_unavailable(error: &sqlx::Error) -> bool {

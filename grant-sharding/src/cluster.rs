@@ -83,6 +83,8 @@ struct Inner<DB: Backend> {
     pool_settings: PoolSettings,
     timeout: Duration,
     acquire_timeout: Duration,
+    /// The server-side statement timeout set on every connection, if any.
+    statement_timeout: Option<Duration>,
     concurrency: usize,
     read_policy: ReadPolicy,
     balance: Balance,
@@ -280,6 +282,7 @@ pub struct ClusterBuilder<DB: Backend> {
     max_connections: u32,
     acquire_timeout: Duration,
     timeout: Duration,
+    statement_timeout: Option<Duration>,
     concurrency: usize,
     lazy: bool,
     idle_timeout: Option<Duration>,
@@ -375,6 +378,22 @@ impl<DB: Backend> ClusterBuilder<DB> {
         self
     }
 
+    /// Makes the database itself cancel any statement running longer than `d`, on every
+    /// connection of every endpoint (off by default).
+    ///
+    /// PostgreSQL: sets the server's `statement_timeout` at connect (in the startup packet, so
+    /// no extra round trip). Unlike [`timeout`](Self::timeout), which stops waiting on the
+    /// client side while the server may still be working, the server stops the statement and
+    /// frees its locks and its connection; the statement fails with [`Error::Timeout`] naming
+    /// the shard (SQLSTATE 57014). Set it a little below `timeout` so the server gives up first.
+    ///
+    /// SQLite has no server and no such setting: there the option does nothing, and only
+    /// `timeout` bounds a statement.
+    pub fn statement_timeout(mut self, d: Duration) -> Self {
+        self.statement_timeout = Some(d);
+        self
+    }
+
     /// How many shard statements one query may have in flight at once (default 64). Ordered
     /// cross-shard reads stream from every shard they visit at once regardless.
     pub fn max_concurrency(mut self, n: usize) -> Self {
@@ -396,8 +415,11 @@ impl<DB: Backend> ClusterBuilder<DB> {
         if let Some(idle) = self.idle_timeout {
             options = options.idle_timeout(idle);
         }
-        let connect = DB::connect_options(url)
+        let mut connect = DB::connect_options(url)
             .map_err(|e| Error::Config(format!("shard `{name}`: bad url `{url}`: {e}")))?;
+        if let Some(limit) = self.statement_timeout {
+            connect = DB::with_statement_timeout(connect, limit);
+        }
         if self.lazy {
             return Ok(options.connect_lazy_with(connect));
         }
@@ -454,6 +476,7 @@ impl<DB: Backend> ClusterBuilder<DB> {
                 .ok_or_else(|| Error::Config("cluster shared while building".into()))?;
             inner.concurrency = self.concurrency;
             inner.acquire_timeout = self.acquire_timeout;
+            inner.statement_timeout = self.statement_timeout;
             inner.read_policy = self.read_policy;
             inner.balance = self.balance;
             inner.read_your_writes = self.read_your_writes;
@@ -536,6 +559,7 @@ impl<DB: Backend> Cluster<DB> {
             max_connections: 5,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
+            statement_timeout: None,
             concurrency: DEFAULT_CONCURRENCY,
             lazy: false,
             idle_timeout: None,
@@ -572,6 +596,7 @@ impl<DB: Backend> Cluster<DB> {
                 },
                 timeout,
                 acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+                statement_timeout: None,
                 concurrency: DEFAULT_CONCURRENCY,
                 read_policy: ReadPolicy::Primary,
                 balance: Balance::RoundRobin,
@@ -791,6 +816,12 @@ impl<DB: Backend> Cluster<DB> {
     /// The per-statement timeout.
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
+    }
+
+    /// The server-side statement timeout every connection runs under, if one was set with
+    /// [`ClusterBuilder::statement_timeout`].
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        self.inner.statement_timeout
     }
 
     /// How many shard statements one query may have in flight at once.
@@ -1023,6 +1054,29 @@ impl<DB: Backend> Cluster<DB> {
         .await
     }
 
+    /// Runs a query on one shard and returns its first row, if any, within the timeout (the
+    /// one-row read of `find`).
+    pub(crate) async fn fetch_optional(
+        &self,
+        model: &'static str,
+        shard: ShardId,
+        policy: Option<ReadPolicy>,
+        (sql, values): (String, SqlxValues),
+    ) -> Result<Option<DB::Row>> {
+        let endpoint = self.endpoint(model, shard, policy)?;
+        self.inner
+            .log
+            .record(shard, endpoint.label, sql.as_str(), &values);
+        self.bounded(
+            model,
+            shard,
+            endpoint,
+            DB::fetch_optional(&endpoint.pool, sql, values),
+            |row| u64::from(row.is_some()),
+        )
+        .await
+    }
+
     /// Streams the rows of a query on one shard (errors name the model and shard).
     pub(crate) fn stream(
         &self,
@@ -1109,7 +1163,10 @@ impl<DB: Backend> Cluster<DB> {
     }
 
     /// A driver error on an endpoint, classified (and fed to its health): an exhausted pool is
-    /// a [`Error::Timeout`] after the acquire timeout; connection failures
+    /// a [`Error::Timeout`] after the acquire timeout — [`Error::ShardUnavailable`] when the
+    /// endpoint's last request failed at the connection level (the pool was retrying a server
+    /// that refuses connections) — and so is a statement the server cancelled
+    /// (its `statement_timeout`); connection failures
     /// [`Error::ShardUnavailable`]; the rest [`Error::Shard`].
     fn shard_error(
         &self,
@@ -1119,12 +1176,34 @@ impl<DB: Backend> Cluster<DB> {
         error: sqlx::Error,
     ) -> Error {
         let error = match error {
+            // No connection, and the endpoint's last request failed at the connection level:
+            // the pool spent the acquire timeout retrying a server that refuses connections.
+            sqlx::Error::PoolTimedOut if endpoint.health.consecutive_failures() > 0 => {
+                let last = endpoint
+                    .health
+                    .last_error()
+                    .unwrap_or_else(|| "no response".into());
+                Error::ShardUnavailable {
+                    model,
+                    shard,
+                    source: sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::NotConnected,
+                        format!(
+                            "{} could not be connected within the acquire timeout ({} ms) after \
+                             failing at the connection level (last: {last}); check that the \
+                             server is up (`cluster.status()` shows its health)",
+                            endpoint.label,
+                            self.inner.acquire_timeout.as_millis()
+                        ),
+                    )),
+                }
+            }
             sqlx::Error::PoolTimedOut => Error::Timeout {
                 model,
                 shards: format!("{shard} (no free connection in its pool)"),
                 millis: self.inner.acquire_timeout.as_millis(),
             },
-            other => Error::on_shard(model, shard, other),
+            other => Error::on_shard_limited(model, shard, other, self.inner.statement_timeout),
         };
         if matches!(error, Error::ShardUnavailable { .. }) {
             endpoint

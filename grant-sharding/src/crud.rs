@@ -1,8 +1,10 @@
 //! Schema and row writes: `create_table`, `insert`, `insert_many`, `update`, `delete`, `find`,
 //! and [`Tracked`] records that refuse shard-key changes.
 
-use std::collections::BTreeMap;
+use std::any::TypeId;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::{Deref, DerefMut};
+use std::sync::{LazyLock, RwLock};
 
 use futures_util::future::try_join_all;
 use grant_core::key::describe_values;
@@ -349,8 +351,10 @@ where
             find_statement::<M, DB>(&key)
         }
     };
-    let rows = cluster.fetch(M::META.name, shard, None, statement).await?;
-    rows.first()
+    let row = cluster
+        .fetch_optional(M::META.name, shard, None, statement)
+        .await?;
+    row.as_ref()
         .map(|row| {
             M::from_row(row).map_err(|source| Error::Shard {
                 model: M::META.name,
@@ -362,16 +366,52 @@ where
 }
 
 /// The shard and the statement (SQL and bound values) [`find`] sends for `key`: pure, no I/O.
+///
+/// The SQL text depends only on the model and the backend (the key travels as bound values), so
+/// it is built by sea-query once per (model, backend) and kept; later calls only gather the
+/// values: the key's, then the `LIMIT`.
 pub fn find_statement<M: Model, DB: Backend>(
     key: &M::PrimaryKey,
 ) -> (ShardId, (String, SqlxValues)) {
+    let shard = M::shard_of_key(key);
+    let cache_key = (TypeId::of::<M>(), TypeId::of::<DB>());
+    let cached = FIND_SQL
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&cache_key)
+        .copied();
+    if let Some(sql) = cached {
+        let mut values = M::primary_key_values(key);
+        values.push(sea_query::Value::BigUnsigned(Some(1)));
+        return (
+            shard,
+            (sql.to_owned(), SqlxValues(sea_query::Values(values))),
+        );
+    }
+    let built = build_find_statement::<M, DB>(key);
+    // Leaked once per (model, backend) pair: a few hundred bytes per model for the process.
+    let sql: &'static str = Box::leak(built.0.clone().into_boxed_str());
+    FIND_SQL
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(cache_key)
+        .or_insert(sql);
+    (shard, built)
+}
+
+/// [`find`]'s SQL text per (model, backend), see [`find_statement`].
+static FIND_SQL: LazyLock<RwLock<HashMap<(TypeId, TypeId), &'static str>>> =
+    LazyLock::new(Default::default);
+
+/// [`find_statement`] without the cache: sea-query builds the statement.
+pub fn build_find_statement<M: Model, DB: Backend>(key: &M::PrimaryKey) -> (String, SqlxValues) {
     let mut select = sea_query::Query::select();
     select
         .columns(M::META.column_names())
         .from(M::META.table)
         .cond_where(pk_condition::<M>(key))
         .limit(1);
-    (M::shard_of_key(key), select.build_sqlx(DB::builder()))
+    select.build_sqlx(DB::builder())
 }
 
 /// Like [`find`], returning a [`Tracked`] record that remembers its original key.

@@ -7,6 +7,9 @@
 //! in parallel: [`PgEnv::cluster`] for a cluster of fresh shard databases, [`PgEnv::database`]
 //! for one more (a reference database holding all rows, say).
 //!
+//! Tests that need server processes of their own — several servers, or one to stop and
+//! restart — call [`own_server_or_skip`] instead.
+//!
 //! When there is no PostgreSQL (no binaries and no `GRANT_PG_URL`), [`available`] prints a loud
 //! `skipping: no PostgreSQL` line to stderr and returns `None`, so the test can return early —
 //! except under CI (`CI=true` or `CI=1`), where a missing PostgreSQL is a failure and it panics.
@@ -27,6 +30,7 @@
 
 mod server;
 
+use server::NO_BINARIES;
 pub use server::PgServer;
 
 use std::io::Write as _;
@@ -331,6 +335,42 @@ async fn init() -> Result<PgEnv, String> {
         .await
         .map_err(|e| format!("starting PostgreSQL panicked: {e}"))?
         .map(PgEnv::started)
+}
+
+/// A [`PgServer`] of the test's own, for tests that need server processes to themselves (to
+/// stop and restart them, or to spread shards over several servers), or `None` after printing
+/// a loud `skipping: no PostgreSQL server binaries` line to stderr. `GRANT_PG_URL` does not
+/// help here: such a test must control its servers.
+///
+/// Blocking (`initdb` and `pg_ctl start` take a second or two): call it from
+/// `tokio::task::spawn_blocking` or `block_in_place` inside async tests.
+///
+/// # Panics
+///
+/// When the server cannot start and the environment variable `CI` is `true` or `1` (under CI a
+/// missing PostgreSQL is a failure, not a skip), or when the binaries exist but the server
+/// fails to start anyway (a broken setup is never a skip).
+pub fn own_server_or_skip(test: &str) -> Option<PgServer> {
+    match PgServer::start() {
+        Ok(server) => Some(server),
+        Err(why) if in_ci() => panic!(
+            "{test}: PostgreSQL is required under CI (CI={}), but no server could start: {why}",
+            std::env::var("CI").unwrap_or_default()
+        ),
+        Err(why)
+            if why.starts_with(NO_BINARIES)
+                || why.starts_with("GRANT_PG_BIN")
+                || why.starts_with("running as root") =>
+        {
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n!!! skipping {test}: no PostgreSQL server binaries: {why}\n!!! this test \
+                 checked nothing; install the PostgreSQL server binaries (initdb, pg_ctl)\n"
+            );
+            None
+        }
+        Err(why) => panic!("{test}: the PostgreSQL server binaries are there, but: {why}"),
+    }
 }
 
 fn in_ci() -> bool {

@@ -9,10 +9,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
 /// Server settings for tests: loopback only, room for many shard pools and prepared
-/// transactions, durability off (the data is thrown away).
+/// transactions (`max_prepared_transactions`, on every start and restart: two-phase commit needs
+/// it), no `fsync` (the data is thrown away, and an operating system crash is not what tests
+/// simulate).
+///
+/// `synchronous_commit` stays on: with it off, a commit is acknowledged before its WAL leaves
+/// the server's memory, and `pg_ctl stop -m immediate` — the crash the failover tests inject —
+/// would lose acknowledged writes. With `fsync=off` it costs one `write()` per commit.
 const SETTINGS: &str = "-c listen_addresses=127.0.0.1 -c max_connections=300 \
-                        -c max_prepared_transactions=50 -c fsync=off -c synchronous_commit=off \
+                        -c max_prepared_transactions=50 -c fsync=off -c synchronous_commit=on \
                         -c full_page_writes=off";
+
+/// How the error of a search for the server binaries that found none starts.
+pub(super) const NO_BINARIES: &str = "no PostgreSQL server binaries";
 
 /// The user that runs the server when the test process is root (`initdb` refuses root).
 const SERVICE_USER: &str = "postgres";
@@ -25,6 +34,10 @@ const START_ATTEMPTS: usize = 5;
 /// [`PgServer::start`] runs `initdb` (superuser `postgres`, trust authentication, locale `C` so
 /// text sorts by bytes, UTF-8) and `pg_ctl start` on a free loopback port. Dropping the server
 /// stops it (`pg_ctl stop -m immediate`) and removes its directory.
+///
+/// [`stop`](PgServer::stop) (`pg_ctl stop -m immediate`, a crash) and
+/// [`restart`](PgServer::restart) (same directory, same port, same settings) let failover
+/// tests take a server away and bring it back.
 ///
 /// When the process runs as root, every PostgreSQL program runs as the `postgres` user through
 /// `runuser`, and the directory belongs to that user.
@@ -174,7 +187,40 @@ impl PgServer {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
-    /// Stops the server now (`pg_ctl stop -m immediate`). Dropping the server does this too.
+    /// Whether the server is running (started and not stopped since).
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// Starts the server again after [`stop`](Self::stop): same data directory, same port, same
+    /// settings (`max_prepared_transactions` included); returns when it accepts connections
+    /// (`pg_ctl start -w`). A server stopped with `-m immediate` runs crash recovery first, so
+    /// every committed transaction is back. A replica resumes following its primary. Does
+    /// nothing when the server is running.
+    ///
+    /// # Errors
+    ///
+    /// A message with the end of the server log when it does not come back, e.g. because
+    /// another process took its port meanwhile.
+    pub fn restart(&mut self) -> Result<(), String> {
+        if self.running {
+            return Ok(());
+        }
+        self.pg_ctl_start(self.port).map_err(|e| {
+            format!(
+                "restarting the server of {} on port {}: {}",
+                self.data.display(),
+                self.port,
+                e.message
+            )
+        })?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// Stops the server now with `pg_ctl stop -m immediate` — no checkpoint, connections cut,
+    /// like a crash; [`restart`](Self::restart) brings it back. Dropping the server does this
+    /// too.
     ///
     /// # Errors
     ///
@@ -523,11 +569,10 @@ fn find_bin_dir() -> Result<PathBuf, String> {
     if has_both(&fixed) {
         return Ok(fixed);
     }
-    Err(
-        "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin; \
-         install the `postgresql` package or set GRANT_PG_BIN or GRANT_PG_URL"
-            .into(),
-    )
+    Err(format!(
+        "{NO_BINARIES} (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin; install the \
+         `postgresql` package or set GRANT_PG_BIN or GRANT_PG_URL"
+    ))
 }
 
 #[cfg(test)]
