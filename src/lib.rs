@@ -39,11 +39,18 @@ pub use grant_core::{
 };
 pub use grant_derive::{Model, Sharded};
 pub use grant_sharding::distribution::{Distribution, ShardRows};
+pub use grant_sharding::placement::{Placement, PlacementState, Resolver};
+pub use grant_sharding::resolve::directory::{Directory, NewKeys};
 pub use grant_sharding::{
     Balance, Circuit, Cluster, ClusterBuilder, EndpointStatus, Executed, HealthConfig, Migration,
     Partial, PartialQuery, Query, QueryLog, ReadPolicy, SchemaReport, Select, ShardStatus, Tracked,
     current_shard, with_shard,
 };
+
+/// Run-time placement: per-model overrides of the static strategy, dual writes for resharding.
+pub mod placement {
+    pub use grant_sharding::placement::*;
+}
 
 /// Tracing spans and metrics emitted per shard statement.
 pub mod observe {
@@ -77,10 +84,11 @@ pub mod __private {
     pub use grant_core::__private::{sea_query, sea_query_sqlx, sqlx};
     pub use grant_core::key::{IntKey, PgHashKey, TextKey};
     pub use grant_core::{
-        Backend, Column, ColumnMeta, Error, FromShardRow, Model, ModelMeta, Result, ShardId,
-        ShardKey, Sharded, SqlType,
+        Backend, Column, ColumnMeta, DirectorySpec, Error, FromShardRow, Model, ModelMeta, Result,
+        ShardId, ShardKey, Sharded, SqlType,
     };
     pub use grant_sharding::resolve;
     pub use grant_sharding::resolve::hash;
+    pub use grant_sharding::resolve::{custom, directory};
     pub use grant_sharding::{Cluster, Query, Tracked, crud};
 }

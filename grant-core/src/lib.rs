@@ -19,7 +19,7 @@ pub use column::{Column, ColumnRef, Nulls, Order, Scalar, SqlType, SumValue, Sum
 pub use cond::{CmpOp, Cond, Node};
 pub use error::{Error, Result};
 pub use key::{KeyPart, KeyVisitor, ShardKey};
-pub use model::{ColumnMeta, FromShardRow, Model, ModelMeta, Sharded};
+pub use model::{ColumnMeta, DirectorySpec, FromShardRow, Model, ModelMeta, Sharded};
 pub use select::{Agg, Having, Item, OrderItem, Selectable, count};
 pub use shard::ShardId;
 pub use value::{FromValue, ValueKind};

@@ -74,6 +74,22 @@ impl ModelMeta {
     }
 }
 
+/// What `#[shard(strategy = "directory", ..)]` says about a model whose key → shard entries
+/// live in a directory table of the cluster (see `grant_sharding::resolve::directory`).
+///
+/// Routing such a model needs the cluster (a directory lookup), so its pure placement functions
+/// (`shard_of_key`, `shard_for`) cannot answer; the cluster's operations consult the directory.
+#[derive(Debug, Clone, Copy)]
+pub struct DirectorySpec {
+    /// The shards new keys may be placed on, in index order.
+    pub shards: &'static [ShardId],
+    /// The cluster shard holding the directory table.
+    pub home: &'static str,
+    /// The placement policy for new keys as written: `"least_rows"`, `"round_robin"` or
+    /// `"explicit"`.
+    pub policy: &'static str,
+}
+
 /// A table row type: implemented by `#[derive(Sharded)]` and `#[derive(Model)]`.
 ///
 /// The placement functions (`shards`, `shard_of_key`, ...) tell the router where rows live; an
@@ -84,6 +100,10 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
 
     /// Names, columns and keys.
     const META: &'static ModelMeta;
+
+    /// The directory settings of a `#[shard(strategy = "directory", ..)]` model; `None` for
+    /// every other strategy (placement is then pure and static).
+    const DIRECTORY: Option<DirectorySpec> = None;
 
     /// This row's primary key.
     fn primary_key(&self) -> Self::PrimaryKey;

@@ -69,6 +69,10 @@ pub(crate) enum Strategy {
     Range,
     /// `strategy = "mapping"` (or `geographic`, `lookup`): listed values on named shards.
     Mapping,
+    /// `strategy = "directory"`: key → shard entries in a directory table of the cluster.
+    Directory,
+    /// `strategy = "custom"`: a user type implementing the resolver trait.
+    Custom,
 }
 
 impl Strategy {
@@ -81,6 +85,8 @@ impl Strategy {
         ("mapping", Strategy::Mapping),
         ("geographic", Strategy::Mapping),
         ("lookup", Strategy::Mapping),
+        ("directory", Strategy::Directory),
+        ("custom", Strategy::Custom),
     ];
 
     /// The strategy named `name`.
@@ -103,19 +109,21 @@ impl Strategy {
             Strategy::ConsistentHash => &["count", "prefix", "vnodes", "weights"],
             Strategy::Range => &["ranges"],
             Strategy::Mapping => &["map", "default"],
+            Strategy::Directory => &["count", "prefix", "home", "policy"],
+            Strategy::Custom => &["resolver"],
         }
     }
 
     /// Whether the strategy names its shards itself (rather than `count` shards `{prefix}{i}`).
     pub(crate) fn names_shards(self) -> bool {
-        matches!(self, Strategy::Range | Strategy::Mapping)
+        matches!(self, Strategy::Range | Strategy::Mapping | Strategy::Custom)
     }
 
     /// Whether a composite (several-column) shard key is allowed.
     pub(crate) fn takes_composite_keys(self) -> bool {
         matches!(
             self,
-            Strategy::Hash | Strategy::PgHash | Strategy::ConsistentHash
+            Strategy::Hash | Strategy::PgHash | Strategy::ConsistentHash | Strategy::Custom
         )
     }
 }
@@ -224,6 +232,12 @@ pub(crate) struct ShardAttr<'a> {
     pub(crate) ranges: Slot<Vec<RangeEntry>>,
     pub(crate) map: Slot<Vec<MapEntry>>,
     pub(crate) default: Slot<LitStr>,
+    /// `home = "shard_0"` (directory): the shard holding the directory table.
+    pub(crate) home: Slot<LitStr>,
+    /// `policy = "least_rows"` (directory): where new keys go.
+    pub(crate) policy: Slot<LitStr>,
+    /// `resolver = "path::Type"` (custom): the resolver type.
+    pub(crate) resolver: Slot<syn::Path>,
     /// Every key written, with the span of its name, in order.
     pub(crate) written: Vec<(String, Span)>,
 }
@@ -247,8 +261,12 @@ pub(crate) struct FieldAttrs {
 }
 
 const SHARD_KEYS: &[&str] = &[
-    "strategy", "on", "count", "prefix", "vnodes", "weights", "ranges", "map", "default",
+    "strategy", "on", "count", "prefix", "vnodes", "weights", "ranges", "map", "default", "home",
+    "policy", "resolver",
 ];
+
+/// The placement policies of `#[shard(strategy = "directory", policy = "...")]`.
+pub(crate) const DIRECTORY_POLICIES: &[&str] = &["least_rows", "round_robin", "explicit"];
 
 /// The largest `#[shard(vnodes = N)]`.
 pub(crate) const MAX_VNODES: u32 = 1 << 16;
@@ -290,6 +308,9 @@ pub(crate) fn container<'a>(
                 ranges: Slot::Missing,
                 map: Slot::Missing,
                 default: Slot::Missing,
+                home: Slot::Missing,
+                policy: Slot::Missing,
+                resolver: Slot::Missing,
                 written: Vec::new(),
             });
             parse_shard(attr, shard, errors);
@@ -417,6 +438,56 @@ fn parse_shard(attr: &Attribute, shard: &mut ShardAttr<'_>, errors: &mut Errors)
             "prefix" => {
                 let value = string_value(&meta, "shard", "prefix", "\"shard_\"", errors)?;
                 store(&mut shard.prefix, &meta, "shard", value, errors);
+            }
+            "home" => {
+                let value = string_value(&meta, "shard", "home", "\"shard_0\"", errors)?;
+                let value = value.and_then(|lit| {
+                    non_empty(
+                        lit,
+                        "#[shard(home = ...)]",
+                        "the name of the shard holding the directory table",
+                        errors,
+                    )
+                });
+                store(&mut shard.home, &meta, "shard", value, errors);
+            }
+            "policy" => {
+                let value = string_value(&meta, "shard", "policy", "\"least_rows\"", errors)?;
+                let value = value.and_then(|lit| {
+                    if DIRECTORY_POLICIES.contains(&lit.value().as_str()) {
+                        Some(lit)
+                    } else {
+                        errors.spanned(
+                            &lit,
+                            format!(
+                                "unknown directory policy `{}`, expected one of {}",
+                                lit.value(),
+                                backticked_list(DIRECTORY_POLICIES.iter().copied())
+                            ),
+                        );
+                        None
+                    }
+                });
+                store(&mut shard.policy, &meta, "shard", value, errors);
+            }
+            "resolver" => {
+                let value =
+                    string_value(&meta, "shard", "resolver", "\"crate::MyResolver\"", errors)?;
+                let value = value.and_then(|lit| match lit.parse::<syn::Path>() {
+                    Ok(path) => Some(path),
+                    Err(_) => {
+                        errors.spanned(
+                            &lit,
+                            format!(
+                                "`#[shard(resolver = ...)]` expects the path of a type, e.g. \
+                                 `resolver = \"crate::MyResolver\"`, got `{}`",
+                                lit.value()
+                            ),
+                        );
+                        None
+                    }
+                });
+                store(&mut shard.resolver, &meta, "shard", value, errors);
             }
             other => {
                 errors.spanned(

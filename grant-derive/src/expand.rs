@@ -111,7 +111,10 @@ fn key_type(model: &Model<'_>, sharding: &Sharding) -> TokenStream {
 /// Each shard-key field's type with the trait the strategy needs of it, spanned at the type.
 fn key_bounds(model: &Model<'_>, sharding: &Sharding) -> Vec<(TokenStream, TokenStream)> {
     let trait_name = match &sharding.plan {
-        Plan::Hash { .. } | Plan::Consistent { .. } => "ShardKey",
+        Plan::Hash { .. }
+        | Plan::Consistent { .. }
+        | Plan::Directory { .. }
+        | Plan::Custom { .. } => "ShardKey",
         Plan::PgHash { .. } => "PgHashKey",
         Plan::Range { .. } => "IntKey",
         Plan::Mapping { text: true, .. } => "TextKey",
@@ -192,6 +195,11 @@ fn route(model: &Model<'_>, key: &TokenStream) -> TokenStream {
             Plan::Mapping { .. } => quote! {
                 ::core::option::Option::unwrap_or(__GRANT_MAPPING.shard_for(#key), #p::ShardId::UNPLACED)
             },
+            // The directory is in the cluster: pure routing cannot know.
+            Plan::Directory { .. } => quote!(#p::ShardId::UNPLACED),
+            Plan::Custom { .. } => {
+                quote!(#p::resolve::custom::shard_for::<Self, _, _>(__grant_resolver(), #key))
+            }
         },
         Placement::Single { shard } => quote!(#p::ShardId::named(0, #shard)),
     }
@@ -206,6 +214,21 @@ fn try_route(model: &Model<'_>, key: &TokenStream) -> Option<TokenStream> {
     };
     if !sharding.plan.may_leave_keys_unplaced() {
         return None;
+    }
+    match &sharding.plan {
+        Plan::Directory { .. } => {
+            return Some(quote! {
+                ::core::result::Result::Err(#p::resolve::directory::static_route::<Self>(
+                    &#p::ShardKey::describe(#key),
+                ))
+            });
+        }
+        Plan::Custom { .. } => {
+            return Some(quote! {
+                #p::resolve::custom::try_shard_for::<Self, _, _>(__grant_resolver(), #key)
+            });
+        }
+        _ => {}
     }
     let (resolver, error) = match &sharding.plan {
         Plan::Range { .. } => (quote!(__GRANT_RANGES), quote!(#p::resolve::range::outside)),
@@ -240,7 +263,18 @@ fn helpers(model: &Model<'_>) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     match &sharding.plan {
-        Plan::Hash { .. } | Plan::PgHash { .. } => TokenStream::new(),
+        Plan::Hash { .. } | Plan::PgHash { .. } | Plan::Directory { .. } => TokenStream::new(),
+        Plan::Custom { resolver } => {
+            let r = quote_spanned!(resolver.span()=> #resolver);
+            quote! {
+                /// The model's resolver, built with `Default` on first use.
+                fn __grant_resolver() -> &'static #r {
+                    static RESOLVER: ::std::sync::LazyLock<#r> =
+                        ::std::sync::LazyLock::new(<#r as ::core::default::Default>::default);
+                    &RESOLVER
+                }
+            }
+        }
         Plan::Consistent { prefix, vnodes } => {
             let vnodes = vnodes.iter().map(|&v| Literal::u32_suffixed(v));
             quote! {
@@ -434,6 +468,38 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
     });
 
     let placement = placement_fns(model);
+    let directory = match &model.placement {
+        Placement::Sharded(Sharding {
+            plan:
+                Plan::Directory {
+                    count,
+                    prefix,
+                    home,
+                    policy,
+                },
+            ..
+        }) => {
+            let len = Literal::usize_unsuffixed(*count as usize);
+            let n = Literal::u32_suffixed(*count);
+            quote! {
+                const DIRECTORY: ::core::option::Option<#p::DirectorySpec> =
+                    ::core::option::Option::Some(#p::DirectorySpec {
+                        shards: &{
+                            let mut shards = [#p::ShardId::prefixed(#prefix, 0); #len];
+                            let mut index: u32 = 0;
+                            while index < #n {
+                                shards[index as usize] = #p::ShardId::prefixed(#prefix, index);
+                                index += 1;
+                            }
+                            shards
+                        },
+                        home: #home,
+                        policy: #policy,
+                    });
+            }
+        }
+        _ => TokenStream::new(),
+    };
 
     quote! {
         #[automatically_derived]
@@ -452,6 +518,8 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
                 shard_key: #shard_key_index,
                 shard_key_columns: #shard_key_columns,
             };
+
+            #directory
 
             fn primary_key(&self) -> Self::PrimaryKey {
                 #pk_value
@@ -509,9 +577,17 @@ fn placement_fns(model: &Model<'_>) -> TokenStream {
         }
     };
     let shards = match &sharding.plan {
-        Plan::Hash { count, prefix } | Plan::PgHash { count, prefix } => {
-            prefixed_shards(*count, prefix)
-        }
+        Plan::Hash { count, prefix }
+        | Plan::PgHash { count, prefix }
+        | Plan::Directory { count, prefix, .. } => prefixed_shards(*count, prefix),
+        Plan::Custom { resolver } => quote! {
+            static SHARDS: ::std::sync::LazyLock<::std::vec::Vec<#p::ShardId>> =
+                ::std::sync::LazyLock::new(|| {
+                    ::std::borrow::Cow::into_owned(
+                        <#resolver as #p::resolve::Resolver>::shards(__grant_resolver()),
+                    )
+                });
+        },
         Plan::Consistent { prefix, vnodes } => prefixed_shards(vnodes.len() as u32, prefix),
         Plan::Range { shards, .. } | Plan::Mapping { shards, .. } => {
             let len = Literal::usize_unsuffixed(shards.len());
@@ -536,6 +612,14 @@ fn placement_fns(model: &Model<'_>) -> TokenStream {
         }
         Plan::Mapping { .. } => {
             quote!(#p::resolve::mapping::route_values::<Self>(&__GRANT_MAPPING, #values))
+        }
+        Plan::Directory { .. } => quote! {
+            ::core::result::Result::Err(#p::resolve::directory::static_route::<Self>(
+                &::std::format!("{:?}", #values),
+            ))
+        },
+        Plan::Custom { .. } => {
+            quote!(#p::resolve::custom::route_values::<Self, _>(__grant_resolver(), #values))
         }
     };
     let route_value = match &sharding.plan {
@@ -569,6 +653,19 @@ fn placement_fns(model: &Model<'_>) -> TokenStream {
                 high: ::core::ops::Bound<&#p::sea_query::Value>,
             ) -> #p::Result<::core::option::Option<::std::vec::Vec<#p::ShardId>>> {
                 #p::resolve::range::shards_for_range(&__GRANT_RANGES, low, high)
+            }
+        },
+        Plan::Custom { resolver } => quote! {
+            fn shards_for_range(
+                low: ::core::ops::Bound<&#p::sea_query::Value>,
+                high: ::core::ops::Bound<&#p::sea_query::Value>,
+            ) -> #p::Result<::core::option::Option<::std::vec::Vec<#p::ShardId>>> {
+                <#resolver as #p::resolve::Resolver>::shards_for_range(
+                    __grant_resolver(),
+                    <Self as #p::Model>::META,
+                    low,
+                    high,
+                )
             }
         },
         _ => TokenStream::new(),

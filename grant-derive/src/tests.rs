@@ -441,7 +441,7 @@ fn unknown_strategy() {
                 struct User { #[primary_key] id: i64 }
             }
         ),
-        "unknown strategy `hsh`, expected one of `hash`, `pg_hash`, `consistent_hash`, `range`, `mapping`, `geographic`, `lookup`"
+        "unknown strategy `hsh`, expected one of `hash`, `pg_hash`, `consistent_hash`, `range`, `mapping`, `geographic`, `lookup`, `directory`, `custom`"
     );
 }
 
@@ -487,7 +487,7 @@ fn unknown_keys() {
                 struct User { #[primary_key] id: i64 }
             }
         ),
-        "unknown key `shards` in `#[shard(..)]`, expected one of `strategy`, `on`, `count`, `prefix`, `vnodes`, `weights`, `ranges`, `map`, `default`"
+        "unknown key `shards` in `#[shard(..)]`, expected one of `strategy`, `on`, `count`, `prefix`, `vnodes`, `weights`, `ranges`, `map`, `default`, `home`, `policy`, `resolver`"
     );
     assert_eq!(
         error(
@@ -595,7 +595,7 @@ fn missing_keys_are_reported_together() {
             }
         ),
         [
-            "`#[shard(..)]` is missing `strategy = \"...\"`, one of `hash`, `pg_hash`, `consistent_hash`, `range`, `mapping`, `geographic`, `lookup`"
+            "`#[shard(..)]` is missing `strategy = \"...\"`, one of `hash`, `pg_hash`, `consistent_hash`, `range`, `mapping`, `geographic`, `lookup`, `directory`, `custom`"
         ]
     );
 }
@@ -771,9 +771,9 @@ fn every_mistake_is_reported_at_once() {
         all,
         [
             "unknown key `tabel` in `#[grant(..)]` on a struct, expected `table`",
-            "unknown strategy `hsh`, expected one of `hash`, `pg_hash`, `consistent_hash`, `range`, `mapping`, `geographic`, `lookup`",
+            "unknown strategy `hsh`, expected one of `hash`, `pg_hash`, `consistent_hash`, `range`, `mapping`, `geographic`, `lookup`, `directory`, `custom`",
             "`#[shard(count = ...)]` must be at least 1, got 0",
-            "unknown key `extra` in `#[shard(..)]`, expected one of `strategy`, `on`, `count`, `prefix`, `vnodes`, `weights`, `ranges`, `map`, `default`",
+            "unknown key `extra` in `#[shard(..)]`, expected one of `strategy`, `on`, `count`, `prefix`, `vnodes`, `weights`, `ranges`, `map`, `default`, `home`, `policy`, `resolver`",
             "unknown key `colum` in field attribute `#[grant(..)]`, expected `column`",
             "`User` has no primary key; mark the field(s) that identify a row with `#[primary_key]`",
             "`#[shard(on = \"idd\")]` names no field of `User`; did you mean `id`?",

@@ -85,6 +85,15 @@ pub(crate) enum Plan {
         /// Whether the listed values are strings (else integers).
         text: bool,
     },
+    /// `directory`: `count` shards `{prefix}{i}`, the directory table on `home`.
+    Directory {
+        count: u32,
+        prefix: String,
+        home: String,
+        policy: String,
+    },
+    /// `custom`: the user's resolver type.
+    Custom { resolver: syn::Path },
 }
 
 impl Plan {
@@ -96,6 +105,7 @@ impl Plan {
                     || ranges.last().is_some_and(|r| r.1.is_some())
             }
             Plan::Mapping { default, .. } => default.is_none(),
+            Plan::Directory { .. } | Plan::Custom { .. } => true,
             _ => false,
         }
     }
@@ -289,6 +299,10 @@ fn sharded(
         Strategy::ConsistentHash => consistent(shard, errors)?,
         Strategy::Range => range(shard.ranges.get()?, errors)?,
         Strategy::Mapping => mapping(shard)?,
+        Strategy::Directory => directory(shard, errors)?,
+        Strategy::Custom => Plan::Custom {
+            resolver: shard.resolver.get()?.clone(),
+        },
     };
     let (key, key_in_primary_key) = key?;
     Some(Placement::Sharded(Sharding {
@@ -328,6 +342,13 @@ fn missing_keys(shard: &ShardAttr<'_>, strategy: Option<Strategy>, errors: &mut 
                 .to_owned(),
         );
     }
+    if strategy == Some(Strategy::Custom) && matches!(shard.resolver, Slot::Missing) {
+        missing.push(
+            "`resolver = \"<type path>\"`, the type implementing \
+             `grant::resolve::Resolver` (and `Default`), e.g. `resolver = \"crate::MyResolver\"`"
+                .to_owned(),
+        );
+    }
     if strategy == Some(Strategy::Mapping) && matches!(shard.map, Slot::Missing) {
         missing.push(
             "`map(<value> = \"<shard>\", ...)`, the shard of each key value, e.g. \
@@ -353,10 +374,10 @@ fn foreign_keys(shard: &ShardAttr<'_>, strategy: Strategy, errors: &mut Errors) 
         }
         let message = match key.as_str() {
             "count" | "prefix" if strategy.names_shards() => {
-                let named_in = if strategy == Strategy::Range {
-                    "`ranges(..)`"
-                } else {
-                    "`map(..)` and `default`"
+                let named_in = match strategy {
+                    Strategy::Range => "`ranges(..)`",
+                    Strategy::Custom => "its resolver type",
+                    _ => "`map(..)` and `default`",
                 };
                 format!(
                     "`{key}` does not apply to `strategy = \"{written}\"`, which names its shards \
@@ -369,6 +390,14 @@ fn foreign_keys(shard: &ShardAttr<'_>, strategy: Strategy, errors: &mut Errors) 
             ),
             "ranges" => format!(
                 "`ranges(..)` only applies to `strategy = \"range\"`, not \
+                 `strategy = \"{written}\"`; remove it"
+            ),
+            "home" | "policy" => format!(
+                "`{key}` only applies to `strategy = \"directory\"`, not \
+                 `strategy = \"{written}\"`; remove it"
+            ),
+            "resolver" => format!(
+                "`resolver` only applies to `strategy = \"custom\"`, not \
                  `strategy = \"{written}\"`; remove it"
             ),
             "map" | "default" => format!(
@@ -399,7 +428,7 @@ fn key_fields(
             on.span,
             format!(
                 "`strategy = \"{}\"` places rows by one key column, but `on` names {}; composite \
-                 shard keys work with `hash`, `pg_hash` and `consistent_hash`",
+                 shard keys work with `hash`, `pg_hash`, `consistent_hash` and `custom`",
                 shard_strategy_name(input),
                 on.fields.len()
             ),
@@ -594,6 +623,47 @@ fn range(entries: &[RangeEntry], errors: &mut Errors) -> Option<Plan> {
 
 /// `mapping`: the listed values sorted, and their shards (then the default's) listed in order of
 /// first appearance.
+fn directory(shard: &ShardAttr<'_>, errors: &mut Errors) -> Option<Plan> {
+    let count = *shard.count.get()?;
+    let prefix = prefix(shard);
+    if matches!(shard.home, Slot::Invalid) || matches!(shard.policy, Slot::Invalid) {
+        return None;
+    }
+    let home = match shard.home.get() {
+        Some(lit) => {
+            let name = lit.value();
+            let index = name
+                .strip_prefix(prefix.as_str())
+                .filter(|rest| !rest.starts_with('0') || *rest == "0")
+                .and_then(|rest| rest.parse::<u32>().ok())
+                .filter(|&i| i < count);
+            if index.is_none() {
+                errors.spanned(
+                    lit,
+                    format!(
+                        "`#[shard(home = \"{name}\")]` is not one of this model's shards \
+                         `{prefix}0` .. `{prefix}{}`; the directory table lives on one of them",
+                        count - 1
+                    ),
+                );
+                return None;
+            }
+            name
+        }
+        None => format!("{prefix}0"),
+    };
+    let policy = shard
+        .policy
+        .get()
+        .map_or_else(|| "least_rows".to_owned(), LitStr::value);
+    Some(Plan::Directory {
+        count,
+        prefix,
+        home,
+        policy,
+    })
+}
+
 fn mapping(shard: &ShardAttr<'_>) -> Option<Plan> {
     let entries = shard.map.get()?;
     if matches!(shard.default, Slot::Invalid) {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use crate::health::{EndpointStatus, Health, HealthConfig, ShardStatus};
 use crate::observe::Statement;
+use crate::placement::Placements;
 
 /// Default time a statement on one shard may take before [`Error::Timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,8 +76,11 @@ pub struct Cluster<DB: Backend> {
 }
 
 struct Inner<DB: Backend> {
-    shards: Vec<Shard<DB>>,
-    by_name: HashMap<String, usize>,
+    shards: ShardSet<DB>,
+    /// Run-time placements by model (see [`crate::placement`]).
+    placements: Placements,
+    /// How [`Cluster::add_shard`] builds pools.
+    pool_settings: PoolSettings,
     timeout: Duration,
     acquire_timeout: Duration,
     concurrency: usize,
@@ -88,8 +92,113 @@ struct Inner<DB: Backend> {
     log: QueryLog,
 }
 
+/// How pools of shards added at run time are configured (the builder's settings).
+#[derive(Debug, Clone, Copy)]
+struct PoolSettings {
+    max_connections: u32,
+    idle_timeout: Option<Duration>,
+}
+
+/// Shards in slots that never move: a slot, once filled, lives as long as the cluster, so
+/// readers borrow shards without a lock and [`Cluster::add_shard`] / [`Cluster::remove_shard`]
+/// change the set while queries run. A removed shard's slot is marked removed, never reused.
+struct ShardSet<DB: Backend> {
+    chunks: Box<[OnceLock<Box<[OnceLock<Shard<DB>>]>>]>,
+    /// Slots filled so far.
+    len: AtomicUsize,
+    /// Live shard name → slot.
+    by_name: RwLock<HashMap<String, usize>>,
+    /// Serializes additions and removals.
+    change: Mutex<()>,
+}
+
+/// Slots per chunk and chunks: at most 4096 shards over a cluster's life.
+const CHUNK: usize = 64;
+const CHUNKS: usize = 64;
+
+impl<DB: Backend> ShardSet<DB> {
+    fn new() -> Self {
+        ShardSet {
+            chunks: (0..CHUNKS).map(|_| OnceLock::new()).collect(),
+            len: AtomicUsize::new(0),
+            by_name: RwLock::new(HashMap::new()),
+            change: Mutex::new(()),
+        }
+    }
+
+    #[inline]
+    fn slot(&self, i: usize) -> Option<&Shard<DB>> {
+        self.chunks.get(i / CHUNK)?.get()?.get(i % CHUNK)?.get()
+    }
+
+    fn slot_mut(&mut self, i: usize) -> Option<&mut Shard<DB>> {
+        self.chunks
+            .get_mut(i / CHUNK)?
+            .get_mut()?
+            .get_mut(i % CHUNK)?
+            .get_mut()
+    }
+
+    /// Slots filled so far (live or removed).
+    #[inline]
+    fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    /// The live shards with their slots, in the order they were added.
+    fn live(&self) -> impl Iterator<Item = (usize, &Shard<DB>)> {
+        (0..self.len()).filter_map(|i| {
+            self.slot(i)
+                .filter(|s| !s.removed.load(Ordering::Acquire))
+                .map(|s| (i, s))
+        })
+    }
+
+    fn names(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, usize>> {
+        self.by_name.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn find(&self, name: &str) -> Option<usize> {
+        self.names().get(name).copied()
+    }
+
+    /// Adds a shard in the next slot; `Err` naming it when the name is taken or the set full.
+    fn push(&self, make: impl FnOnce(usize) -> Shard<DB>) -> Result<usize> {
+        let _guard = self.change.lock().unwrap_or_else(|e| e.into_inner());
+        let i = self.len();
+        let shard = make(i);
+        let mut names = self.by_name.write().unwrap_or_else(|e| e.into_inner());
+        if names.contains_key(&shard.name) {
+            return Err(Error::Config(format!(
+                "shard `{}` is listed twice; shard names are unique in a cluster",
+                shard.name
+            )));
+        }
+        let chunk = self
+            .chunks
+            .get(i / CHUNK)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "cannot add shard `{}`: a cluster holds at most {} shards over its life",
+                    shard.name,
+                    CHUNK * CHUNKS
+                ))
+            })?
+            .get_or_init(|| (0..CHUNK).map(|_| OnceLock::new()).collect());
+        names.insert(shard.name.clone(), i);
+        if let Err(shard) = chunk[i % CHUNK].set(shard) {
+            names.remove(&shard.name);
+            return Err(Error::Config(format!("shard slot {i} already filled")));
+        }
+        self.len.store(i + 1, Ordering::Release);
+        Ok(i)
+    }
+}
+
 struct Shard<DB: Backend> {
     name: String,
+    /// Set by [`Cluster::remove_shard`]: the shard takes no more statements.
+    removed: AtomicBool,
     /// The name as a `ShardId` for errors about this cluster shard (see [`Cluster::shard_id`]).
     id: ShardId,
     primary: Endpoint<DB>,
@@ -338,13 +447,20 @@ impl<DB: Backend> ClusterBuilder<DB> {
             inner.balance = self.balance;
             inner.read_your_writes = self.read_your_writes;
             inner.health = self.health;
+            inner.pool_settings = PoolSettings {
+                max_connections: self.max_connections,
+                idle_timeout: self.idle_timeout,
+            };
             for ((shard, _), pool) in self.replicas.iter().zip(replicas) {
-                let i = inner.by_name[shard];
-                let label = replica_label(inner.shards[i].replicas.len());
-                let shard = inner.shards[i].primary.shard;
-                inner.shards[i]
-                    .replicas
-                    .push(Endpoint::new(label, shard, pool));
+                let Some(i) = inner.shards.find(shard) else {
+                    continue;
+                };
+                let Some(target) = inner.shards.slot_mut(i) else {
+                    continue;
+                };
+                let label = replica_label(target.replicas.len());
+                let shard = target.primary.shard;
+                target.replicas.push(Endpoint::new(label, shard, pool));
             }
         }
         if self.health_checks {
@@ -366,8 +482,8 @@ fn spawn_health_checks<DB: Backend>(inner: Weak<Inner<DB>>, config: HealthConfig
             };
             let endpoints = inner
                 .shards
-                .iter()
-                .flat_map(|s| std::iter::once(&s.primary).chain(&s.replicas));
+                .live()
+                .flat_map(|(_, s)| std::iter::once(&s.primary).chain(&s.replicas));
             futures_util::future::join_all(endpoints.map(|e| probe(e, config))).await;
         }
     });
@@ -426,29 +542,18 @@ impl<DB: Backend> Cluster<DB> {
         if pools.is_empty() {
             return Err(Error::Config("a cluster needs at least one shard".into()));
         }
-        let mut by_name = HashMap::new();
-        let mut shards = Vec::with_capacity(pools.len());
-        for (i, (name, pool)) in pools.into_iter().enumerate() {
-            if by_name.insert(name.clone(), i).is_some() {
-                return Err(Error::Config(format!("shard `{name}` is listed twice")));
-            }
-            // A ShardId holds a `&'static str`: cluster shard names are leaked once per cluster
-            // construction (a few bytes each; clusters are built once per process in practice).
-            let leaked: &'static str = Box::leak(name.clone().into_boxed_str());
-            let id = ShardId::named(i as u32, leaked);
-            shards.push(Shard {
-                name,
-                id,
-                primary: Endpoint::new("primary", leaked, pool),
-                replicas: Vec::new(),
-                next_replica: AtomicUsize::new(0),
-                last_write: AtomicU64::new(0),
-            });
+        let shards = ShardSet::new();
+        for (name, pool) in pools {
+            shards.push(|i| new_shard(i, name, pool))?;
         }
         Ok(Cluster {
             inner: Arc::new(Inner {
                 shards,
-                by_name,
+                placements: Placements::default(),
+                pool_settings: PoolSettings {
+                    max_connections: 5,
+                    idle_timeout: None,
+                },
                 timeout,
                 acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
                 concurrency: DEFAULT_CONCURRENCY,
@@ -462,29 +567,208 @@ impl<DB: Backend> Cluster<DB> {
         })
     }
 
-    /// The shard names, in the order they were added.
+    /// The shard names, in the order they were added (removed shards left out).
     pub fn shard_names(&self) -> impl Iterator<Item = &str> {
-        self.inner.shards.iter().map(|s| s.name.as_str())
+        self.inner.shards.live().map(|(_, s)| s.name.as_str())
     }
 
-    /// The cluster shard at position `index` (in the order shards were added) as a [`ShardId`]
-    /// named like it.
+    /// The cluster shard at position `index` (in the order shards were added, removed shards
+    /// left out) as a [`ShardId`] named like it.
     pub fn shard_id(&self, index: usize) -> Option<ShardId> {
-        self.inner.shards.get(index).map(|s| s.id)
+        self.inner.shards.live().nth(index).map(|(_, s)| s.id)
     }
 
     /// The primary pool of the shard called `name`, for direct access.
     pub fn pool(&self, name: &str) -> Option<&Pool<DB>> {
-        self.inner
-            .by_name
-            .get(name)
-            .map(|&i| &self.inner.shards[i].primary.pool)
+        let i = self.inner.shards.find(name)?;
+        self.inner.shards.slot(i).map(|s| &s.primary.pool)
     }
 
     /// The pool of replica `replica` of the shard called `name`.
     pub fn replica_pool(&self, name: &str, replica: usize) -> Option<&Pool<DB>> {
-        let shard = &self.inner.shards[*self.inner.by_name.get(name)?];
+        let shard = self.inner.shards.slot(self.inner.shards.find(name)?)?;
         shard.replicas.get(replica).map(|e| &e.pool)
+    }
+
+    /// The run-time placements (see [`crate::placement`]).
+    pub(crate) fn placements(&self) -> &Placements {
+        &self.inner.placements
+    }
+
+    /// Adds a shard named `name` whose primary is at `url` to the live cluster, connecting it
+    /// with the builder's pool settings. Queries keep running meanwhile; models start using
+    /// the shard when their placement names it (see [`Cluster::set_placement`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a name the cluster already has, a bad url or an unreachable
+    /// database (naming it).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes adds nothing.
+    pub async fn add_shard(&self, name: impl Into<String>, url: &str) -> Result<ShardId> {
+        let name = name.into();
+        if self.inner.shards.find(&name).is_some() {
+            return Err(Error::Config(format!(
+                "cannot add shard `{name}`: the cluster already has a shard of that name"
+            )));
+        }
+        let settings = self.inner.pool_settings;
+        let mut options = PoolOptions::<DB>::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(self.inner.acquire_timeout);
+        if let Some(idle) = settings.idle_timeout {
+            options = options.idle_timeout(idle);
+        }
+        let connect = DB::connect_options(url)
+            .map_err(|e| Error::Config(format!("shard `{name}`: bad url `{url}`: {e}")))?;
+        let pool = options.connect_with(connect).await.map_err(|e| {
+            Error::Config(format!(
+                "shard `{name}` cannot be reached at `{url}`: {e}; check the url and that the \
+                 database is up"
+            ))
+        })?;
+        self.add_shard_pool(name, pool)
+    }
+
+    /// Adds a shard named `name` over an already-connected `pool` to the live cluster (see
+    /// [`Cluster::add_shard`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a name the cluster already has.
+    pub fn add_shard_pool(&self, name: impl Into<String>, pool: Pool<DB>) -> Result<ShardId> {
+        let name = name.into();
+        let i = self.inner.shards.push(|i| new_shard(i, name, pool))?;
+        self.inner
+            .shards
+            .slot(i)
+            .map(|s| s.id)
+            .ok_or_else(|| Error::Config(format!("shard slot {i} is empty")))
+    }
+
+    /// Removes the shard called `name` from the live cluster and closes its pools — only when
+    /// nothing would be lost: no run-time placement of a model still names it and none of its
+    /// tables holds a row (Grant's migration ledger aside). Statements already running on it
+    /// finish; new ones fail with [`Error::UnknownShard`].
+    ///
+    /// Move a model's rows off the shard first (change its placement, or reshard), then remove
+    /// it. Models with a static placement that names the shard fail with
+    /// [`Error::UnknownShard`] once it is gone (`cluster.check::<M>()` tells in advance).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the shard and the model placement or table (with its row
+    /// count) that still uses it — then the shard stays in the cluster, untouched — or when
+    /// the cluster has no such shard or it is the last one.
+    pub async fn remove_shard(&self, name: &str) -> Result<()> {
+        let Some(i) = self.inner.shards.find(name) else {
+            return Err(Error::Config(format!(
+                "cannot remove shard `{name}`: the cluster has no such shard (it has {})",
+                self.shard_names().collect::<Vec<_>>().join(", ")
+            )));
+        };
+        if self.inner.shards.live().count() <= 1 {
+            return Err(Error::Config(format!(
+                "cannot remove shard `{name}`: it is the cluster's last shard"
+            )));
+        }
+        for (table, state) in self.inner.placements.all() {
+            if let Some(shard) = state
+                .placement
+                .dynamic_shards()
+                .into_iter()
+                .find(|s| s.is_named(name))
+            {
+                return Err(Error::Config(format!(
+                    "cannot remove shard `{name}`: the placement of table `{table}` (epoch {}) \
+                     still places keys on `{shard}`; change it with `cluster.set_placement` (or \
+                     reshard its rows) first",
+                    state.epoch
+                )));
+            }
+        }
+        let Some(shard) = self.inner.shards.slot(i) else {
+            return Err(Error::Config(format!("shard slot {i} is empty")));
+        };
+        // Take the shard out of routing first, so no new write lands while its tables are
+        // counted; put it back if they hold rows.
+        shard.removed.store(true, Ordering::Release);
+        let held = match self.rows_held(shard).await {
+            Ok(held) => held,
+            Err(e) => {
+                shard.removed.store(false, Ordering::Release);
+                return Err(e);
+            }
+        };
+        if let Some((table, rows)) = held {
+            shard.removed.store(false, Ordering::Release);
+            return Err(Error::Config(format!(
+                "cannot remove shard `{name}`: its table `{table}` still holds {rows} row(s); \
+                 move them to other shards (reshard) or delete them, then remove the shard — \
+                 nothing was changed"
+            )));
+        }
+        {
+            let _guard = self
+                .inner
+                .shards
+                .change
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let mut names = self
+                .inner
+                .shards
+                .by_name
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            names.remove(name);
+        }
+        shard.primary.pool.close().await;
+        for replica in &shard.replicas {
+            replica.pool.close().await;
+        }
+        Ok(())
+    }
+
+    /// The first table of `shard` holding rows, with its row count (Grant's ledger aside).
+    async fn rows_held(&self, shard: &Shard<DB>) -> Result<Option<(String, i64)>> {
+        let pool = &shard.primary.pool;
+        let id = shard.id;
+        let list = if <DB as Backend>::NAME == "postgres" {
+            "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' \
+             ORDER BY table_name"
+        } else {
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        };
+        let tables = DB::fetch_all(pool, list.into(), SqlxValues(Values(Vec::new())))
+            .await
+            .map_err(|e| Error::on_shard("-", id, e))?;
+        for row in &tables {
+            let table = DB::get_string(row, 0)
+                .map_err(|e| Error::on_shard("-", id, e))?
+                .unwrap_or_default();
+            if table == crate::schema::LEDGER {
+                continue;
+            }
+            let count = format!("SELECT COUNT(*) FROM \"{}\"", table.replace('"', "\"\""));
+            let rows = DB::fetch_all(pool, count, SqlxValues(Values(Vec::new())))
+                .await
+                .map_err(|e| Error::on_shard("-", id, e))?;
+            let n = match rows.first() {
+                Some(row) => DB::get_i64(row, 0)
+                    .map_err(|e| Error::on_shard("-", id, e))?
+                    .unwrap_or(0),
+                None => 0,
+            };
+            if n > 0 {
+                return Ok(Some((table, n)));
+            }
+        }
+        Ok(None)
     }
 
     /// The per-statement timeout.
@@ -506,8 +790,8 @@ impl<DB: Backend> Cluster<DB> {
     pub fn status(&self) -> Vec<ShardStatus> {
         self.inner
             .shards
-            .iter()
-            .map(|shard| ShardStatus {
+            .live()
+            .map(|(_, shard)| ShardStatus {
                 shard: shard.name.clone(),
                 endpoints: std::iter::once(&shard.primary)
                     .chain(&shard.replicas)
@@ -537,19 +821,35 @@ impl<DB: Backend> Cluster<DB> {
     ///
     /// [`Error::UnknownShard`] naming the first missing shard.
     pub fn check<M: Model>(&self) -> Result<()> {
-        for &shard in M::shards() {
-            self.shard_index(M::META.name, shard)?;
+        match self.placement::<M>() {
+            Some(state) => {
+                for shard in state.placement.all_shards::<M>() {
+                    self.shard_ref(M::META.name, shard)?;
+                }
+            }
+            None => {
+                for &shard in M::shards() {
+                    self.shard_ref(M::META.name, shard)?;
+                }
+            }
         }
         Ok(())
     }
 
-    /// The position of `shard` in the cluster, or [`Error::UnknownShard`].
-    fn shard_index(&self, model: &'static str, shard: ShardId) -> Result<usize> {
+    /// The live cluster shard `shard` names, or [`Error::UnknownShard`].
+    #[inline]
+    fn shard_ref(&self, model: &'static str, shard: ShardId) -> Result<&Shard<DB>> {
         let shards = &self.inner.shards;
-        let found = if shards.len() <= 32 {
-            shards.iter().position(|s| shard.is_named(&s.name))
+        let len = shards.len();
+        let found = if len <= 32 {
+            (0..len)
+                .filter_map(|i| shards.slot(i))
+                .find(|s| shard.is_named(&s.name) && !s.removed.load(Ordering::Acquire))
         } else {
-            self.inner.by_name.get(&shard.name()).copied()
+            shards
+                .find(&shard.name())
+                .and_then(|i| shards.slot(i))
+                .filter(|s| !s.removed.load(Ordering::Acquire))
         };
         found.ok_or_else(|| Error::UnknownShard {
             model,
@@ -560,8 +860,7 @@ impl<DB: Backend> Cluster<DB> {
 
     /// Checks that `shard` exists, without running anything.
     pub(crate) fn shard_pool(&self, model: &'static str, shard: ShardId) -> Result<&Pool<DB>> {
-        let i = self.shard_index(model, shard)?;
-        Ok(&self.inner.shards[i].primary.pool)
+        Ok(&self.shard_ref(model, shard)?.primary.pool)
     }
 
     fn since_epoch(&self) -> u64 {
@@ -571,7 +870,7 @@ impl<DB: Backend> Cluster<DB> {
     /// The shard a write goes to (its primary), or a fail-fast [`Error::ShardUnavailable`]
     /// while the primary's circuit is open.
     fn writable(&self, model: &'static str, shard: ShardId) -> Result<&Shard<DB>> {
-        let s = &self.inner.shards[self.shard_index(model, shard)?];
+        let s = self.shard_ref(model, shard)?;
         if s.primary.health.is_open() {
             return Err(self.circuit_open(
                 model,
@@ -591,7 +890,7 @@ impl<DB: Backend> Cluster<DB> {
         shard: ShardId,
         policy: Option<ReadPolicy>,
     ) -> Result<&Endpoint<DB>> {
-        let s = &self.inner.shards[self.shard_index(model, shard)?];
+        let s = self.shard_ref(model, shard)?;
         let policy = policy.unwrap_or(self.inner.read_policy);
         let recent_write = {
             let at = s.last_write.load(Ordering::Relaxed);
@@ -834,6 +1133,21 @@ impl<DB: Backend> Cluster<DB> {
                 Err(error)
             }
         }
+    }
+}
+
+/// A shard in slot `slot` named `name` with primary `pool`.
+fn new_shard<DB: Backend>(slot: usize, name: String, pool: Pool<DB>) -> Shard<DB> {
+    // A ShardId holds a `&'static str`: each distinct shard name is leaked once per process.
+    let leaked = crate::placement::intern(&name);
+    Shard {
+        name,
+        removed: AtomicBool::new(false),
+        id: ShardId::named(slot as u32, leaked),
+        primary: Endpoint::new("primary", leaked, pool),
+        replicas: Vec::new(),
+        next_replica: AtomicUsize::new(0),
+        last_write: AtomicU64::new(0),
     }
 }
 

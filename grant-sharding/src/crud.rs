@@ -11,6 +11,15 @@ use sea_query::{ColumnDef, Condition, Expr, ExprTrait, Index, Table};
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
 
 use crate::cluster::{Cluster, ReadPolicy};
+use crate::placement::{self, Placement};
+
+/// A statement built once, sent to several shards (dual writes).
+fn copy(statement: &(String, SqlxValues)) -> (String, SqlxValues) {
+    (
+        statement.0.clone(),
+        SqlxValues(sea_query::Values(statement.1.0.0.clone())),
+    )
+}
 
 /// Creates the model's table (with its primary key, composite or not) on every shard the model
 /// uses, in parallel. Idempotent (`IF NOT EXISTS`).
@@ -21,6 +30,18 @@ use crate::cluster::{Cluster, ReadPolicy};
 /// anything is created); the shard's error otherwise.
 pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Result<()> {
     cluster.check::<M>()?;
+    let state = cluster.placement::<M>();
+    let shards: Vec<ShardId> = match &state {
+        Some(state) => {
+            for side in state.placement.writes() {
+                if let Placement::Directory(d) = side {
+                    d.ensure_table::<M, DB>(cluster).await?;
+                }
+            }
+            state.placement.all_shards::<M>()
+        }
+        None => M::shards().to_vec(),
+    };
     let mut table = Table::create();
     table.table(M::META.table).if_not_exists();
     for column in M::META.columns {
@@ -36,7 +57,7 @@ pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Resul
     }
     table.primary_key(&mut pk);
     let sql = table.build(DB::builder());
-    try_join_all(M::shards().iter().map(|&shard| {
+    try_join_all(shards.into_iter().map(|shard| {
         let sql = sql.clone();
         async move {
             cluster
@@ -79,6 +100,20 @@ fn insert_statement<M: Model>(rows: &[&M]) -> sea_query::InsertStatement {
 /// [`Error::UnknownShard`]; the shard's error (e.g. a duplicate primary key).
 pub async fn insert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<()> {
     let statement = insert_statement::<M>(&[row]).build_sqlx(DB::builder());
+    if let Some(state) = cluster.placement::<M>() {
+        let values = placement::row_key_values::<M>(row);
+        let targets =
+            placement::write_targets::<M, DB>(cluster, &state.placement, &values, true).await?;
+        for shard in targets.all() {
+            cluster
+                .execute(M::META.name, shard, copy(&statement))
+                .await?;
+        }
+        if let Some(main) = targets.main {
+            placement::note_rows(&state.placement, main, 1);
+        }
+        return Ok(());
+    }
     cluster
         .execute(M::META.name, row.try_shard_of()?, statement)
         .await?;
@@ -98,14 +133,37 @@ pub async fn insert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Re
 ///
 /// Dropping the future rolls back the transactions of shards that had not committed yet.
 pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M]) -> Result<u64> {
-    let mut groups: BTreeMap<u32, (ShardId, Vec<&M>)> = BTreeMap::new();
-    for row in rows {
-        let shard = row.try_shard_of()?;
-        groups
-            .entry(shard.index())
-            .or_insert_with(|| (shard, Vec::new()))
-            .1
-            .push(row);
+    let mut groups: BTreeMap<ShardId, (ShardId, Vec<&M>)> = BTreeMap::new();
+    let state = cluster.placement::<M>();
+    match &state {
+        Some(state) => {
+            for row in rows {
+                let values = placement::row_key_values::<M>(row);
+                let targets =
+                    placement::write_targets::<M, DB>(cluster, &state.placement, &values, true)
+                        .await?;
+                for shard in targets.all() {
+                    groups
+                        .entry(shard)
+                        .or_insert_with(|| (shard, Vec::new()))
+                        .1
+                        .push(row);
+                }
+                if let Some(main) = targets.main {
+                    placement::note_rows(&state.placement, main, 1);
+                }
+            }
+        }
+        None => {
+            for row in rows {
+                let shard = row.try_shard_of()?;
+                groups
+                    .entry(shard)
+                    .or_insert_with(|| (shard, Vec::new()))
+                    .1
+                    .push(row);
+            }
+        }
     }
     for (shard, _) in groups.values() {
         cluster.shard_pool(M::META.name, *shard)?;
@@ -131,7 +189,19 @@ pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M
 /// as [`Error::ShardKeyMutation`].
 pub async fn update<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<()> {
     let key = row.primary_key();
-    let shard = row.try_shard_of()?;
+    let (shard, also) = match cluster.placement::<M>() {
+        Some(state) => {
+            let values = placement::row_key_values::<M>(row);
+            let targets =
+                placement::write_targets::<M, DB>(cluster, &state.placement, &values, false)
+                    .await?;
+            match targets.main {
+                Some(main) => (main, targets.also),
+                None => return Err(not_found::<M>(ShardId::UNPLACED, &key)),
+            }
+        }
+        None => (row.try_shard_of()?, Vec::new()),
+    };
     let mut update = sea_query::Query::update();
     update.table(M::META.table);
     let values = row.values();
@@ -152,11 +222,18 @@ pub async fn update<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Re
         };
     }
     update.cond_where(pk_condition::<M>(&key));
+    let statement = update.build_sqlx(DB::builder());
     let n = cluster
-        .execute(M::META.name, shard, update.build_sqlx(DB::builder()))
+        .execute(M::META.name, shard, copy(&statement))
         .await?;
     if n == 0 {
         return Err(not_found::<M>(shard, &key));
+    }
+    // Dual write: the new side may not have the row yet (the backfill copies it).
+    for other in also {
+        cluster
+            .execute(M::META.name, other, copy(&statement))
+            .await?;
     }
     Ok(())
 }
@@ -213,6 +290,23 @@ pub async fn delete_key<M: Model, DB: Backend>(
     delete
         .from_table(M::META.table)
         .cond_where(pk_condition::<M>(key));
+    if let Some(state) = cluster.placement::<M>() {
+        let values = placement::pk_key_values::<M>(key);
+        let targets =
+            placement::write_targets::<M, DB>(cluster, &state.placement, &values, false).await?;
+        let statement = delete.build_sqlx(DB::builder());
+        let mut deleted = false;
+        for (i, shard) in targets.all().enumerate() {
+            let n = cluster
+                .execute(M::META.name, shard, copy(&statement))
+                .await?;
+            if i == 0 && targets.main.is_some() && n > 0 {
+                deleted = true;
+                placement::note_rows(&state.placement, shard, -(n as i64));
+            }
+        }
+        return Ok(deleted);
+    }
     let n = cluster
         .execute(
             M::META.name,
@@ -234,8 +328,22 @@ where
     M: Model + FromShardRow<DB>,
     DB: Backend,
 {
-    M::try_shard_of_key(&key)?;
-    let (shard, statement) = find_statement::<M, DB>(&key);
+    let (shard, statement) = match cluster.placement::<M>() {
+        Some(state) => {
+            let values = placement::pk_key_values::<M>(&key);
+            let Some(shard) =
+                placement::read_shard::<M, DB>(cluster, &state.placement, &values).await?
+            else {
+                // A directory knows no such key: no shard holds the row.
+                return Ok(None);
+            };
+            (shard, find_statement::<M, DB>(&key).1)
+        }
+        None => {
+            M::try_shard_of_key(&key)?;
+            find_statement::<M, DB>(&key)
+        }
+    };
     let rows = cluster.fetch(M::META.name, shard, None, statement).await?;
     rows.first()
         .map(|row| {

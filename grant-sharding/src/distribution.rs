@@ -162,7 +162,11 @@ impl<DB: Backend> Cluster<DB> {
     /// Read-only: dropping the future cancels the counts still running.
     pub async fn distribution<M: Model>(&self) -> Result<Distribution> {
         self.check::<M>()?;
-        let counts = try_join_all(M::shards().iter().map(|&shard| async move {
+        let shards: Vec<ShardId> = match self.placement::<M>() {
+            Some(state) => state.placement.shards::<M>().into_owned(),
+            None => M::shards().to_vec(),
+        };
+        let counts = try_join_all(shards.into_iter().map(|shard| async move {
             let rows = Query::<M>::on_shard(shard).count(self).await?;
             Ok::<_, grant_core::Error>(ShardRows { shard, rows })
         }))

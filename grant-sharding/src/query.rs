@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::cluster::{Cluster, ReadPolicy};
 use crate::exec::Policy;
 use crate::merge::{self, KeyOrder, Page, Source};
+use crate::placement::Placement;
 use crate::router::{self, Leg, Target};
 use crate::select::Select;
 
@@ -227,20 +228,41 @@ impl<M: Model> Query<M> {
         Select::new(self, items)
     }
 
-    /// The shards this query will visit, in index order, without running it.
+    /// The shards this query will visit under the model's static placement, in index order,
+    /// without running it. A cluster with a run-time placement for the model may route
+    /// differently: [`Query::shards_on`] asks the cluster.
     ///
     /// # Errors
     ///
     /// As the terminals' routing: [`Error::MissingShardKey`], [`Error::UnknownShard`].
     pub fn shards(&self) -> Result<Vec<ShardId>> {
-        Ok(router::plan::<M>(self.target, self.filter.as_ref())?
+        Ok(router::plan::<M>(None, self.target, self.filter.as_ref())?
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect())
+    }
+
+    /// The shards this query will visit on `cluster` (which may hold a run-time placement of
+    /// the model; a directory is asked about the keys in the filter), without running it.
+    ///
+    /// # Errors
+    ///
+    /// As the terminals' routing; a directory lookup's error.
+    pub async fn shards_on<DB: Backend>(&self, cluster: &Cluster<DB>) -> Result<Vec<ShardId>> {
+        Ok(self
+            .legs(cluster, DB::NULLS_FIRST_IN_ASC)
+            .await?
             .into_iter()
             .map(|(s, _)| s)
             .collect())
     }
 
     /// The routed legs, with the keyset condition (if any) added to the filter.
-    pub(crate) fn legs(&self, backend_nulls_first: bool) -> Result<Vec<Leg>> {
+    pub(crate) async fn legs<DB: Backend>(
+        &self,
+        cluster: &Cluster<DB>,
+        backend_nulls_first: bool,
+    ) -> Result<Vec<Leg>> {
         let filter = match &self.after {
             Some(cursor) => Some(and(
                 self.filter.clone(),
@@ -248,7 +270,17 @@ impl<M: Model> Query<M> {
             )),
             None => self.filter.clone(),
         };
-        router::plan::<M>(self.target, filter.as_ref())
+        let Some(state) = cluster.placement::<M>() else {
+            return router::plan::<M>(None, self.target, filter.as_ref());
+        };
+        let placement = state.placement.reads();
+        if let (Placement::Directory(directory), Some(node)) = (placement, filter.as_ref()) {
+            let keys = router::key_values_in::<M>(node);
+            if !keys.is_empty() {
+                directory.prefetch::<M, DB>(cluster, &keys).await?;
+            }
+        }
+        router::plan::<M>(Some(placement), self.target, filter.as_ref())
     }
 
     pub(crate) fn policy<DB: Backend>(&self, cluster: &Cluster<DB>, partial: bool) -> Policy {
@@ -452,7 +484,7 @@ impl<M: Model> Query<M> {
         columns: &[&'static str],
         decode: impl Fn(&DB::Row) -> std::result::Result<T, sqlx::Error>,
     ) -> Result<Partial<Vec<T>>> {
-        let legs = self.legs(DB::NULLS_FIRST_IN_ASC)?;
+        let legs = self.legs(cluster, DB::NULLS_FIRST_IN_ASC).await?;
         let policy = self.policy(cluster, partial);
         let order = self.full_order();
         let keys: Vec<KeyOrder> = order

@@ -7,6 +7,11 @@
 //! [`MAX_COMBINATIONS`]). For strategies that place ranges of keys (`range`), `lt`, `lte`, `gt`,
 //! `gte` and `between` on the key prune to the shards whose ranges they touch. Without a usable
 //! key the query goes to the task-local shard context if one is set, else to every shard.
+//!
+//! Every decision goes through the model's run-time [`Placement`] when the cluster has one for
+//! it (reads use the `old` side of a migration), else through the model's static placement. A
+//! directory placement answers from its cache, which the query fills before planning: a key the
+//! directory does not know has no rows, so it prunes to no shard.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -16,6 +21,27 @@ use grant_core::{CmpOp, Error, Model, Node, Result, ShardId};
 use sea_query::Value;
 
 use crate::context::current_shard;
+use crate::placement::Placement;
+
+/// The shard of dynamic key `values` under `placement` (static when `None`); `None` when a
+/// directory knows no such key.
+fn resolve<M: Model>(placement: Option<&Placement>, values: &[Value]) -> Result<Option<ShardId>> {
+    match placement {
+        Some(p) => p.shard_for_values::<M>(values),
+        None => match values {
+            [value] => M::shard_for_value(value).map(Some),
+            _ => M::shard_for_values(values).map(Some),
+        },
+    }
+}
+
+/// The shards of `M` under `placement`.
+fn model_shards<M: Model>(placement: Option<&Placement>) -> Cow<'_, [ShardId]> {
+    match placement {
+        Some(p) => p.shards::<M>(),
+        None => Cow::Borrowed(M::shards()),
+    }
+}
 
 /// Where a query was told to go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,14 +58,20 @@ pub(crate) enum Target {
 pub(crate) type Leg = (ShardId, Option<Node>);
 
 /// Decides the shards for a query of `M` and narrows the filter for each.
-pub(crate) fn plan<M: Model>(target: Target, filter: Option<&Node>) -> Result<Vec<Leg>> {
+pub(crate) fn plan<M: Model>(
+    placement: Option<&Placement>,
+    target: Target,
+    filter: Option<&Node>,
+) -> Result<Vec<Leg>> {
+    let p = placement;
     match target {
         Target::Shard(shard) => {
-            if !M::shards().contains(&shard) {
+            let shards = model_shards::<M>(p);
+            if !shards.contains(&shard) {
                 return Err(Error::UnknownShard {
                     model: M::META.name,
                     shard: shard.name(),
-                    known: M::shards()
+                    known: shards
                         .iter()
                         .map(ShardId::name)
                         .collect::<Vec<_>>()
@@ -48,20 +80,19 @@ pub(crate) fn plan<M: Model>(target: Target, filter: Option<&Node>) -> Result<Ve
             }
             Ok(vec![(shard, filter.cloned())])
         }
-        Target::All => Ok(all::<M>(filter)),
+        Target::All => Ok(all::<M>(p, filter)),
         Target::Auto => {
             let key = key_columns::<M>();
             let pruned = match filter {
-                Some(node) if !key.is_empty() => key_shards::<M>(node, key)?,
+                Some(node) if !key.is_empty() => key_shards::<M>(p, node, key)?,
                 _ => None,
             };
             match pruned {
-                Some(indexes) => {
-                    let mut legs = Vec::with_capacity(indexes.len());
-                    for index in indexes {
-                        let shard = super::resolve::nth_shard::<M>(index)?;
+                Some(shards) => {
+                    let mut legs = Vec::with_capacity(shards.len());
+                    for shard in shards {
                         let narrowed = match filter {
-                            Some(node) => narrow::<M>(node, key, shard)?,
+                            Some(node) => narrow::<M>(p, node, key, shard)?,
                             None => Node::Const(true),
                         };
                         if !matches!(narrowed, Node::Const(false)) {
@@ -71,19 +102,45 @@ pub(crate) fn plan<M: Model>(target: Target, filter: Option<&Node>) -> Result<Ve
                     Ok(legs)
                 }
                 None => match current_shard() {
-                    Some(shard) => plan::<M>(Target::Shard(shard), filter),
-                    None => Ok(all::<M>(filter)),
+                    Some(shard) => plan::<M>(p, Target::Shard(shard), filter),
+                    None => Ok(all::<M>(p, filter)),
                 },
             }
         }
     }
 }
 
-fn all<M: Model>(filter: Option<&Node>) -> Vec<Leg> {
-    M::shards()
+fn all<M: Model>(placement: Option<&Placement>, filter: Option<&Node>) -> Vec<Leg> {
+    model_shards::<M>(placement)
         .iter()
         .map(|&shard| (shard, filter.cloned()))
         .collect()
+}
+
+/// The values compared with the (single-column) shard key by equality or `IN` anywhere in
+/// `node`: what a directory must look up before the query is planned.
+pub(crate) fn key_values_in<M: Model>(node: &Node) -> Vec<&Value> {
+    fn walk<'a>(node: &'a Node, key: usize, out: &mut Vec<&'a Value>) {
+        match node {
+            Node::Cmp {
+                col,
+                op: CmpOp::Eq,
+                value,
+            } if col.index == key => out.push(value),
+            Node::In { col, values } if col.index == key => out.extend(values),
+            Node::And(nodes) | Node::Or(nodes) => {
+                for n in nodes {
+                    walk(n, key, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let [key] = key_columns::<M>() {
+        walk(node, *key, &mut out);
+    }
+    out
 }
 
 /// The most key combinations a composite-key `AND` of `IN` lists is placed one by one; above it
@@ -98,40 +155,46 @@ fn key_columns<M: Model>() -> &'static [usize] {
     }
 }
 
-/// The shard indexes the filter allows, or `None` when it does not constrain the shard key.
-fn key_shards<M: Model>(node: &Node, key: &[usize]) -> Result<Option<BTreeSet<usize>>> {
+/// The shards the filter allows, or `None` when it does not constrain the shard key.
+fn key_shards<M: Model>(
+    p: Option<&Placement>,
+    node: &Node,
+    key: &[usize],
+) -> Result<Option<BTreeSet<ShardId>>> {
     let single = match key {
         [single] => Some(*single),
         _ => None,
     };
     Ok(match node {
         Node::Cmp { col, op, value } if Some(col.index) == single => match op {
-            CmpOp::Eq => Some(BTreeSet::from(
-                [M::shard_for_value(value)?.index() as usize],
-            )),
-            CmpOp::Lt => range_shards::<M>(Bound::Unbounded, Bound::Excluded(value))?,
-            CmpOp::Lte => range_shards::<M>(Bound::Unbounded, Bound::Included(value))?,
-            CmpOp::Gt => range_shards::<M>(Bound::Excluded(value), Bound::Unbounded)?,
-            CmpOp::Gte => range_shards::<M>(Bound::Included(value), Bound::Unbounded)?,
+            CmpOp::Eq => Some(
+                resolve::<M>(p, std::slice::from_ref(value))?
+                    .into_iter()
+                    .collect(),
+            ),
+            CmpOp::Lt => range_shards::<M>(p, Bound::Unbounded, Bound::Excluded(value))?,
+            CmpOp::Lte => range_shards::<M>(p, Bound::Unbounded, Bound::Included(value))?,
+            CmpOp::Gt => range_shards::<M>(p, Bound::Excluded(value), Bound::Unbounded)?,
+            CmpOp::Gte => range_shards::<M>(p, Bound::Included(value), Bound::Unbounded)?,
             CmpOp::Ne => None,
         },
         Node::Between { col, low, high } if Some(col.index) == single => {
-            range_shards::<M>(Bound::Included(low), Bound::Included(high))?
+            range_shards::<M>(p, Bound::Included(low), Bound::Included(high))?
         }
         Node::In { col, values } if Some(col.index) == single => {
             let mut set = BTreeSet::new();
             for value in values {
-                set.insert(M::shard_for_value(value)?.index() as usize);
+                set.extend(resolve::<M>(p, std::slice::from_ref(value))?);
             }
             Some(set)
         }
         Node::And(nodes) => {
-            let mut acc: Option<BTreeSet<usize>> = match single {
+            let mut acc: Option<BTreeSet<ShardId>> = match single {
                 Some(_) => None,
-                None => combination_shards::<M>(nodes, key)?,
+                None => combination_shards::<M>(p, nodes, key)?,
             };
             for node in nodes {
-                if let Some(set) = key_shards::<M>(node, key)? {
+                if let Some(set) = key_shards::<M>(p, node, key)? {
                     acc = Some(match acc {
                         Some(prev) => prev.intersection(&set).copied().collect(),
                         None => set,
@@ -143,7 +206,7 @@ fn key_shards<M: Model>(node: &Node, key: &[usize]) -> Result<Option<BTreeSet<us
         Node::Or(nodes) => {
             let mut acc = BTreeSet::new();
             for node in nodes {
-                match key_shards::<M>(node, key)? {
+                match key_shards::<M>(p, node, key)? {
                     Some(set) => acc.extend(set),
                     None => return Ok(None),
                 }
@@ -157,11 +220,15 @@ fn key_shards<M: Model>(node: &Node, key: &[usize]) -> Result<Option<BTreeSet<us
 
 /// The shards a range condition on the (single) key allows, when the strategy can tell.
 fn range_shards<M: Model>(
+    p: Option<&Placement>,
     low: Bound<&Value>,
     high: Bound<&Value>,
-) -> Result<Option<BTreeSet<usize>>> {
-    Ok(M::shards_for_range(low, high)?
-        .map(|shards| shards.iter().map(|s| s.index() as usize).collect()))
+) -> Result<Option<BTreeSet<ShardId>>> {
+    let shards = match p {
+        Some(p) => p.shards_for_range::<M>(low, high)?,
+        None => M::shards_for_range(low, high)?,
+    };
+    Ok(shards.map(|shards| shards.into_iter().collect()))
 }
 
 /// For a composite key: the values each key column is restricted to by the `AND`'s direct
@@ -226,20 +293,29 @@ fn for_each_combination(
 }
 
 /// The shards of a composite key fully restricted by the `AND`'s children, if it is.
-fn combination_shards<M: Model>(nodes: &[Node], key: &[usize]) -> Result<Option<BTreeSet<usize>>> {
+fn combination_shards<M: Model>(
+    p: Option<&Placement>,
+    nodes: &[Node],
+    key: &[usize],
+) -> Result<Option<BTreeSet<ShardId>>> {
     let Some(columns) = key_values(nodes, key) else {
         return Ok(None);
     };
     let mut set = BTreeSet::new();
     let complete = for_each_combination(&columns, |values| {
-        set.insert(M::shard_for_values(values)?.index() as usize);
+        set.extend(resolve::<M>(p, values)?);
         Ok(())
     })?;
     Ok(complete.then_some(set))
 }
 
 /// The filter as `shard` should see it: key equalities and `IN` lists of other shards removed.
-fn narrow<M: Model>(node: &Node, key: &[usize], shard: ShardId) -> Result<Node> {
+fn narrow<M: Model>(
+    p: Option<&Placement>,
+    node: &Node,
+    key: &[usize],
+    shard: ShardId,
+) -> Result<Node> {
     let single = match key {
         [single] => Some(*single),
         _ => None,
@@ -250,7 +326,7 @@ fn narrow<M: Model>(node: &Node, key: &[usize], shard: ShardId) -> Result<Node> 
             op: CmpOp::Eq,
             value,
         } if Some(col.index) == single => {
-            if M::shard_for_value(value)? == shard {
+            if resolve::<M>(p, std::slice::from_ref(value))? == Some(shard) {
                 node.clone()
             } else {
                 Node::Const(false)
@@ -259,7 +335,7 @@ fn narrow<M: Model>(node: &Node, key: &[usize], shard: ShardId) -> Result<Node> 
         Node::In { col, values } if Some(col.index) == single => {
             let mut own = Vec::new();
             for value in values {
-                if M::shard_for_value(value)? == shard {
+                if resolve::<M>(p, std::slice::from_ref(value))? == Some(shard) {
                     own.push(value.clone());
                 }
             }
@@ -275,14 +351,14 @@ fn narrow<M: Model>(node: &Node, key: &[usize], shard: ShardId) -> Result<Node> 
         Node::And(nodes) => {
             let nodes = match single {
                 Some(_) => Cow::Borrowed(nodes.as_slice()),
-                None => match narrow_combinations::<M>(nodes, key, shard)? {
+                None => match narrow_combinations::<M>(p, nodes, key, shard)? {
                     Some(narrowed) => narrowed,
                     None => return Ok(Node::Const(false)),
                 },
             };
             let mut kept = Vec::with_capacity(nodes.len());
             for node in nodes.iter() {
-                let n = narrow::<M>(node, key, shard)?;
+                let n = narrow::<M>(p, node, key, shard)?;
                 if matches!(n, Node::Const(false)) {
                     return Ok(Node::Const(false));
                 }
@@ -293,7 +369,7 @@ fn narrow<M: Model>(node: &Node, key: &[usize], shard: ShardId) -> Result<Node> 
         Node::Or(nodes) => {
             let mut kept = Vec::with_capacity(nodes.len());
             for node in nodes {
-                let n = narrow::<M>(node, key, shard)?;
+                let n = narrow::<M>(p, node, key, shard)?;
                 if !matches!(n, Node::Const(false)) {
                     kept.push(n);
                 }
@@ -314,6 +390,7 @@ fn narrow<M: Model>(node: &Node, key: &[usize], shard: ShardId) -> Result<Node> 
 /// (when only one key column has several values) cut to the values whose combinations live on
 /// `shard`.
 fn narrow_combinations<'a, M: Model>(
+    p: Option<&Placement>,
     nodes: &'a [Node],
     key: &[usize],
     shard: ShardId,
@@ -323,7 +400,7 @@ fn narrow_combinations<'a, M: Model>(
     };
     let mut kept: Vec<Vec<Value>> = Vec::new();
     let complete = for_each_combination(&columns, |values| {
-        if M::shard_for_values(values)? == shard {
+        if resolve::<M>(p, values)? == Some(shard) {
             kept.push(values.to_vec());
         }
         Ok(())

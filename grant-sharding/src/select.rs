@@ -264,7 +264,7 @@ impl<M: Model, T> Select<M, T> {
             .collect();
         let kinds: Vec<ValueKind> = layout.iter().map(Self::kind).collect();
 
-        let legs = self.query.legs(DB::NULLS_FIRST_IN_ASC)?;
+        let legs = self.query.legs(cluster, DB::NULLS_FIRST_IN_ASC).await?;
         let policy = self.query.policy(cluster, partial);
         let offset = self.query.offset.unwrap_or(0);
         let single = legs.len() == 1;
@@ -458,7 +458,7 @@ impl<M: Model, T> Select<M, T> {
             partials.push((item.clone(), at));
         }
 
-        let legs = self.query.legs(DB::NULLS_FIRST_IN_ASC)?;
+        let legs = self.query.legs(cluster, DB::NULLS_FIRST_IN_ASC).await?;
         let policy = self.query.policy(cluster, partial);
         let group_by = &self.group_by;
         let layout = &layout;

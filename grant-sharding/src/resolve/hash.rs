@@ -324,6 +324,11 @@ impl HashResolver {
         self.count
     }
 
+    /// The stem of the shard names (`shard_` by default).
+    pub const fn prefix(&self) -> &'static str {
+        self.prefix
+    }
+
     /// The shard for `key`.
     #[inline]
     pub fn shard_for<K: ShardKey + ?Sized>(&self, key: &K) -> ShardId {

@@ -12,12 +12,16 @@
 //! | `mapping` (`geographic`, `lookup`) | [`MappingResolver`] | named, plus an optional default | [`IntKey`](grant_core::key::IntKey) or [`TextKey`](grant_core::key::TextKey) |
 
 pub mod consistent;
+pub mod custom;
+pub mod directory;
 pub mod hash;
 pub mod mapping;
 pub mod pg_hash;
 pub mod range;
 
+pub use crate::placement::Resolver;
 pub use consistent::ConsistentHashResolver;
+pub use directory::{Directory, NewKeys};
 pub use hash::HashResolver;
 pub use mapping::{MappingKey, MappingResolver};
 pub use pg_hash::PgHashResolver;

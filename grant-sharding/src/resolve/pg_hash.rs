@@ -278,6 +278,11 @@ impl PgHashResolver {
         self.modulus
     }
 
+    /// The stem of the shard names (`shard_` by default).
+    pub const fn prefix(&self) -> &'static str {
+        self.prefix
+    }
+
     /// The shard for `key`: the one whose index is PostgreSQL's remainder.
     #[inline]
     pub fn shard_for<K: ShardKey + ?Sized>(&self, key: &K) -> ShardId {
