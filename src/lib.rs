@@ -47,6 +47,12 @@ pub use grant_sharding::{
     current_shard, with_shard,
 };
 
+/// Online resharding: plan, dual writes, locked backfill, verification, cutover, resume,
+/// rollback (see [`grant_sharding::reshard`]).
+pub mod reshard {
+    pub use grant_sharding::reshard::*;
+}
+
 /// Run-time placement: per-model overrides of the static strategy, dual writes for resharding.
 pub mod placement {
     pub use grant_sharding::placement::*;

@@ -383,6 +383,8 @@ pub(crate) struct Placements {
     by_table: RwLock<HashMap<&'static str, Arc<PlacementState>>>,
     /// Serializes changes (epochs strictly increase per model).
     epochs: AtomicU64,
+    // resharding: per-model operation gates and dirty-key journals (see `crate::reshard`).
+    pub(crate) reshard: crate::reshard::Hooks,
 }
 
 impl Placements {
