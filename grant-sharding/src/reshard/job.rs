@@ -425,17 +425,23 @@ where
         self.cluster.placements().reshard.gate(M::META.table)
     }
 
-    /// Journal first, then dual writes (under the gate: in-flight operations finish first).
+    /// Journal first, then dual writes, and the table on the new shards — under the gate, so
+    /// in-flight operations finish first and none writes before the table exists.
     async fn begin(&self) -> Result<()> {
         self.install_journal();
         let epoch = {
             let gate = self.gate();
             let _drained = gate.write().await;
-            self.cluster
-                .begin_migration::<M>(self.plan.new.clone())?
+            let epoch = self
+                .cluster
+                .begin_migration::<M>(self.plan.new.clone())?;
+            if let Err(e) = crate::crud::create_table::<M, DB>(&self.cluster).await {
+                self.cluster.abort_migration::<M>(epoch)?;
+                return Err(e);
+            }
+            epoch
         };
         self.epoch.store(epoch, Ordering::Release);
-        crate::crud::create_table::<M, DB>(&self.cluster).await?;
         self.set_phase(Phase::Copying).await
     }
 
