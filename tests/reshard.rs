@@ -8,8 +8,8 @@ mod scenario;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use grant::prelude::*;
 use grant::Placement;
+use grant::prelude::*;
 use grant::reshard::{Phase, ReshardJob, ReshardOptions, ReshardPlan};
 use scenario::{Account, check_layout, eight, preload, start_writers, wait_for};
 
@@ -18,7 +18,10 @@ const ROWS: i64 = 20_000;
 async fn cluster(dir: &Path) -> Cluster<Sqlite> {
     let mut b = Cluster::<Sqlite>::builder();
     for i in 0..8 {
-        b = b.shard(format!("shard_{i}"), dir.join(format!("shard_{i}.db")).display().to_string());
+        b = b.shard(
+            format!("shard_{i}"),
+            dir.join(format!("shard_{i}.db")).display().to_string(),
+        );
     }
     b.connect().await.unwrap()
 }
@@ -28,12 +31,21 @@ async fn four_to_eight_under_writes() {
     let dir = common::tempdir();
     let c = cluster(dir.path()).await;
     let mut expected = preload(&c, ROWS).await;
-    let plan = ReshardPlan::new::<Account, Sqlite>(&c, eight()).await.unwrap();
+    let plan = ReshardPlan::new::<Account, Sqlite>(&c, eight())
+        .await
+        .unwrap();
     println!("{plan}");
     assert_eq!(plan.rows_total(), ROWS as u64);
     let moving = plan.rows_to_move() as f64 / ROWS as f64;
-    assert!((0.45..0.55).contains(&moving), "{moving} of the rows move, expected about half");
-    assert!(plan.moves().iter().all(|m| m.to.index() == m.from.index() + 4));
+    assert!(
+        (0.45..0.55).contains(&moving),
+        "{moving} of the rows move, expected about half"
+    );
+    assert!(
+        plan.moves()
+            .iter()
+            .all(|m| m.to.index() == m.from.index() + 4)
+    );
 
     let writers = start_writers(&c, &expected, ROWS + 1);
     let job = ReshardJob::<Account, Sqlite>::start(&c, plan, ReshardOptions::default())
@@ -58,9 +70,15 @@ async fn four_to_eight_under_writes() {
     assert_eq!(status.phase, Phase::Done);
     assert!(acked > 100, "only {acked} writes ran during the reshard");
     check_layout(&c, 8, 8, &expected).await;
-    assert_eq!(Account::query().count(&c).await.unwrap(), expected.len() as u64);
+    assert_eq!(
+        Account::query().count(&c).await.unwrap(),
+        expected.len() as u64
+    );
     let sample = expected.values().next().unwrap();
-    assert_eq!(Account::find(&c, sample.id).await.unwrap().as_ref(), Some(sample));
+    assert_eq!(
+        Account::find(&c, sample.id).await.unwrap().as_ref(),
+        Some(sample)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,10 +87,13 @@ async fn killed_mid_copy_resumes_in_a_new_process() {
     let a = cluster(dir.path()).await;
     let mut expected = preload(&a, ROWS).await;
     let writers = start_writers(&a, &expected, ROWS + 1);
-    let plan = ReshardPlan::new::<Account, Sqlite>(&a, eight()).await.unwrap();
-    let job = ReshardJob::<Account, Sqlite>::start(&a, plan, ReshardOptions::default().batch_size(250))
+    let plan = ReshardPlan::new::<Account, Sqlite>(&a, eight())
         .await
         .unwrap();
+    let job =
+        ReshardJob::<Account, Sqlite>::start(&a, plan, ReshardOptions::default().batch_size(250))
+            .await
+            .unwrap();
     let id = job.id();
     tokio::select! {
         r = job.copy() => panic!("the copy finished before it was killed: {r:?}"),
@@ -91,7 +112,10 @@ async fn killed_mid_copy_resumes_in_a_new_process() {
     let job = ReshardJob::<Account, Sqlite>::resume(&b, &id, eight(), ReshardOptions::default())
         .await
         .unwrap();
-    assert!(job.status().rows_copied >= copied_before, "the resumed job starts from its cursors");
+    assert!(
+        job.status().rows_copied >= copied_before,
+        "the resumed job starts from its cursors"
+    );
     let status = job.run().await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     writers.stop(&mut expected).await;
@@ -112,7 +136,9 @@ async fn rollback_before_cutover_keeps_the_old_topology() {
     let c = cluster(dir.path()).await;
     let mut expected = preload(&c, ROWS / 2).await;
     let writers = start_writers(&c, &expected, ROWS + 1);
-    let plan = ReshardPlan::new::<Account, Sqlite>(&c, eight()).await.unwrap();
+    let plan = ReshardPlan::new::<Account, Sqlite>(&c, eight())
+        .await
+        .unwrap();
     let job = ReshardJob::<Account, Sqlite>::start(&c, plan, ReshardOptions::default())
         .await
         .unwrap();
@@ -132,7 +158,10 @@ async fn rollback_before_cutover_keeps_the_old_topology() {
     assert_eq!(job.status().phase, Phase::RolledBack);
     tokio::time::sleep(Duration::from_millis(200)).await;
     writers.stop(&mut expected).await;
-    assert!(c.placement::<Account>().is_none(), "back on the static placement");
+    assert!(
+        c.placement::<Account>().is_none(),
+        "back on the static placement"
+    );
     // Shards 0..3 hold the table placed by 4 hash shards; the copies on 4..7 are gone.
     check_layout(&c, 4, 4, &expected).await;
     for i in 4..8 {

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use grant::prelude::*;
+use grant::FromShardRow;
 use grant::Placement;
+use grant::prelude::*;
 use grant::reshard::ReshardBackend;
 use grant::resolve::HashResolver;
-use grant::FromShardRow;
 
 #[derive(Sharded, Debug, Clone, PartialEq)]
 #[grant(table = "accounts")]
@@ -50,7 +50,11 @@ pub struct Writers {
 
 /// Starts the writers on `cluster`; `alive` are the keys that exist now, `next` the first
 /// key never used.
-pub fn start_writers<DB>(cluster: &Cluster<DB>, alive: &BTreeMap<i64, Account>, next: i64) -> Writers
+pub fn start_writers<DB>(
+    cluster: &Cluster<DB>,
+    alive: &BTreeMap<i64, Account>,
+    next: i64,
+) -> Writers
 where
     DB: ReshardBackend,
     Account: FromShardRow<DB>,
@@ -80,9 +84,9 @@ where
                         0..=3 => {
                             let a = account(next_key);
                             next_key += WRITERS;
-                            a.insert(&cluster).await.unwrap_or_else(|e| {
-                                panic!("writer {t}: insert {}: {e}", a.id)
-                            });
+                            a.insert(&cluster)
+                                .await
+                                .unwrap_or_else(|e| panic!("writer {t}: insert {}: {e}", a.id));
                             log.insert(a.id, Some(a.clone()));
                             mine.push(a);
                         }
@@ -91,17 +95,18 @@ where
                             let a = &mut mine[i];
                             a.balance += 1;
                             a.version += 1;
-                            a.update(&cluster).await.unwrap_or_else(|e| {
-                                panic!("writer {t}: update {}: {e}", a.id)
-                            });
+                            a.update(&cluster)
+                                .await
+                                .unwrap_or_else(|e| panic!("writer {t}: update {}: {e}", a.id));
                             log.insert(a.id, Some(a.clone()));
                         }
                         _ if !mine.is_empty() => {
                             let i = pick / 10 % mine.len();
                             let a = mine.swap_remove(i);
-                            let deleted = a.delete(&cluster).await.unwrap_or_else(|e| {
-                                panic!("writer {t}: delete {}: {e}", a.id)
-                            });
+                            let deleted = a
+                                .delete(&cluster)
+                                .await
+                                .unwrap_or_else(|e| panic!("writer {t}: delete {}: {e}", a.id));
                             assert!(deleted, "writer {t}: delete {} found no row", a.id);
                             log.insert(a.id, None);
                         }
@@ -183,8 +188,16 @@ pub async fn check_layout<DB>(
             }
         }
     }
-    let missing: Vec<_> = expected.keys().filter(|k| !seen.contains_key(k)).take(5).collect();
-    let extra: Vec<_> = seen.keys().filter(|k| !expected.contains_key(k)).take(5).collect();
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !seen.contains_key(k))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = seen
+        .keys()
+        .filter(|k| !expected.contains_key(k))
+        .take(5)
+        .collect();
     let changed: Vec<_> = expected
         .iter()
         .filter(|(k, v)| seen.get(k).is_some_and(|s| s != *v))
@@ -203,7 +216,10 @@ pub async fn check_layout<DB>(
 pub async fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
     while !f() {
-        assert!(start.elapsed() < limit, "condition not reached within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "condition not reached within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

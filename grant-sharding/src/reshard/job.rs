@@ -230,7 +230,11 @@ impl<M: Model, DB: ReshardBackend> ReshardJob<M, DB> {
         let started = *p.copy_started.lock().unwrap_or_else(|e| e.into_inner());
         let rate = started.map_or(0.0, |s| {
             let secs = s.elapsed().as_secs_f64();
-            if secs > 0.0 { this_run as f64 / secs } else { 0.0 }
+            if secs > 0.0 {
+                this_run as f64 / secs
+            } else {
+                0.0
+            }
         });
         let phase = *p.phase.lock().unwrap_or_else(|e| e.into_inner());
         let eta = (rate > 0.0 && phase == Phase::Copying)
@@ -247,7 +251,6 @@ impl<M: Model, DB: ReshardBackend> ReshardJob<M, DB> {
             dirty_at_cutover: p.dirty.load(Ordering::Relaxed),
         }
     }
-
 }
 
 static JOB_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -432,9 +435,7 @@ where
         let epoch = {
             let gate = self.gate();
             let _drained = gate.write().await;
-            let epoch = self
-                .cluster
-                .begin_migration::<M>(self.plan.new.clone())?;
+            let epoch = self.cluster.begin_migration::<M>(self.plan.new.clone())?;
             if let Err(e) = crate::crud::create_table::<M, DB>(&self.cluster).await {
                 self.cluster.abort_migration::<M>(epoch)?;
                 return Err(e);
@@ -703,10 +704,7 @@ where
             let _drained = gate.write().await;
             self.journal.take();
         }
-        self.moved
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.moved.lock().unwrap_or_else(|e| e.into_inner()).clear();
         futures_util::stream::iter(self.sources())
             .map(|source| async move {
                 let mut cursor: Option<Vec<Value>> = None;

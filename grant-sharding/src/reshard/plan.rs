@@ -60,9 +60,7 @@ fn check_side<M: Model>(placement: &Placement, which: &str) -> Result<()> {
         }),
         _ => Err(Error::Unsupported {
             model: M::META.name,
-            reason: format!(
-                "the {which} placement is a migration; cut it over or abort it first"
-            ),
+            reason: format!("the {which} placement is a migration; cut it over or abort it first"),
         }),
     }
 }
@@ -234,7 +232,11 @@ impl fmt::Display for ReshardPlan {
             "  {} of {} rows move{}",
             self.rows_to_move(),
             self.rows_total(),
-            if self.sampled { " (estimated from a sample)" } else { "" }
+            if self.sampled {
+                " (estimated from a sample)"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -246,7 +248,9 @@ pub(crate) async fn count<M: Model, DB: Backend>(
 ) -> Result<u64> {
     let mut select = sea_query::Query::select();
     select
-        .expr(sea_query::Func::count(sea_query::Expr::col(sea_query::Asterisk)))
+        .expr(sea_query::Func::count(sea_query::Expr::col(
+            sea_query::Asterisk,
+        )))
         .from(M::META.table);
     let rows = cluster
         .fetch(
@@ -272,8 +276,10 @@ pub(crate) async fn count<M: Model, DB: Backend>(
 
 /// The shard of shard-key `values` under a static or resolver placement.
 pub(crate) fn shard_of<M: Model>(placement: &Placement, values: &[Value]) -> Result<ShardId> {
-    placement.shard_for_values::<M>(values)?.ok_or_else(|| Error::Unsupported {
-        model: M::META.name,
-        reason: "the placement cannot place this key without a directory lookup".into(),
-    })
+    placement
+        .shard_for_values::<M>(values)?
+        .ok_or_else(|| Error::Unsupported {
+            model: M::META.name,
+            reason: "the placement cannot place this key without a directory lookup".into(),
+        })
 }

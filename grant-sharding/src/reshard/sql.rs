@@ -49,27 +49,20 @@ pub(crate) fn scan<M: Model, DB: Backend>(
 fn after_condition(names: &[&'static str], after: &[Value]) -> Expr {
     match (names, after) {
         ([name], [value]) => Expr::col(*name).gt(value.clone()),
-        _ => Expr::tuple(names.iter().map(|n| Expr::col(*n))).gt(Expr::tuple(
-            after.iter().map(|v| Expr::val(v.clone())),
-        )),
+        _ => Expr::tuple(names.iter().map(|n| Expr::col(*n)))
+            .gt(Expr::tuple(after.iter().map(|v| Expr::val(v.clone())))),
     }
 }
 
 /// `primary key IN (keys)`.
 fn keys_condition(names: &[&'static str], keys: &[Vec<Value>]) -> Condition {
     match names {
-        [name] => Condition::all().add(
-            Expr::col(*name).is_in(keys.iter().filter_map(|k| k.first().cloned())),
-        ),
+        [name] => Condition::all()
+            .add(Expr::col(*name).is_in(keys.iter().filter_map(|k| k.first().cloned()))),
         _ => keys.iter().fold(Condition::any(), |any, key| {
-            any.add(
-                names
-                    .iter()
-                    .zip(key)
-                    .fold(Condition::all(), |all, (n, v)| {
-                        all.add(Expr::col(*n).eq(v.clone()))
-                    }),
-            )
+            any.add(names.iter().zip(key).fold(Condition::all(), |all, (n, v)| {
+                all.add(Expr::col(*n).eq(v.clone()))
+            }))
         }),
     }
 }
@@ -208,7 +201,9 @@ pub(crate) fn decode_key<M: Model>(text: &str) -> Result<Vec<Value>> {
                     String::from_utf8(unhex(body).ok_or_else(|| bad(body))?)
                         .map_err(|_| bad(body))?,
                 )),
-                ("b", ValueKind::Bytes) => Value::Bytes(Some(unhex(body).ok_or_else(|| bad(body))?)),
+                ("b", ValueKind::Bytes) => {
+                    Value::Bytes(Some(unhex(body).ok_or_else(|| bad(body))?))
+                }
                 _ => return Err(bad(part)),
             })
         })
@@ -229,7 +224,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 /// `Debug` rendering — compared only within one process, never persisted as a format.
 pub(crate) fn checksum<'a>(rows: impl IntoIterator<Item = &'a [Value]>) -> u64 {
     use std::hash::Hasher;
-    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x6772_616e_7400, 0x7265_7368_6172_64);
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x0067_7261_6e74, 0x0072_6573_6861_7264);
     for row in rows {
         h.write(format!("{row:?}").as_bytes());
         h.write_u8(0xff);

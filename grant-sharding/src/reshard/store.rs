@@ -74,9 +74,13 @@ fn decode_cursors(text: &str) -> BTreeMap<String, String> {
 /// Creates the job table (idempotent) and inserts `row`.
 pub(crate) async fn create<DB: Backend>(cluster: &Cluster<DB>, row: &JobRow) -> Result<()> {
     let (shard, pool) = first_pool(cluster)?;
-    DB::execute(pool, CREATE.to_owned(), SqlxValues(sea_query::Values(Vec::new())))
-        .await
-        .map_err(|e| db_error(&shard, "create table", e))?;
+    DB::execute(
+        pool,
+        CREATE.to_owned(),
+        SqlxValues(sea_query::Values(Vec::new())),
+    )
+    .await
+    .map_err(|e| db_error(&shard, "create table", e))?;
     let now = now_millis();
     let (sql, values) = sea_query::Query::insert()
         .into_table(Alias::new(TABLE))
@@ -133,9 +137,13 @@ pub(crate) async fn save<DB: Backend>(cluster: &Cluster<DB>, row: &JobRow) -> Re
 /// Loads job `id`.
 pub(crate) async fn load<DB: Backend>(cluster: &Cluster<DB>, id: &str) -> Result<JobRow> {
     let (shard, pool) = first_pool(cluster)?;
-    DB::execute(pool, CREATE.to_owned(), SqlxValues(sea_query::Values(Vec::new())))
-        .await
-        .map_err(|e| db_error(&shard, "create table", e))?;
+    DB::execute(
+        pool,
+        CREATE.to_owned(),
+        SqlxValues(sea_query::Values(Vec::new())),
+    )
+    .await
+    .map_err(|e| db_error(&shard, "create table", e))?;
     let (sql, values) = sea_query::Query::select()
         .columns(
             [
@@ -164,13 +172,17 @@ pub(crate) async fn load<DB: Backend>(cluster: &Cluster<DB>, id: &str) -> Result
     let text = |i: usize| -> Result<String> {
         match DB::get_value(row, i, ValueKind::String).map_err(|e| db_error(&shard, "decode", e))? {
             Value::String(Some(s)) => Ok(s),
-            other => Err(Error::Config(format!("job `{id}`: column {i} is {other:?}"))),
+            other => Err(Error::Config(format!(
+                "job `{id}`: column {i} is {other:?}"
+            ))),
         }
     };
     let int = |i: usize| -> Result<i64> {
         match DB::get_value(row, i, ValueKind::I64).map_err(|e| db_error(&shard, "decode", e))? {
             Value::BigInt(Some(v)) => Ok(v),
-            other => Err(Error::Config(format!("job `{id}`: column {i} is {other:?}"))),
+            other => Err(Error::Config(format!(
+                "job `{id}`: column {i} is {other:?}"
+            ))),
         }
     };
     Ok(JobRow {
