@@ -112,9 +112,12 @@ async fn killed_mid_copy_resumes_in_a_new_process() {
     let job = ReshardJob::<Account, Sqlite>::resume(&b, &id, eight(), ReshardOptions::default())
         .await
         .unwrap();
+    // The persisted count may lag the killed run's by one batch per source (4 in parallel).
+    let resumed_at = job.status().rows_copied;
     assert!(
-        job.status().rows_copied >= copied_before,
-        "the resumed job starts from its cursors"
+        resumed_at > 0 && resumed_at + 4 * 250 >= copied_before,
+        "the resumed job starts from its persisted cursors ({resumed_at} copied, {copied_before} \
+         before the kill)"
     );
     let status = job.run().await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
