@@ -55,6 +55,12 @@ pub mod txn {
     pub use grant_sharding::txn::*;
 }
 
+/// Online resharding: plan, dual writes, locked backfill, verification, cutover, resume,
+/// rollback (see [`grant_sharding::reshard`]).
+pub mod reshard {
+    pub use grant_sharding::reshard::*;
+}
+
 /// Run-time placement: per-model overrides of the static strategy, dual writes for resharding.
 pub mod placement {
     pub use grant_sharding::placement::*;

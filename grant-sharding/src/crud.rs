@@ -107,13 +107,28 @@ pub(crate) fn insert_statement<M: Model>(rows: &[&M]) -> sea_query::InsertStatem
 /// [`Error::UnknownShard`]; the shard's error (e.g. a duplicate primary key).
 pub async fn insert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<()> {
     let statement = insert_statement::<M>(&[row]).build_sqlx(DB::builder());
+    // resharding: hold the model's gate for the whole operation (a cutover waits for it).
+    let _gate = cluster.reshard_gate::<M>().await;
     if let Some(state) = cluster.placement::<M>() {
         let values = placement::row_key_values::<M>(row);
         let targets =
             placement::write_targets::<M, DB>(cluster, &state.placement, &values, true).await?;
-        for shard in targets.all() {
+        // resharding: journal the key; the `new` side of a dual write is an upsert.
+        crate::reshard::note_write::<M, DB>(cluster, &state.placement, || {
+            M::primary_key_values(&row.primary_key())
+        });
+        if let Some(shard) = targets.main {
             cluster
                 .execute(M::META.name, shard, copy(&statement))
+                .await?;
+        }
+        for shard in &targets.also {
+            cluster
+                .execute_atomic(
+                    M::META.name,
+                    *shard,
+                    crate::reshard::dual_write_inserts::<M, DB>(&[row]),
+                )
                 .await?;
         }
         if let Some(main) = targets.main {
@@ -140,7 +155,11 @@ pub async fn insert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Re
 ///
 /// Dropping the future rolls back the transactions of shards that had not committed yet.
 pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M]) -> Result<u64> {
+    // resharding: `also` holds the rows a shard gets as the `new` side of a dual write.
     let mut groups: BTreeMap<ShardId, (ShardId, Vec<&M>)> = BTreeMap::new();
+    let mut also: BTreeMap<ShardId, Vec<&M>> = BTreeMap::new();
+    // resharding: hold the model's gate for the whole operation (a cutover waits for it).
+    let _gate = cluster.reshard_gate::<M>().await;
     let state = cluster.placement::<M>();
     match &state {
         Some(state) => {
@@ -149,12 +168,20 @@ pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M
                 let targets =
                     placement::write_targets::<M, DB>(cluster, &state.placement, &values, true)
                         .await?;
-                for shard in targets.all() {
+                // resharding: journal the key; the `new` side is upserted (below).
+                crate::reshard::note_write::<M, DB>(cluster, &state.placement, || {
+                    M::primary_key_values(&row.primary_key())
+                });
+                if let Some(shard) = targets.main {
                     groups
                         .entry(shard)
                         .or_insert_with(|| (shard, Vec::new()))
                         .1
                         .push(row);
+                }
+                for &shard in &targets.also {
+                    groups.entry(shard).or_insert_with(|| (shard, Vec::new()));
+                    also.entry(shard).or_default().push(row);
                 }
                 if let Some(main) = targets.main {
                     placement::note_rows(&state.placement, main, 1);
@@ -177,10 +204,14 @@ pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M
     }
     let per_batch = (DB::MAX_BIND_PARAMS / M::META.columns.len().max(1)).clamp(1, 1000);
     let written = try_join_all(groups.into_values().map(|(shard, rows)| {
-        let statements = rows
+        let mut statements: Vec<_> = rows
             .chunks(per_batch)
             .map(|chunk| insert_statement::<M>(chunk).build_sqlx(DB::builder()))
             .collect();
+        // resharding: the dual-write rows of this shard, as upserts.
+        if let Some(rows) = also.get(&shard) {
+            statements.extend(crate::reshard::dual_write_inserts::<M, DB>(rows));
+        }
         cluster.execute_atomic(M::META.name, shard, statements)
     }))
     .await?;
@@ -196,8 +227,14 @@ pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M
 /// as [`Error::ShardKeyMutation`].
 pub async fn update<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<()> {
     let key = row.primary_key();
+    // resharding: hold the model's gate for the whole operation (a cutover waits for it).
+    let _gate = cluster.reshard_gate::<M>().await;
     let (shard, also) = match cluster.placement::<M>() {
         Some(state) => {
+            // resharding: journal the key.
+            crate::reshard::note_write::<M, DB>(cluster, &state.placement, || {
+                M::primary_key_values(&key)
+            });
             let values = placement::row_key_values::<M>(row);
             let targets =
                 placement::write_targets::<M, DB>(cluster, &state.placement, &values, false)
@@ -297,7 +334,13 @@ pub async fn delete_key<M: Model, DB: Backend>(
     delete
         .from_table(M::META.table)
         .cond_where(pk_condition::<M>(key));
+    // resharding: hold the model's gate for the whole operation (a cutover waits for it).
+    let _gate = cluster.reshard_gate::<M>().await;
     if let Some(state) = cluster.placement::<M>() {
+        // resharding: journal the key.
+        crate::reshard::note_write::<M, DB>(cluster, &state.placement, || {
+            M::primary_key_values(key)
+        });
         let values = placement::pk_key_values::<M>(key);
         let targets =
             placement::write_targets::<M, DB>(cluster, &state.placement, &values, false).await?;
@@ -335,6 +378,8 @@ where
     M: Model + FromShardRow<DB>,
     DB: Backend,
 {
+    // resharding: hold the model's gate for the whole operation (a cutover waits for it).
+    let _gate = cluster.reshard_gate::<M>().await;
     let (shard, statement) = match cluster.placement::<M>() {
         Some(state) => {
             let values = placement::pk_key_values::<M>(&key);

@@ -17,6 +17,8 @@ pub mod observe;
 pub mod placement;
 pub mod query;
 pub mod resolve;
+// resharding: online moves between placements.
+pub mod reshard;
 mod router;
 pub mod saga;
 pub mod schema;

@@ -389,6 +389,8 @@ pub(crate) struct Placements {
     /// The last epoch of every model ever placed, kept when its placement is cleared so that
     /// epochs never repeat.
     last_epoch: Mutex<HashMap<&'static str, u64>>,
+    // resharding: per-model operation gates and dirty-key journals (see `crate::reshard`).
+    pub(crate) reshard: crate::reshard::Hooks,
 }
 
 impl Placements {
