@@ -313,6 +313,61 @@ impl<M: Model> Query<M> {
         order
     }
 
+    /// Opens one merge source per leg with `open(shard, filter, limit)`. Across several legs
+    /// with a row `budget` (limit + offset) and an order, each shard is first asked for
+    /// [`chunk_rows`] rows and [`continued`] by keyset after the last row of a full chunk. A leg
+    /// that cannot be opened fails the query, or is listed when `partial`.
+    pub(crate) fn open_legs<'a, T, F>(
+        &'a self,
+        legs: Vec<Leg>,
+        order: &'a [OrderKey],
+        budget: Option<u64>,
+        partial: bool,
+        backend_nulls_first: bool,
+        open: &'a F,
+    ) -> Result<(Vec<Source<'a, T>>, Failed)>
+    where
+        T: Send + 'a,
+        F: Fn(ShardId, Option<&Node>, Option<u64>) -> Result<KeyedStream<'a, T>> + Sync,
+    {
+        let single = legs.len() == 1;
+        let chunk = match budget {
+            Some(budget) if !single && !order.is_empty() => {
+                Some(chunk_rows(budget, legs.len())).filter(|&chunk| chunk < budget)
+            }
+            _ => None,
+        };
+        let mut sources = Vec::with_capacity(legs.len());
+        let mut failed = Vec::new();
+        for (shard, filter) in legs {
+            let limit = if single { None } else { chunk.or(budget) };
+            let rows = match open(shard, filter.as_ref(), limit) {
+                Ok(rows) => rows,
+                Err(e) if partial => {
+                    failed.push((shard, e));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let rows = match (budget, chunk) {
+                (Some(budget), Some(first)) => {
+                    let resume = move |last: &[Value]| {
+                        and(
+                            filter.clone(),
+                            self.keyset_at(order, |i, _| &last[i], backend_nulls_first),
+                        )
+                    };
+                    continued(rows, first, budget, move |after: Vec<Value>, limit| {
+                        open(shard, Some(&resume(&after)), Some(limit))
+                    })
+                }
+                _ => rows,
+            };
+            sources.push(Source { shard, rows });
+        }
+        Ok((sources, failed))
+    }
+
     /// `(k1, k2, ...) > (v1, v2, ...)` in the query's order, NULL placement included.
     fn keyset(&self, cursor: &[Value], backend_nulls_first: bool) -> Node {
         let order = self.full_order();
@@ -507,7 +562,6 @@ impl<M: Model> Query<M> {
         // for in chunks (see `chunk_rows`), continuing after the last row of a chunk that came
         // back full, so a shard sorts for its share of the page, not for all of it.
         let budget = self.limit.map(|limit| limit.saturating_add(offset));
-        let chunk = budget.map(|budget| chunk_rows(budget, legs.len()));
         let open = |shard: ShardId, filter: Option<&Node>, limit: Option<u64>| {
             let mut select = Self::base_select(filter);
             select.columns(columns.iter().copied());
@@ -557,36 +611,8 @@ impl<M: Model> Query<M> {
                 .boxed(),
             )
         };
-        let open = &open;
-        let mut sources = Vec::with_capacity(legs.len());
-        let mut failed = Vec::new();
-        for (shard, filter) in legs {
-            let first = if single { None } else { chunk };
-            let rows = match open(shard, filter.as_ref(), first) {
-                Ok(rows) => rows,
-                Err(e) if partial => {
-                    failed.push((shard, e));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let rows = match (budget, first) {
-                (Some(budget), Some(first)) if first < budget => {
-                    let (filter, this, order) = (filter.clone(), &self, &order);
-                    let resume = move |last: &[Value]| {
-                        and(
-                            filter.clone(),
-                            this.keyset_at(order, |i, _| &last[i], DB::NULLS_FIRST_IN_ASC),
-                        )
-                    };
-                    continued(rows, first, budget, move |after: Vec<Value>, limit| {
-                        open(shard, Some(&resume(&after)), Some(limit))
-                    })
-                }
-                _ => rows,
-            };
-            sources.push(Source { shard, rows });
-        }
+        let (sources, mut failed) =
+            self.open_legs(legs, &order, budget, partial, DB::NULLS_FIRST_IN_ASC, &open)?;
         let page = if single {
             Page {
                 offset: 0,
@@ -817,6 +843,9 @@ pub(crate) fn chunk_rows(budget: u64, shards: usize) -> u64 {
     let share = budget.div_ceil(shards);
     budget.min((share + share / 2).max(SMALL))
 }
+
+/// The shards that failed, with why.
+pub(crate) type Failed = Vec<(ShardId, Error)>;
 
 /// One shard's rows, each with its sort key.
 pub(crate) type KeyedStream<'a, T> = BoxStream<'a, Result<(Vec<Value>, T)>>;

@@ -12,10 +12,8 @@ use sea_query_sqlx::SqlxBinder;
 
 use crate::cluster::Cluster;
 use crate::exec;
-use crate::merge::{
-    self, DistinctKey, KeyOrder, Page, Source, compare_keys, compare_values, values_key,
-};
-use crate::query::{OrderKey, Query, and, chunk_rows, continued, order_sql, page_sql, sort_expr};
+use crate::merge::{self, DistinctKey, KeyOrder, Page, compare_keys, compare_values, values_key};
+use crate::query::{OrderKey, Query, order_sql, page_sql, sort_expr};
 
 /// The most distinct values `count_distinct` gathers across shards before refusing the query
 /// (each distinct value must travel to the merger: per-shard counts can't be added).
@@ -272,7 +270,6 @@ impl<M: Model, T> Select<M, T> {
         let single = legs.len() == 1;
         // Deep pages are asked for in chunks continued by keyset, as in `Query::all`.
         let budget = self.query.limit.map(|limit| limit.saturating_add(offset));
-        let chunk = budget.map(|budget| chunk_rows(budget, legs.len()));
         let open = |shard: ShardId, filter: Option<&Node>, limit: Option<u64>| {
             let mut select = Query::<M>::base_select(filter);
             for col in &layout {
@@ -308,7 +305,6 @@ impl<M: Model, T> Select<M, T> {
                 .boxed(),
             )
         };
-        let open = &open;
         let order: Vec<OrderKey> = keys
             .iter()
             .map(|(c, o, n)| OrderKey {
@@ -317,35 +313,9 @@ impl<M: Model, T> Select<M, T> {
                 nulls: *n,
             })
             .collect();
-        let mut sources = Vec::with_capacity(legs.len());
-        let mut failed = Vec::new();
-        for (shard, filter) in legs {
-            let first = if single { None } else { chunk };
-            let rows = match open(shard, filter.as_ref(), first) {
-                Ok(rows) => rows,
-                Err(e) if partial => {
-                    failed.push((shard, e));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let rows = match (budget, first) {
-                (Some(budget), Some(first)) if first < budget && !order.is_empty() => {
-                    let (filter, query, order) = (filter.clone(), &self.query, &order);
-                    let resume = move |last: &[Value]| {
-                        and(
-                            filter.clone(),
-                            query.keyset_at(order, |i, _| &last[i], DB::NULLS_FIRST_IN_ASC),
-                        )
-                    };
-                    continued(rows, first, budget, move |after: Vec<Value>, limit| {
-                        open(shard, Some(&resume(&after)), Some(limit))
-                    })
-                }
-                _ => rows,
-            };
-            sources.push(Source { shard, rows });
-        }
+        let (sources, mut failed) =
+            self.query
+                .open_legs(legs, &order, budget, partial, DB::NULLS_FIRST_IN_ASC, &open)?;
         let page = if single {
             Page {
                 offset: 0,

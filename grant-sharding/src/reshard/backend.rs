@@ -25,6 +25,7 @@ pub trait ReshardBackend: Backend {
     ) -> BoxFuture<'a, Result<Vec<Self::Row>, sqlx::Error>>;
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 macro_rules! reshard_backend {
     ($db:ty, $lock:expr, $begin:expr) => {
         impl ReshardBackend for $db {

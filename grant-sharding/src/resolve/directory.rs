@@ -106,13 +106,18 @@ impl DirKey {
     }
 }
 
+/// A cache map: foldhash with a random seed per map (keys may come from users, so a fixed-seed
+/// hash would invite collisions; foldhash hashes a 39-byte key several times faster than the
+/// standard library's SipHash-1-3).
+type CacheMap<K> = HashMap<K, ShardId, foldhash::fast::RandomState>;
+
 /// The in-process cache: lookups by borrowed key parts, without allocating.
 #[derive(Debug, Default)]
 struct Cache {
-    ints: HashMap<i64, ShardId>,
-    texts: HashMap<Box<str>, ShardId>,
-    bytes: HashMap<Box<[u8]>, ShardId>,
-    uuids: HashMap<[u8; 16], ShardId>,
+    ints: CacheMap<i64>,
+    texts: CacheMap<Box<str>>,
+    bytes: CacheMap<Box<[u8]>>,
+    uuids: CacheMap<[u8; 16]>,
 }
 
 impl Cache {
