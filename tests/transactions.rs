@@ -345,3 +345,29 @@ async fn an_unknown_coordinator_shard_fails_the_connect() {
         other => panic!("expected Config, got {other}"),
     }
 }
+
+#[tokio::test]
+async fn models_with_a_run_time_placement_are_refused_not_misrouted() {
+    let dir = tempdir();
+    let cluster = sqlite_cluster(dir.path(), 8).await;
+    User::create_table(&cluster).await.unwrap();
+    // A run-time placement that differs from the static one (4 shards instead of 8).
+    cluster
+        .set_placement::<User>(grant::Placement::resolver(
+            grant::resolve::HashResolver::new(4),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = cluster.begin_for::<User>(&1).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Unsupported { .. }) && err.to_string().contains("run-time placement"),
+        "{err}"
+    );
+    let mut tx = cluster.begin_on(ShardId::new(0)).await.unwrap();
+    let err = tx.insert(&user(1)).await.unwrap_err();
+    assert!(err.to_string().contains("outside a transaction"), "{err}");
+    tx.rollback().await.unwrap();
+    // Outside a transaction the placement is followed.
+    user(1).insert(&cluster).await.unwrap();
+    assert_eq!(User::on_all_shards().count(&cluster).await.unwrap(), 1);
+    assert_eq!(User::find(&cluster, 1).await.unwrap(), Some(user(1)));
+}

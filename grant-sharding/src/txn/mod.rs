@@ -204,6 +204,24 @@ impl<DB: Backend> Cluster<DB> {
 
     /// The cluster position of model `M`'s shard `shard`.
     fn index_of<M: Model>(&self, shard: ShardId) -> Result<usize> {
+        // Transactions route rows by the model's static strategy; a run-time placement (a grown
+        // ring, a directory, a resharding in progress with its dual writes) would be bypassed,
+        // so rows could land on a shard no read looks at. Refuse until transactions follow it.
+        if let Some(state) = self.placement::<M>() {
+            return Err(Error::Unsupported {
+                model: M::META.name,
+                reason: format!(
+                    "model `{}` has a run-time placement on this cluster (epoch {}: {:?}); \
+                     transactions route by the model's static strategy and do not follow it \
+                     yet — write `{}` rows outside a transaction (each write is atomic on its \
+                     shard) or in a saga",
+                    M::META.name,
+                    state.epoch,
+                    state.placement,
+                    M::META.name
+                ),
+            });
+        }
         self.shard_index(M::META.name, shard)
     }
 }
