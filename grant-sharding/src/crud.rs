@@ -107,9 +107,9 @@ pub(crate) fn insert_statement<M: Model>(rows: &[&M]) -> sea_query::InsertStatem
 /// [`Error::UnknownShard`]; the shard's error (e.g. a duplicate primary key).
 pub async fn insert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<()> {
     let statement = insert_statement::<M>(&[row]).build_sqlx(DB::builder());
-    // resharding: hold the model's gate for the whole operation (a cutover waits for it).
-    let _gate = cluster.reshard_gate::<M>().await;
-    if let Some(state) = cluster.placement::<M>() {
+    // resharding: the placement is read under the model's gate, held for the whole operation
+    // (a cutover waits for it).
+    if let Some(state) = cluster.gated_placement::<M>().await {
         let values = placement::row_key_values::<M>(row);
         let targets =
             placement::write_targets::<M, DB>(cluster, &state.placement, &values, true).await?;
@@ -142,6 +142,12 @@ pub async fn insert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Re
     Ok(())
 }
 
+/// How many rows of `M` one multi-row `INSERT` carries: under the backend's bind-parameter
+/// limit, at most 1,000.
+pub(crate) fn rows_per_insert<M: Model, DB: Backend>() -> usize {
+    (DB::MAX_BIND_PARAMS / M::META.columns.len().max(1)).clamp(1, 1000)
+}
+
 /// Inserts many rows: grouped per shard, sent as multi-row `INSERT`s in batches under the
 /// backend's bind-parameter limit, each shard's batches in one transaction (a shard gets all of
 /// its rows or none), shards in parallel. Returns the number of rows inserted.
@@ -158,9 +164,8 @@ pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M
     // resharding: `also` holds the rows a shard gets as the `new` side of a dual write.
     let mut groups: BTreeMap<ShardId, (ShardId, Vec<&M>)> = BTreeMap::new();
     let mut also: BTreeMap<ShardId, Vec<&M>> = BTreeMap::new();
-    // resharding: hold the model's gate for the whole operation (a cutover waits for it).
-    let _gate = cluster.reshard_gate::<M>().await;
-    let state = cluster.placement::<M>();
+    // resharding: the placement is read under the model's gate, held for the whole operation.
+    let state = cluster.gated_placement::<M>().await;
     match &state {
         Some(state) => {
             for row in rows {
@@ -202,7 +207,7 @@ pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M
     for (shard, _) in groups.values() {
         cluster.shard_pool(M::META.name, *shard)?;
     }
-    let per_batch = (DB::MAX_BIND_PARAMS / M::META.columns.len().max(1)).clamp(1, 1000);
+    let per_batch = rows_per_insert::<M, DB>();
     let written = try_join_all(groups.into_values().map(|(shard, rows)| {
         let mut statements: Vec<_> = rows
             .chunks(per_batch)
@@ -227,9 +232,9 @@ pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M
 /// as [`Error::ShardKeyMutation`].
 pub async fn update<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<()> {
     let key = row.primary_key();
-    // resharding: hold the model's gate for the whole operation (a cutover waits for it).
-    let _gate = cluster.reshard_gate::<M>().await;
-    let (shard, also) = match cluster.placement::<M>() {
+    // resharding: the placement is read under the model's gate, held for the whole operation.
+    let placed = cluster.gated_placement::<M>().await;
+    let (shard, also) = match &placed {
         Some(state) => {
             // resharding: journal the key.
             crate::reshard::note_write::<M, DB>(cluster, &state.placement, || {
@@ -334,9 +339,9 @@ pub async fn delete_key<M: Model, DB: Backend>(
     delete
         .from_table(M::META.table)
         .cond_where(pk_condition::<M>(key));
-    // resharding: hold the model's gate for the whole operation (a cutover waits for it).
-    let _gate = cluster.reshard_gate::<M>().await;
-    if let Some(state) = cluster.placement::<M>() {
+    // resharding: the placement is read under the model's gate, held for the whole operation
+    // (a cutover waits for it).
+    if let Some(state) = cluster.gated_placement::<M>().await {
         // resharding: journal the key.
         crate::reshard::note_write::<M, DB>(cluster, &state.placement, || {
             M::primary_key_values(key)
@@ -378,9 +383,9 @@ where
     M: Model + FromShardRow<DB>,
     DB: Backend,
 {
-    // resharding: hold the model's gate for the whole operation (a cutover waits for it).
-    let _gate = cluster.reshard_gate::<M>().await;
-    let (shard, statement) = match cluster.placement::<M>() {
+    // resharding: the placement is read under the model's gate, held for the whole operation.
+    let placed = cluster.gated_placement::<M>().await;
+    let (shard, statement) = match &placed {
         Some(state) => {
             let values = placement::pk_key_values::<M>(&key);
             let Some(shard) =

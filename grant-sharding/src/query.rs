@@ -540,7 +540,7 @@ impl<M: Model> Query<M> {
         decode: impl Fn(&DB::Row) -> std::result::Result<T, sqlx::Error>,
     ) -> Result<Partial<Vec<T>>> {
         // resharding: hold the model's gate for the whole query (a cutover waits for it).
-        let _gate = cluster.reshard_gate::<M>().await;
+        let _gate = cluster.gated_placement::<M>().await;
         let legs = self.legs(cluster, DB::NULLS_FIRST_IN_ASC).await?;
         let policy = self.policy(cluster, partial);
         let order = self.full_order();

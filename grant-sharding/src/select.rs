@@ -175,7 +175,7 @@ impl<M: Model, T> Select<M, T> {
         partial: bool,
     ) -> Result<(Vec<T>, Vec<(grant_core::ShardId, Error)>)> {
         // resharding: hold the model's gate for the whole query (a cutover waits for it).
-        let _gate = cluster.reshard_gate::<M>().await;
+        let _gate = cluster.gated_placement::<M>().await;
         let grouped = !self.group_by.is_empty() || self.items.iter().any(Item::is_aggregate);
         let (rows, failed) = if grouped {
             self.grouped(cluster, partial).await?

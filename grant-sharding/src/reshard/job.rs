@@ -18,6 +18,7 @@ use super::plan::{ReshardPlan, key_columns, shard_of};
 use super::store::{self, JobRow};
 use super::{Journal, sql};
 use crate::cluster::{Cluster, ReadPolicy};
+use crate::merge::values_key;
 use crate::placement::Placement;
 
 /// Where a job is.
@@ -614,11 +615,7 @@ where
     }
 
     /// Rows of `shard` with these keys, by key.
-    async fn fetch_keys(
-        &self,
-        shard: ShardId,
-        keys: &[Vec<Value>],
-    ) -> Result<HashMap<String, Vec<Value>>> {
+    async fn fetch_keys(&self, shard: ShardId, keys: &[Vec<Value>]) -> Result<HashMap<Vec<u8>, M>> {
         let mut out = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(sql::keys_per_statement::<M, DB>()) {
             let rows = self
@@ -632,14 +629,14 @@ where
                 .await?;
             for row in self.decode(shard, &rows)? {
                 let key = M::primary_key_values(&row.primary_key());
-                out.insert(format!("{key:?}"), row.values());
+                out.insert(values_key(&key), row);
             }
         }
         Ok(out)
     }
 
     /// Makes `target` hold exactly `rows` (for their keys): upserts them all (copy) or only
-    /// those that differ (verify), then compares checksums of both sides.
+    /// those that differ (verify), then compares both sides row by row, value by value.
     async fn sync_target(&self, target: ShardId, rows: &[&M], mode: Mode) -> Result<()> {
         if mode == Mode::Copy {
             self.cluster
@@ -651,29 +648,24 @@ where
             .map(|r| M::primary_key_values(&r.primary_key()))
             .collect();
         let there = self.fetch_keys(target, &keys).await?;
-        let here: Vec<Vec<Value>> = rows.iter().map(|r| r.values()).collect();
-        let empty = Vec::new();
-        let theirs: Vec<&Vec<Value>> = keys
-            .iter()
-            .map(|k| there.get(&format!("{k:?}")).unwrap_or(&empty))
-            .collect();
         if mode == Mode::Verify {
             self.progress
                 .verified
                 .fetch_add(rows.len() as u64, Ordering::Relaxed);
         }
-        if sql::checksum(here.iter().map(Vec::as_slice))
-            == sql::checksum(theirs.iter().map(|v| v.as_slice()))
-        {
-            return Ok(());
-        }
         let differ: Vec<&M> = rows
             .iter()
-            .zip(&here)
-            .zip(&theirs)
-            .filter(|((_, a), b)| a != *b)
-            .map(|((r, _), _)| *r)
+            .zip(&keys)
+            .filter(|(row, key)| {
+                there
+                    .get(&values_key(key))
+                    .is_none_or(|copy| copy.values() != row.values())
+            })
+            .map(|(row, _)| *row)
             .collect();
+        if differ.is_empty() {
+            return Ok(());
+        }
         self.progress
             .repaired
             .fetch_add(differ.len() as u64, Ordering::Relaxed);
@@ -734,20 +726,10 @@ where
     async fn clean_target(&self, target: ShardId, mode: CleanMode) -> Result<()> {
         let mut cursor: Option<Vec<Value>> = None;
         loop {
-            let rows = self
-                .cluster
-                .fetch(
-                    M::META.name,
-                    target,
-                    Some(ReadPolicy::Primary),
-                    sql::scan::<M, DB>(cursor.as_deref(), self.options.batch_size, ""),
-                )
-                .await?;
-            let rows = self.decode(target, &rows)?;
-            let Some(last) = rows.last() else {
+            let rows = self.next_page(target, &mut cursor).await?;
+            if rows.is_empty() {
                 return Ok(());
-            };
-            cursor = Some(M::primary_key_values(&last.primary_key()));
+            }
             let mut by_owner: BTreeMap<ShardId, Vec<Vec<Value>>> = BTreeMap::new();
             for row in &rows {
                 let owner = shard_of::<M>(&self.plan.old, &crate::placement::row_key_values(row))?;
@@ -766,7 +748,7 @@ where
                         let there = self.fetch_keys(owner, &keys).await?;
                         doomed.extend(
                             keys.into_iter()
-                                .filter(|k| !there.contains_key(&format!("{k:?}"))),
+                                .filter(|k| !there.contains_key(&values_key(k))),
                         );
                     }
                 }
@@ -778,6 +760,25 @@ where
             }
             self.delete_keys(target, &doomed).await?;
         }
+    }
+
+    /// The next batch of `shard`'s rows in primary-key order after `cursor` (unlocked), moving
+    /// the cursor to its last row; empty past the end.
+    async fn next_page(&self, shard: ShardId, cursor: &mut Option<Vec<Value>>) -> Result<Vec<M>> {
+        let rows = self
+            .cluster
+            .fetch(
+                M::META.name,
+                shard,
+                Some(ReadPolicy::Primary),
+                sql::scan::<M, DB>(cursor.as_deref(), self.options.batch_size, ""),
+            )
+            .await?;
+        let rows = self.decode(shard, &rows)?;
+        if let Some(last) = rows.last() {
+            *cursor = Some(M::primary_key_values(&last.primary_key()));
+        }
+        Ok(rows)
     }
 
     async fn delete_keys(&self, shard: ShardId, keys: &[Vec<Value>]) -> Result<()> {
@@ -836,12 +837,12 @@ where
         for (source, keys) in by_source {
             let plain: Vec<Vec<Value>> = keys.iter().map(|(k, _)| k.clone()).collect();
             let rows = self.fetch_keys(source, &plain).await?;
-            let mut upsert: BTreeMap<ShardId, Vec<Vec<Value>>> = BTreeMap::new();
+            let mut upsert: BTreeMap<ShardId, Vec<&M>> = BTreeMap::new();
             let mut delete: BTreeMap<ShardId, Vec<Vec<Value>>> = BTreeMap::new();
             for (key, to) in keys {
-                match rows.get(&format!("{key:?}")) {
-                    Some(values) => {
-                        upsert.entry(to).or_default().push(values.clone());
+                match rows.get(&values_key(&key)) {
+                    Some(row) => {
+                        upsert.entry(to).or_default().push(row);
                         moved.entry(source).or_default().push(key);
                     }
                     None => delete.entry(to).or_default().push(key),
@@ -851,12 +852,8 @@ where
                 self.delete_keys(to, &keys).await?;
             }
             for (to, rows) in upsert {
-                let statements = rows
-                    .chunks((DB::MAX_BIND_PARAMS / M::META.columns.len().max(1)).clamp(1, 1000))
-                    .map(|chunk| upsert_values::<M, DB>(chunk))
-                    .collect();
                 self.cluster
-                    .execute_atomic(M::META.name, to, statements)
+                    .execute_atomic(M::META.name, to, sql::upserts::<M, DB>(&rows))
                     .await?;
             }
         }
@@ -907,18 +904,10 @@ where
         for source in self.sources() {
             let mut cursor: Option<Vec<Value>> = None;
             loop {
-                let rows = self
-                    .cluster
-                    .fetch(
-                        M::META.name,
-                        source,
-                        Some(ReadPolicy::Primary),
-                        sql::scan::<M, DB>(cursor.as_deref(), self.options.batch_size, ""),
-                    )
-                    .await?;
-                let rows = self.decode(source, &rows)?;
-                let Some(last) = rows.last() else { break };
-                cursor = Some(M::primary_key_values(&last.primary_key()));
+                let rows = self.next_page(source, &mut cursor).await?;
+                if rows.is_empty() {
+                    break;
+                }
                 let mut by_target: BTreeMap<ShardId, Vec<&M>> = BTreeMap::new();
                 for row in &rows {
                     let t = shard_of::<M>(&self.plan.new, &crate::placement::row_key_values(row))?;
@@ -935,7 +924,7 @@ where
                     let missing: Vec<&M> = rows
                         .iter()
                         .zip(&keys)
-                        .filter(|(_, k)| !there.contains_key(&format!("{k:?}")))
+                        .filter(|(_, k)| !there.contains_key(&values_key(k)))
                         .map(|(r, _)| *r)
                         .collect();
                     if !missing.is_empty() {
@@ -1000,14 +989,4 @@ where
 enum CleanMode {
     Orphans,
     Copies,
-}
-
-/// An upsert of rows given as values (in column order).
-fn upsert_values<M: Model, DB: ReshardBackend>(rows: &[Vec<Value>]) -> sql::Statement {
-    use sea_query_sqlx::SqlxBinder;
-    let mut insert = sql::upsert::<M>(&[]);
-    for row in rows {
-        let _ = insert.values(row.iter().cloned().map(sea_query::Expr::val));
-    }
-    insert.build_sqlx(DB::builder())
 }

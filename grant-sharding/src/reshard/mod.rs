@@ -15,7 +15,8 @@
 //! 3. The backfill ([`ReshardJob::copy`]) walks each source shard in primary-key order, one batch
 //!    at a time, **holding the source rows locked** (PostgreSQL `FOR SHARE` inside a transaction;
 //!    SQLite `BEGIN IMMEDIATE`) while it upserts the moving rows into their targets and reads
-//!    them back to compare checksums. A writer whose source write waits on the lock writes the
+//!    them back to compare every value with the source's (exact — stronger than a per-batch
+//!    checksum, and the rows are at hand anyway). A writer whose source write waits on the lock writes the
 //!    target after the copy; a write committed before the batch locked is what the batch copies;
 //!    a delete committed before is not seen. After each verified batch the per-source cursor is
 //!    persisted, so a crash resumes from the last verified batch.
@@ -52,7 +53,8 @@ use sea_query::Value;
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
 use crate::cluster::Cluster;
-use crate::placement::Placement;
+use crate::merge::values_key;
+use crate::placement::{Placement, PlacementState};
 
 mod backend;
 mod job;
@@ -64,17 +66,40 @@ pub use backend::ReshardBackend;
 pub use job::{Phase, ReshardJob, ReshardOptions, ReshardStatus};
 pub use plan::{Move, ReshardPlan, SAMPLE_LIMIT};
 
+/// A model's run-time placement, read under the model's gate (held until this is dropped).
+#[derive(Debug)]
+pub(crate) struct Gated {
+    _gate: OwnedRwLockReadGuard<()>,
+    state: Arc<PlacementState>,
+}
+
+impl std::ops::Deref for Gated {
+    type Target = PlacementState;
+
+    fn deref(&self) -> &PlacementState {
+        &self.state
+    }
+}
+
 /// Per-model gates and dirty-key journals of a cluster (kept beside its placements).
 #[derive(Debug, Default)]
 pub(crate) struct Hooks {
-    gates: Mutex<HashMap<&'static str, Arc<RwLock<()>>>>,
+    gates: std::sync::RwLock<HashMap<&'static str, Arc<RwLock<()>>>>,
     journals: Mutex<HashMap<&'static str, Arc<Journal>>>,
 }
 
 impl Hooks {
     /// The gate of `table` (created on first use).
     pub(crate) fn gate(&self, table: &'static str) -> Arc<RwLock<()>> {
-        let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(gate) = self
+            .gates
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(table)
+        {
+            return Arc::clone(gate);
+        }
+        let mut gates = self.gates.write().unwrap_or_else(|e| e.into_inner());
         Arc::clone(gates.entry(table).or_default())
     }
 
@@ -100,13 +125,14 @@ impl Hooks {
 /// exact for the value types keys have).
 #[derive(Debug, Default)]
 pub(crate) struct Journal {
-    keys: Mutex<HashMap<String, Vec<Value>>>,
+    /// Keyed by [`values_key`], the canonical encoding of a key's values.
+    keys: Mutex<HashMap<Vec<u8>, Vec<Value>>>,
 }
 
 impl Journal {
     fn note(&self, key: Vec<Value>) {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        keys.entry(format!("{key:?}")).or_insert(key);
+        keys.entry(values_key(&key)).or_insert(key);
     }
 
     fn take(&self) -> Vec<Vec<Value>> {
@@ -116,18 +142,21 @@ impl Journal {
 }
 
 impl<DB: Backend> Cluster<DB> {
-    /// Holds model `M`'s gate in read mode when it has a run-time placement (`None`, at the cost
-    /// of one atomic load, when it has none). Take it before reading the placement and keep it
-    /// for the whole operation: a resharding cutover waits for it.
-    pub(crate) async fn reshard_gate<M: Model>(&self) -> Option<OwnedRwLockReadGuard<()>> {
+    /// Model `M`'s run-time placement, read while holding the model's gate in read mode
+    /// (`None`, at the cost of one atomic load, when it has none). Keep it for the whole
+    /// operation: a resharding cutover waits for it, and the placement it holds is the one the
+    /// operation must follow.
+    pub(crate) async fn gated_placement<M: Model>(&self) -> Option<Gated> {
         self.placements().get::<M>()?;
-        Some(
-            self.placements()
-                .reshard
-                .gate(M::META.table)
-                .read_owned()
-                .await,
-        )
+        let gate = self
+            .placements()
+            .reshard
+            .gate(M::META.table)
+            .read_owned()
+            .await;
+        // Read again under the gate: a cutover may have switched the placement meanwhile.
+        let state = self.placements().get::<M>()?;
+        Some(Gated { _gate: gate, state })
     }
 }
 

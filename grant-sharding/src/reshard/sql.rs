@@ -120,7 +120,7 @@ pub(crate) fn upsert<M: Model>(rows: &[&M]) -> sea_query::InsertStatement {
 
 /// Upserts of `rows`, in statements under the backend's bind-parameter limit.
 pub(crate) fn upserts<M: Model, DB: Backend>(rows: &[&M]) -> Vec<Statement> {
-    let per = (DB::MAX_BIND_PARAMS / M::META.columns.len().max(1)).clamp(1, 1000);
+    let per = crate::crud::rows_per_insert::<M, DB>();
     rows.chunks(per)
         .map(|chunk| upsert::<M>(chunk).build_sqlx(DB::builder()))
         .collect()
@@ -218,18 +218,6 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
-}
-
-/// A checksum of rows (their values in order): SipHash-1-3 with fixed keys over each row's
-/// `Debug` rendering — compared only within one process, never persisted as a format.
-pub(crate) fn checksum<'a>(rows: impl IntoIterator<Item = &'a [Value]>) -> u64 {
-    use std::hash::Hasher;
-    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x0067_7261_6e74, 0x0072_6573_6861_7264);
-    for row in rows {
-        h.write(format!("{row:?}").as_bytes());
-        h.write_u8(0xff);
-    }
-    h.finish()
 }
 
 #[cfg(test)]

@@ -427,7 +427,7 @@ pub(crate) async fn insert_rows<M: Model, DB: Backend>(
     open: &mut Open<DB>,
     rows: &[&M],
 ) -> Result<u64> {
-    let per_batch = (DB::MAX_BIND_PARAMS / M::META.columns.len().max(1)).clamp(1, 1000);
+    let per_batch = crate::crud::rows_per_insert::<M, DB>();
     let mut n = 0;
     for chunk in rows.chunks(per_batch) {
         let statement = crud::insert_statement::<M>(chunk).build_sqlx(DB::builder());
