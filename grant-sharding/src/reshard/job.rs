@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use futures_util::future::try_join_all;
 use futures_util::{StreamExt, TryStreamExt};
 use grant_core::{Error, FromShardRow, Model, Result, ShardId};
 use sea_query::Value;
+use tokio::sync::OwnedRwLockWriteGuard;
 
 use super::backend::ReshardBackend;
 use super::plan::{ReshardPlan, key_columns, shard_of};
@@ -38,8 +39,11 @@ pub enum Phase {
     Cleanup,
     /// The model is on its new placement.
     Done,
-    /// Rolled back before cutover: the model is on its old placement, copies removed.
+    /// Rolled back: the model is on its old placement, copies removed.
     RolledBack,
+    /// A rollback is deleting the copies from the targets (the model is back on its old
+    /// placement); [`ReshardJob::resume`] finishes it.
+    RollingBack,
 }
 
 impl Phase {
@@ -53,6 +57,7 @@ impl Phase {
             Phase::Cleanup => "cleanup",
             Phase::Done => "done",
             Phase::RolledBack => "rolled back",
+            Phase::RollingBack => "rolling back",
         }
     }
 
@@ -65,6 +70,7 @@ impl Phase {
             Phase::Cleanup,
             Phase::Done,
             Phase::RolledBack,
+            Phase::RollingBack,
         ]
         .into_iter()
         .find(|p| p.as_str() == s)
@@ -91,6 +97,93 @@ pub struct ReshardOptions {
     /// (e.g. a consistent-hash ring gaining a shard) the job copies one source at a time, so
     /// two batches never wait on each other's locks.
     pub parallelism: usize,
+    /// Test hook (feature `testing`): stop the job for good at a chosen step, as if its
+    /// process died there.
+    #[cfg(feature = "testing")]
+    pub crash: Option<Arc<CrashPoint>>,
+}
+
+/// A point at which a job stops, for tests (feature `testing`): at its `n`-th step — a
+/// statement it is about to run, a phase it is about to record — counted over every phase or
+/// only in one, the job either never returns, as if its process died there (drop its future
+/// and its cluster once [`CrashPoint::hit`] reports it, then recover the documented way), or
+/// fails with an error and lives on ([`CrashPoint::fail_in`]).
+#[cfg(feature = "testing")]
+#[derive(Debug, Default)]
+pub struct CrashPoint {
+    phase: Option<Phase>,
+    fail: bool,
+    remaining: AtomicU64,
+    hit: Mutex<Option<Phase>>,
+    seen: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+#[cfg(feature = "testing")]
+impl CrashPoint {
+    /// Stops the job for good at its `steps`-th step (the first is 1; 0 never stops it, and
+    /// only counts steps: [`CrashPoint::steps_in`]).
+    pub fn after(steps: u64) -> Arc<Self> {
+        Arc::new(CrashPoint {
+            remaining: AtomicU64::new(steps),
+            ..CrashPoint::default()
+        })
+    }
+
+    /// Stops the job for good at its `steps`-th step in `phase`.
+    pub fn in_phase(phase: Phase, steps: u64) -> Arc<Self> {
+        Arc::new(CrashPoint {
+            phase: Some(phase),
+            remaining: AtomicU64::new(steps),
+            ..CrashPoint::default()
+        })
+    }
+
+    /// Makes the job's `steps`-th step in `phase` fail with an error (the job lives on).
+    pub fn fail_in(phase: Phase, steps: u64) -> Arc<Self> {
+        Arc::new(CrashPoint {
+            phase: Some(phase),
+            fail: true,
+            remaining: AtomicU64::new(steps),
+            ..CrashPoint::default()
+        })
+    }
+
+    /// The phase the job was in when it stopped (or failed) here, once it did.
+    pub fn hit(&self) -> Option<Phase> {
+        *self.hit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this point fails a step rather than stopping the job for good.
+    pub fn is_failure(&self) -> bool {
+        self.fail
+    }
+
+    /// Steps the job took in `phase` so far.
+    pub fn steps_in(&self, phase: Phase) -> u64 {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(phase.as_str()).copied().unwrap_or(0)
+    }
+
+    /// Counts one step; true when this is the one to stop at.
+    fn arrive(&self, phase: Phase) -> bool {
+        *self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(phase.as_str())
+            .or_default() += 1;
+        if self.phase.is_some_and(|p| p != phase) {
+            return false;
+        }
+        let stop = self
+            .remaining
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1))
+            == Ok(1);
+        if stop {
+            *self.hit.lock().unwrap_or_else(|e| e.into_inner()) = Some(phase);
+        }
+        stop
+    }
 }
 
 impl Default for ReshardOptions {
@@ -100,6 +193,8 @@ impl Default for ReshardOptions {
             throttle: None,
             max_rows_per_sec: None,
             parallelism: 4,
+            #[cfg(feature = "testing")]
+            crash: None,
         }
     }
 }
@@ -126,6 +221,13 @@ impl ReshardOptions {
     /// Sets [`ReshardOptions::parallelism`].
     pub fn parallelism(mut self, n: usize) -> Self {
         self.parallelism = n.max(1);
+        self
+    }
+
+    /// Sets [`ReshardOptions::crash`] (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub fn crash(mut self, point: Arc<CrashPoint>) -> Self {
+        self.crash = Some(point);
         self
     }
 }
@@ -178,10 +280,13 @@ enum Mode {
 ///
 /// # Cancel safety
 ///
-/// Every method may be cancelled (its future dropped, or the process killed): a batch in
-/// flight rolls back its source transaction, the persisted cursors point after the last
-/// verified batch, and [`ReshardJob::resume`] continues from there (on the same cluster, or a
-/// new one after a restart).
+/// Every method may be cancelled (its future dropped, or the process killed) at any point:
+/// a batch in flight rolls back its source transaction, the persisted cursors point after the
+/// last verified batch, each source gives up its moved rows in one transaction that also
+/// records it, and [`ReshardJob::resume`] continues from the persisted phase (on the same
+/// cluster, or a new one after a restart): before cutover it re-installs dual writes and runs
+/// a full verification again, during cutover it finishes the move, during a rollback it
+/// finishes the rollback. A finished or rolled-back job never runs again.
 pub struct ReshardJob<M: Model, DB: ReshardBackend> {
     cluster: Cluster<DB>,
     plan: ReshardPlan,
@@ -193,6 +298,14 @@ pub struct ReshardJob<M: Model, DB: ReshardBackend> {
     /// Moving keys found on each source by the verification pass (deleted from the sources at
     /// cutover).
     moved: Mutex<BTreeMap<ShardId, Vec<Vec<Value>>>>,
+    /// Whether a complete verification pass ran in this run since the last copy: the only
+    /// state a cutover may start from.
+    verified: AtomicBool,
+    /// The model's gate, kept in write mode after a cutover failed past its decision (some
+    /// sources may have given up their rows): the model's operations wait until
+    /// [`ReshardJob::cutover`] (or `run`) finishes the move or [`ReshardJob::rollback`] undoes
+    /// it, instead of reading a half-moved table.
+    fence: Mutex<Option<OwnedRwLockWriteGuard<()>>>,
     _model: PhantomData<fn() -> M>,
 }
 
@@ -301,8 +414,27 @@ where
                 pause: Mutex::new(None),
             },
             moved: Mutex::new(BTreeMap::new()),
+            verified: AtomicBool::new(false),
+            fence: Mutex::new(None),
             _model: PhantomData,
         }
+    }
+
+    /// One step of the job: where a test's `CrashPoint` may stop it.
+    async fn step(&self) -> Result<()> {
+        #[cfg(feature = "testing")]
+        if let Some(point) = &self.options.crash
+            && point.arrive(self.status().phase)
+        {
+            if point.fail {
+                return Err(Error::Config(format!(
+                    "model `{}`: resharding step failed (test failpoint)",
+                    M::META.name
+                )));
+            }
+            std::future::pending::<()>().await;
+        }
+        Ok(())
     }
 
     /// Persists a new job for `plan`, creates the model's table on the new shards and starts
@@ -327,6 +459,15 @@ where
                 M::META.table
             )));
         }
+        if let Some((other, phase)) = store::unfinished(cluster, M::META.table).await?.first() {
+            return Err(Error::Config(format!(
+                "model `{}` (table `{}`) has an unfinished resharding job `{other}` ({phase}); \
+                 resume it (`ReshardJob::resume`) and finish or roll it back before starting \
+                 another",
+                M::META.name,
+                M::META.table
+            )));
+        }
         let id = format!(
             "{}-{}-{}",
             M::META.table,
@@ -341,27 +482,53 @@ where
             cursors: BTreeMap::new(),
             rows_copied: 0,
             rows_total: plan.rows_to_move() as i64,
+            source: format!("{:?}", plan.old),
         };
         store::create(cluster, &row).await?;
         let job = Self::new_job(cluster, plan, options, row, Phase::Planned);
+        job.step().await?;
         job.begin().await?;
         Ok(job)
     }
 
-    /// Continues job `id` after a crash or a cancelled run — on this cluster or on a new one
-    /// (a new process): `new` must be the placement the job was started with (its `Debug`
-    /// fingerprint is checked). Re-installs dual writes and continues from the persisted
-    /// cursors; the verification pass before cutover then repairs whatever the application
-    /// wrote while no job ran.
-    ///
-    /// A job that crashed during cutover is finished here: the model is switched to `new` and
-    /// the moved rows left on their sources are moved (upserted into their targets when
-    /// missing there) and deleted. Resume such a job before the application writes again.
+    /// The ids of model `M`'s jobs that are neither done nor rolled back (at most one, since
+    /// [`ReshardJob::start`] refuses while one exists): what a new process resumes after a
+    /// crash.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for an unknown job, another model's job, a finished job or a
-    /// different placement; as [`ReshardJob::start`].
+    /// The job table's shard's error.
+    pub async fn unfinished(cluster: &Cluster<DB>) -> Result<Vec<String>> {
+        Ok(store::unfinished(cluster, M::META.table)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// Continues job `id` after a crash or a cancelled run — on this cluster or on a new one
+    /// (a new process): `new` must be the placement the job was started with (its `Debug`
+    /// fingerprint is checked), and the model's placement on this cluster must be the one the
+    /// job started from (a run-time placement is set again with `cluster.set_placement`
+    /// first). What it does depends on the phase the job recorded:
+    ///
+    /// - before cutover (planned, copying, verifying): re-installs dual writes; continue with
+    ///   [`ReshardJob::run`], which copies from the persisted cursors and then runs the full
+    ///   verification pass, repairing whatever was written while no job ran;
+    /// - cutover or cleanup: finishes the move here, before returning — each source that had
+    ///   not given up its rows is made the authority again (its rows copied to their targets,
+    ///   target copies it no longer has deleted), then every source's moved rows leave it and
+    ///   the model switches to `new`; the job is then done (`run()` returns at once);
+    /// - rolling back: finishes the rollback here.
+    ///
+    /// Call it before the new process serves the model: until then its reads and writes use
+    /// the old placement alone.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an unknown job, another model's job, a finished or rolled-back
+    /// job, a different target placement, or a model whose placement here is not the job's
+    /// source; as [`ReshardJob::start`].
     pub async fn resume(
         cluster: &Cluster<DB>,
         id: &str,
@@ -389,7 +556,8 @@ where
         let phase = Phase::parse(&row.phase).unwrap_or(Phase::Planned);
         if matches!(phase, Phase::Done | Phase::RolledBack) {
             return Err(Error::Config(format!(
-                "resharding job `{id}` of model `{}` already finished ({phase})",
+                "resharding job `{id}` of model `{}` already finished ({phase}); it cannot run \
+                 again — plan a new job",
                 M::META.name
             )));
         }
@@ -402,18 +570,46 @@ where
             Some(state) => (state.placement.clone(), None),
             None => (Placement::Static, None),
         };
-        let plan = ReshardPlan::between::<M, DB>(cluster, old, new).await?;
-        let job = Self::new_job(cluster, plan, options, row, phase);
-        if matches!(phase, Phase::Cutover | Phase::Cleanup) {
-            job.finish_after_crash(epoch).await?;
+        if epoch.is_none() && format!("{old:?}") == fingerprint {
+            // This cluster already switched (a run cancelled after the switch, before it
+            // recorded it): every source gave up its rows before the switch.
+            let plan = ReshardPlan::between::<M, DB>(cluster, old.clone(), new).await?;
+            let job = Self::new_job(cluster, plan, options, row, phase);
+            job.finish(Phase::Done).await?;
             return Ok(job);
         }
-        match epoch {
-            Some(epoch) => {
-                job.epoch.store(epoch, Ordering::Release);
-                job.install_journal();
+        let source = format!("{old:?}");
+        if !row.source.is_empty() && row.source != source {
+            return Err(Error::Config(format!(
+                "resharding job `{id}` of model `{}` moves rows from {}, but the model's \
+                 placement on this cluster is {source}; set the job's source placement \
+                 (`cluster.set_placement`) before resuming",
+                M::META.name,
+                row.source
+            )));
+        }
+        let plan = ReshardPlan::between::<M, DB>(cluster, old, new).await?;
+        let job = Self::new_job(cluster, plan, options, row, phase);
+        match phase {
+            Phase::RollingBack => {
+                if let Some(epoch) = epoch {
+                    job.epoch.store(epoch, Ordering::Release);
+                }
+                job.rollback().await?;
             }
-            None => job.begin().await?,
+            _ => {
+                match epoch {
+                    Some(epoch) => {
+                        job.epoch.store(epoch, Ordering::Release);
+                        job.install_journal();
+                        job.ensure_marks().await?;
+                    }
+                    None => job.begin().await?,
+                }
+                if matches!(phase, Phase::Cutover | Phase::Cleanup) {
+                    job.finish_cutover().await?;
+                }
+            }
         }
         Ok(job)
     }
@@ -429,13 +625,23 @@ where
         self.cluster.placements().reshard.gate(M::META.table)
     }
 
+    /// The gate in write mode: the one a failed cutover kept, or a new hold.
+    async fn hold_gate(&self) -> OwnedRwLockWriteGuard<()> {
+        let kept = self.fence.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match kept {
+            Some(held) => held,
+            None => self.gate().write_owned().await,
+        }
+    }
+
     /// Journal first, then dual writes, and the table on the new shards — under the gate, so
-    /// in-flight operations finish first and none writes before the table exists.
+    /// in-flight operations finish first and none writes before the table exists. Keeps the
+    /// recorded phase (a resumed cutover or rollback continues from it).
     async fn begin(&self) -> Result<()> {
         self.install_journal();
+        self.ensure_marks().await?;
         let epoch = {
-            let gate = self.gate();
-            let _drained = gate.write().await;
+            let _drained = self.hold_gate().await;
             let epoch = self.cluster.begin_migration::<M>(self.plan.new.clone())?;
             if let Err(e) = crate::crud::create_table::<M, DB>(&self.cluster).await {
                 self.cluster.abort_migration::<M>(epoch)?;
@@ -444,10 +650,25 @@ where
             epoch
         };
         self.epoch.store(epoch, Ordering::Release);
-        self.set_phase(Phase::Copying).await
+        if self.status().phase == Phase::Planned {
+            self.set_phase(Phase::Copying).await?;
+        }
+        Ok(())
+    }
+
+    /// The moved-marker table on every source.
+    async fn ensure_marks(&self) -> Result<()> {
+        try_join_all(
+            self.sources()
+                .into_iter()
+                .map(|s| store::create_marks(&self.cluster, M::META.name, s)),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn set_phase(&self, phase: Phase) -> Result<()> {
+        self.step().await?;
         *self
             .progress
             .phase
@@ -459,13 +680,52 @@ where
         store::save(&self.cluster, &row).await
     }
 
-    /// Copy, verify, cut over: the whole move. Returns the final status.
+    /// Refuses to work on a job that is finished or rolled back — in memory or as recorded
+    /// (another run of the same job may have finished it) — or that is not in one of `allowed`.
+    async fn ensure_phase(&self, what: &str, allowed: &[Phase]) -> Result<Phase> {
+        let id = self.id_now().await;
+        let recorded = store::load(&self.cluster, &id).await?;
+        let recorded = Phase::parse(&recorded.phase).unwrap_or(Phase::Planned);
+        let phase = self.status().phase;
+        for p in [phase, recorded] {
+            if matches!(p, Phase::Done | Phase::RolledBack) {
+                return Err(Error::Config(format!(
+                    "resharding job `{id}` of model `{}` already finished ({p}); `{what}` \
+                     refused — a finished job never runs again; plan a new job",
+                    M::META.name
+                )));
+            }
+        }
+        if !allowed.contains(&phase) || !allowed.contains(&recorded) {
+            return Err(Error::Config(format!(
+                "resharding job `{id}` of model `{}`: `{what}` refused in phase {phase} \
+                 (recorded: {recorded})",
+                M::META.name
+            )));
+        }
+        Ok(phase)
+    }
+
+    async fn id_now(&self) -> String {
+        self.row.lock().await.id.clone()
+    }
+
+    /// Copy, verify, cut over: the whole move — or, for a job whose cutover was interrupted,
+    /// the rest of it. Returns the final status; a job that is already done returns at once.
     ///
     /// # Errors
     ///
-    /// A shard's error (the job can be resumed); [`Error::Config`] when the model's placement
-    /// was changed by someone else meanwhile.
+    /// A shard's error (the job can be resumed); [`Error::Config`] when the job was rolled
+    /// back, or the model's placement was changed by someone else meanwhile.
     pub async fn run(&self) -> Result<ReshardStatus> {
+        match self.status().phase {
+            Phase::Done => return Ok(self.status()),
+            Phase::Cutover | Phase::Cleanup => {
+                self.finish_cutover().await?;
+                return Ok(self.status());
+            }
+            _ => {}
+        }
         self.copy().await?;
         self.verify().await?;
         self.cutover().await?;
@@ -476,8 +736,18 @@ where
         self.plan.sources.iter().map(|(s, _)| *s).collect()
     }
 
+    /// Every shard of the new placement that is not a source's own shard for all its rows:
+    /// where moved rows (and orphaned copies) can be.
+    fn targets(&self) -> Vec<ShardId> {
+        let mut out = self.plan.new.all_shards::<M>();
+        out.extend(self.plan.targets());
+        out.sort();
+        out.dedup_by(|a, b| a.name() == b.name());
+        out
+    }
+
     fn parallelism(&self) -> usize {
-        let targets = self.plan.targets();
+        let targets = self.targets();
         let overlap = self
             .sources()
             .iter()
@@ -494,8 +764,15 @@ where
     ///
     /// # Errors
     ///
-    /// A shard's error naming it; the job can be resumed.
+    /// A shard's error naming it; the job can be resumed. [`Error::Config`] for a job past
+    /// its cutover, finished or rolled back.
     pub async fn copy(&self) -> Result<()> {
+        self.ensure_phase(
+            "copy",
+            &[Phase::Planned, Phase::Copying, Phase::Verifying],
+        )
+        .await?;
+        self.verified.store(false, Ordering::Release);
         self.set_phase(Phase::Copying).await?;
         *self
             .progress
@@ -520,6 +797,7 @@ where
             self.progress
                 .copied_this_run
                 .fetch_add(moved, Ordering::Relaxed);
+            self.step().await?;
             {
                 let mut row = self.row.lock().await;
                 row.cursors
@@ -567,6 +845,65 @@ where
             .collect()
     }
 
+    /// The source transaction of a batch or a move: `source`'s rows it reads stay locked
+    /// until it ends.
+    async fn locked(&self, source: ShardId) -> Result<sqlx::Transaction<'static, DB>> {
+        self.step().await?;
+        let pool = self.cluster.shard_pool(M::META.name, source)?;
+        DB::begin_locked(pool)
+            .await
+            .map_err(self.shard_error(source))
+    }
+
+    /// Runs one statement inside `source`'s transaction.
+    async fn in_tx(
+        &self,
+        tx: &mut sqlx::Transaction<'static, DB>,
+        source: ShardId,
+        (sql, values): sql::Statement,
+    ) -> Result<Vec<DB::Row>> {
+        self.step().await?;
+        DB::fetch_in(tx, sql, values)
+            .await
+            .map_err(self.shard_error(source))
+    }
+
+    async fn commit(&self, tx: sqlx::Transaction<'static, DB>, source: ShardId) -> Result<()> {
+        self.step().await?;
+        tx.commit().await.map_err(self.shard_error(source))
+    }
+
+    /// The next page of `source`'s rows (primary-key order) after `cursor`, read and locked
+    /// inside its transaction; moves the cursor; empty past the end.
+    async fn locked_page(
+        &self,
+        tx: &mut sqlx::Transaction<'static, DB>,
+        source: ShardId,
+        cursor: &mut Option<Vec<Value>>,
+    ) -> Result<Vec<M>> {
+        let statement =
+            sql::scan::<M, DB>(cursor.as_deref(), self.options.batch_size, DB::LOCK_CLAUSE);
+        let rows = self.in_tx(tx, source, statement).await?;
+        let rows = self.decode(source, &rows)?;
+        if let Some(last) = rows.last() {
+            *cursor = Some(M::primary_key_values(&last.primary_key()));
+        }
+        Ok(rows)
+    }
+
+    /// `rows` of `source` grouped by the shard the new placement puts them on, leaving out
+    /// those that stay.
+    fn moving<'r>(&self, source: ShardId, rows: &'r [M]) -> Result<BTreeMap<ShardId, Vec<&'r M>>> {
+        let mut by_target: BTreeMap<ShardId, Vec<&M>> = BTreeMap::new();
+        for row in rows {
+            let target = shard_of::<M>(&self.plan.new, &crate::placement::row_key_values(row))?;
+            if target.name() != source.name() {
+                by_target.entry(target).or_default().push(row);
+            }
+        }
+        Ok(by_target)
+    }
+
     /// One batch of `source` after `after`, its rows locked: returns the batch's last key and
     /// how many rows moved, or `None` past the end.
     async fn batch(
@@ -575,34 +912,21 @@ where
         after: Option<&[Value]>,
         mode: Mode,
     ) -> Result<Option<(Vec<Value>, u64)>> {
-        let pool = self.cluster.shard_pool(M::META.name, source)?;
-        let mut tx = DB::begin_locked(pool)
-            .await
-            .map_err(self.shard_error(source))?;
-        let (sql, values) = sql::scan::<M, DB>(after, self.options.batch_size, DB::LOCK_CLAUSE);
-        let rows = DB::fetch_in(&mut tx, sql, values)
-            .await
-            .map_err(self.shard_error(source))?;
-        let rows = self.decode(source, &rows)?;
-        let Some(last) = rows.last() else {
-            tx.commit().await.map_err(self.shard_error(source))?;
+        let mut tx = self.locked(source).await?;
+        let mut cursor = after.map(<[Value]>::to_vec);
+        let rows = self.locked_page(&mut tx, source, &mut cursor).await?;
+        let Some(last) = cursor.filter(|_| !rows.is_empty()) else {
+            self.commit(tx, source).await?;
             return Ok(None);
         };
-        let last = M::primary_key_values(&last.primary_key());
-        let mut by_target: BTreeMap<ShardId, Vec<&M>> = BTreeMap::new();
-        for row in &rows {
-            let target = shard_of::<M>(&self.plan.new, &crate::placement::row_key_values(row))?;
-            if target.name() != source.name() {
-                by_target.entry(target).or_default().push(row);
-            }
-        }
+        let by_target = self.moving(source, &rows)?;
         try_join_all(
             by_target
                 .iter()
                 .map(|(target, rows)| self.sync_target(*target, rows, mode)),
         )
         .await?;
-        tx.commit().await.map_err(self.shard_error(source))?;
+        self.commit(tx, source).await?;
         let moved: u64 = by_target.values().map(|r| r.len() as u64).sum();
         if mode == Mode::Verify {
             let mut keys = self.moved.lock().unwrap_or_else(|e| e.into_inner());
@@ -618,6 +942,7 @@ where
     async fn fetch_keys(&self, shard: ShardId, keys: &[Vec<Value>]) -> Result<HashMap<Vec<u8>, M>> {
         let mut out = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(sql::keys_per_statement::<M, DB>()) {
+            self.step().await?;
             let rows = self
                 .cluster
                 .fetch(
@@ -635,13 +960,20 @@ where
         Ok(out)
     }
 
+    async fn upsert(&self, target: ShardId, rows: &[&M]) -> Result<()> {
+        self.step().await?;
+        self.cluster
+            .execute_atomic(M::META.name, target, sql::upserts::<M, DB>(rows))
+            .await?;
+        Ok(())
+    }
+
     /// Makes `target` hold exactly `rows` (for their keys): upserts them all (copy) or only
-    /// those that differ (verify), then compares both sides row by row, value by value.
-    async fn sync_target(&self, target: ShardId, rows: &[&M], mode: Mode) -> Result<()> {
+    /// those that differ (verify), then compares both sides row by row, value by value, and
+    /// copies again what differs. Returns the rows that had to be copied again.
+    async fn sync_target(&self, target: ShardId, rows: &[&M], mode: Mode) -> Result<usize> {
         if mode == Mode::Copy {
-            self.cluster
-                .execute_atomic(M::META.name, target, sql::upserts::<M, DB>(rows))
-                .await?;
+            self.upsert(target, rows).await?;
         }
         let keys: Vec<Vec<Value>> = rows
             .iter()
@@ -664,7 +996,7 @@ where
             .map(|(row, _)| *row)
             .collect();
         if differ.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         self.progress
             .repaired
@@ -675,9 +1007,83 @@ where
             rows = differ.len(),
             "resharding: target rows differ from their source; copying them again"
         );
-        self.cluster
-            .execute_atomic(M::META.name, target, sql::upserts::<M, DB>(&differ))
+        self.upsert(target, &differ).await?;
+        Ok(differ.len())
+    }
+
+    /// Proves that `target` holds each of `rows` exactly (copying what is missing or
+    /// different, then reading it back): the check before their source copies are deleted.
+    async fn prove_at(&self, target: ShardId, rows: &[&M]) -> Result<()> {
+        for chunk in rows.chunks(sql::keys_per_statement::<M, DB>()) {
+            if self.sync_target(target, chunk, Mode::Verify).await? == 0 {
+                continue;
+            }
+            let keys: Vec<Vec<Value>> = chunk
+                .iter()
+                .map(|r| M::primary_key_values(&r.primary_key()))
+                .collect();
+            let there = self.fetch_keys(target, &keys).await?;
+            if let Some(row) = chunk.iter().zip(&keys).find_map(|(row, key)| {
+                there
+                    .get(&values_key(key))
+                    .is_none_or(|copy| copy.values() != row.values())
+                    .then_some(row)
+            }) {
+                return Err(Error::Config(format!(
+                    "model `{}`: resharding cannot prove that shard `{target}` holds row {:?} \
+                     after copying it there; nothing was deleted from its source — check the \
+                     shard and resume the job",
+                    M::META.name,
+                    M::primary_key_values(&row.primary_key())
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `source` has given up its moved rows for this job (its marker exists).
+    async fn gave_up(&self, source: ShardId) -> Result<bool> {
+        self.step().await?;
+        let id = self.id_now().await;
+        let rows = self
+            .cluster
+            .fetch(
+                M::META.name,
+                source,
+                Some(ReadPolicy::Primary),
+                store::marked::<DB>(&id),
+            )
             .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Refuses a step that treats the sources as the authority (deleting target copies they
+    /// lack) unless the model is migrating under this job and no source has given up rows.
+    async fn ensure_sources_own(&self, what: &str) -> Result<()> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let migrating = matches!(
+            self.cluster.placement::<M>().as_deref(),
+            Some(crate::placement::PlacementState { epoch: now, placement: Placement::Migrating { .. } }) if *now == epoch
+        );
+        if !migrating {
+            return Err(Error::Config(format!(
+                "resharding job `{}` of model `{}`: {what} refused — the model is not \
+                 migrating under this job (its placement changed); resume the job",
+                self.id_now().await,
+                M::META.name
+            )));
+        }
+        for source in self.sources() {
+            if self.gave_up(source).await? {
+                return Err(Error::Config(format!(
+                    "resharding job `{}` of model `{}`: {what} refused — source `{source}` \
+                     already gave up its moved rows (cutover ran); call `run()` or `resume` \
+                     to finish the cutover",
+                    self.id_now().await,
+                    M::META.name
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -688,8 +1094,12 @@ where
     ///
     /// # Errors
     ///
-    /// A shard's error naming it.
+    /// A shard's error naming it. [`Error::Config`] for a job past its cutover, finished or
+    /// rolled back.
     pub async fn verify(&self) -> Result<()> {
+        self.ensure_phase("verify", &[Phase::Copying, Phase::Verifying])
+            .await?;
+        self.verified.store(false, Ordering::Release);
         self.set_phase(Phase::Verifying).await?;
         {
             let gate = self.gate();
@@ -711,18 +1121,20 @@ where
             .buffer_unordered(self.parallelism())
             .try_collect::<Vec<()>>()
             .await?;
+        self.ensure_sources_own("deleting orphaned copies").await?;
         try_join_all(
-            self.plan
-                .targets()
+            self.targets()
                 .into_iter()
                 .map(|t| self.clean_target(t, CleanMode::Orphans)),
         )
         .await?;
+        self.verified.store(true, Ordering::Release);
         Ok(())
     }
 
     /// Scans `target` for rows another shard owns under the old placement: deletes those whose
-    /// source row is gone (`Orphans`) or all of them (`Copies`, rollback).
+    /// source row is gone (`Orphans`) or all of them (`Copies`, rollback). Only while the
+    /// sources are the authority ([`ReshardJob::ensure_sources_own`]).
     async fn clean_target(&self, target: ShardId, mode: CleanMode) -> Result<()> {
         let mut cursor: Option<Vec<Value>> = None;
         loop {
@@ -765,6 +1177,7 @@ where
     /// The next batch of `shard`'s rows in primary-key order after `cursor` (unlocked), moving
     /// the cursor to its last row; empty past the end.
     async fn next_page(&self, shard: ShardId, cursor: &mut Option<Vec<Value>>) -> Result<Vec<M>> {
+        self.step().await?;
         let rows = self
             .cluster
             .fetch(
@@ -785,6 +1198,7 @@ where
         if keys.is_empty() {
             return Ok(());
         }
+        self.step().await?;
         let statements = keys
             .chunks(sql::keys_per_statement::<M, DB>())
             .map(sql::delete_keys::<M, DB>)
@@ -796,42 +1210,86 @@ where
     }
 
     /// Switches the model to the new placement: under the model's gate (in-flight operations
-    /// drained, new ones wait) re-verifies the keys written since the verification pass,
-    /// deletes the moved rows from their sources and switches the placement atomically.
-    /// [`ReshardStatus::pause`] tells how long operations waited.
+    /// drained, new ones wait) re-verifies the keys written since the verification pass, then
+    /// each source gives up its moved rows — in one transaction per source that first proves
+    /// every one of them is at its target, deletes them and records that it did — and the
+    /// placement switches atomically. [`ReshardStatus::pause`] tells how long operations
+    /// waited.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the verification pass has not run in this job; a shard's error
-    /// (nothing switched: the job can be resumed, or rolled back if no source row was deleted
-    /// yet).
+    /// [`Error::Config`] when the verification pass has not completed in this run, or the job
+    /// is finished or rolled back; a shard's error. A failure before any source gave up its
+    /// rows leaves the job verifying (call `cutover` again, `run`, or `rollback`); a failure
+    /// after it keeps the model's operations waiting on its gate until `cutover`/`run`
+    /// finishes the move or `rollback` undoes it (a new process: `resume`).
     pub async fn cutover(&self) -> Result<()> {
-        let phase = self.status().phase;
-        if phase != Phase::Verifying {
+        let phase = self
+            .ensure_phase(
+                "cutover",
+                &[Phase::Verifying, Phase::Cutover, Phase::Cleanup],
+            )
+            .await?;
+        if matches!(phase, Phase::Cutover | Phase::Cleanup) {
+            return self.finish_cutover().await;
+        }
+        if !self.verified.load(Ordering::Acquire) {
             return Err(Error::Config(format!(
-                "resharding job `{}` of model `{}`: cutover needs the verification pass first \
-                 (phase now: {phase}); call `verify()` or `run()`",
-                self.id(),
+                "resharding job `{}` of model `{}`: cutover needs a complete verification pass \
+                 in this run first; call `verify()` or `run()`",
+                self.id_now().await,
                 M::META.name
             )));
         }
-        self.set_phase(Phase::Cutover).await?;
-        let gate = self.gate();
-        let held = gate.write().await;
+        let held = self.hold_gate().await;
         let started = Instant::now();
         let dirty = self.journal.take();
+        let mut moved = std::mem::take(&mut *self.moved.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Err(e) = self.reverify(&dirty, &mut moved).await {
+            // Nothing left any source: put the journal back and let writers go on.
+            for key in dirty {
+                self.journal.note(key);
+            }
+            *self.moved.lock().unwrap_or_else(|e| e.into_inner()) = moved;
+            return Err(e);
+        }
         self.progress
             .dirty
             .store(dirty.len() as u64, Ordering::Relaxed);
-        let mut moved = std::mem::take(&mut *self.moved.lock().unwrap_or_else(|e| e.into_inner()));
-        // Dirty keys: make each target equal to its source row (or absent with it).
+        // The decision: from here on the job only moves forward (or is undone by rollback).
+        if let Err(e) = self.set_phase(Phase::Cutover).await {
+            *self.moved.lock().unwrap_or_else(|e| e.into_inner()) = moved;
+            return Err(e);
+        }
+        let outcome = futures_util::stream::iter(self.sources())
+            .map(|source| {
+                let keys = moved.get(&source).cloned().unwrap_or_default();
+                async move { self.give_up(source, Selection::Keys(keys)).await }
+            })
+            .buffer_unordered(self.parallelism())
+            .try_collect::<Vec<()>>()
+            .await;
+        if let Err(e) = outcome {
+            *self.fence.lock().unwrap_or_else(|e| e.into_inner()) = Some(held);
+            return Err(e);
+        }
+        self.switch(held, started).await
+    }
+
+    /// Makes the target of each dirty key equal to its source row (or absent with it),
+    /// adding the keys whose rows move to `moved`.
+    async fn reverify(
+        &self,
+        dirty: &[Vec<Value>],
+        moved: &mut BTreeMap<ShardId, Vec<Vec<Value>>>,
+    ) -> Result<()> {
         let mut by_source: BTreeMap<ShardId, Vec<(Vec<Value>, ShardId)>> = BTreeMap::new();
         for key in dirty {
-            let shard_key = key_of_pk::<M>(&key);
+            let shard_key = key_of_pk::<M>(key);
             let from = shard_of::<M>(&self.plan.old, &shard_key)?;
             let to = shard_of::<M>(&self.plan.new, &shard_key)?;
             if from.name() != to.name() {
-                by_source.entry(from).or_default().push((key, to));
+                by_source.entry(from).or_default().push((key.clone(), to));
             }
         }
         for (source, keys) in by_source {
@@ -852,20 +1310,122 @@ where
                 self.delete_keys(to, &keys).await?;
             }
             for (to, rows) in upsert {
-                self.cluster
-                    .execute_atomic(M::META.name, to, sql::upserts::<M, DB>(&rows))
-                    .await?;
+                self.upsert(to, &rows).await?;
             }
         }
-        // Moved rows leave their sources, shards in parallel.
-        try_join_all(
-            moved
-                .iter()
-                .map(|(source, keys)| self.delete_keys(*source, keys)),
-        )
-        .await?;
+        Ok(())
+    }
+
+    /// `source` gives up its moved rows, in one transaction on it that holds them locked:
+    /// proves each is at its target (copying it there when missing or different — the
+    /// source is the authority until this commits), deletes them and records the marker. A
+    /// source that already did only hands over rows written to it since (by a process on
+    /// the old placement). With `Selection::All` every row of the source is examined, and
+    /// target copies the source no longer has are deleted first (they were deleted while no
+    /// job dual-wrote).
+    async fn give_up(&self, source: ShardId, selection: Selection) -> Result<()> {
+        let id = self.id_now().await;
+        let mut tx = self.locked(source).await?;
+        let done = !self
+            .in_tx(&mut tx, source, store::marked::<DB>(&id))
+            .await?
+            .is_empty();
+        let rows: Vec<M> = match &selection {
+            Selection::Keys(keys) => {
+                let mut rows = Vec::with_capacity(keys.len());
+                for chunk in keys.chunks(sql::keys_per_statement::<M, DB>()) {
+                    let (mut sql, values) = sql::fetch_keys::<M, DB>(chunk);
+                    sql.push_str(DB::LOCK_CLAUSE);
+                    let found = self.in_tx(&mut tx, source, (sql, values)).await?;
+                    rows.extend(self.decode(source, &found)?);
+                }
+                rows
+            }
+            Selection::All => {
+                let mut rows = Vec::new();
+                let mut cursor = None;
+                loop {
+                    let page = self.locked_page(&mut tx, source, &mut cursor).await?;
+                    if page.is_empty() {
+                        break rows;
+                    }
+                    rows.extend(page);
+                }
+            }
+        };
+        let by_target = self.moving(source, &rows)?;
+        if matches!(selection, Selection::All) && !done {
+            let present: std::collections::HashSet<Vec<u8>> = by_target
+                .values()
+                .flatten()
+                .map(|r| values_key(&M::primary_key_values(&r.primary_key())))
+                .collect();
+            for target in self.targets() {
+                self.delete_orphans_of(target, source, &present).await?;
+            }
+        }
+        for (target, rows) in &by_target {
+            if done {
+                // Written to the source after it gave up its rows: the newest version.
+                self.upsert(*target, rows).await?;
+            }
+            self.prove_at(*target, rows).await?;
+        }
+        let keys: Vec<Vec<Value>> = by_target
+            .values()
+            .flatten()
+            .map(|r| M::primary_key_values(&r.primary_key()))
+            .collect();
+        for chunk in keys.chunks(sql::keys_per_statement::<M, DB>()) {
+            self.in_tx(&mut tx, source, sql::delete_keys::<M, DB>(chunk))
+                .await?;
+        }
+        if !done {
+            self.in_tx(&mut tx, source, store::mark::<DB>(&id)).await?;
+        }
+        self.commit(tx, source).await
+    }
+
+    /// Deletes the rows of `target` that `source` owns under the old placement and that are
+    /// not in `present` (the source's moving rows now).
+    async fn delete_orphans_of(
+        &self,
+        target: ShardId,
+        source: ShardId,
+        present: &std::collections::HashSet<Vec<u8>>,
+    ) -> Result<()> {
+        let mut cursor: Option<Vec<Value>> = None;
+        loop {
+            let rows = self.next_page(target, &mut cursor).await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let mut doomed = Vec::new();
+            for row in &rows {
+                let owner = shard_of::<M>(&self.plan.old, &crate::placement::row_key_values(row))?;
+                let key = M::primary_key_values(&row.primary_key());
+                if owner.name() == source.name()
+                    && owner.name() != target.name()
+                    && !present.contains(&values_key(&key))
+                {
+                    doomed.push(key);
+                }
+            }
+            self.progress
+                .repaired
+                .fetch_add(doomed.len() as u64, Ordering::Relaxed);
+            self.delete_keys(target, &doomed).await?;
+        }
+    }
+
+    /// The switch: placement to `new`, the gate released, the job recorded done.
+    async fn switch(&self, held: OwnedRwLockWriteGuard<()>, started: Instant) -> Result<()> {
+        self.step().await?;
         let epoch = self.epoch.load(Ordering::Acquire);
-        self.cluster.cutover::<M>(epoch)?;
+        if let Err(e) = self.cluster.cutover::<M>(epoch) {
+            *self.fence.lock().unwrap_or_else(|e| e.into_inner()) = Some(held);
+            return Err(e);
+        }
         let pause = started.elapsed();
         drop(held);
         *self
@@ -885,104 +1445,153 @@ where
         self.set_phase(phase).await
     }
 
-    /// A crash during cutover: switch to the new placement, then move what is left on the
-    /// sources (copy where the target lacks the row, delete from the source).
-    async fn finish_after_crash(&self, migrating_epoch: Option<u64>) -> Result<()> {
+    /// Finishes a cutover that was interrupted (a crash, a cancelled or failed `cutover`):
+    /// under the gate, every source gives up its rows, examining all of them (a source that
+    /// had not given them up is the authority for them: what was written to it while no job
+    /// dual-wrote is copied, target copies it no longer has are deleted), then the placement
+    /// switches.
+    async fn finish_cutover(&self) -> Result<()> {
+        let held = self.hold_gate().await;
+        let started = Instant::now();
+        if self.status().phase != Phase::Cleanup
+            && let Err(e) = self.set_phase(Phase::Cleanup).await
         {
-            let gate = self.gate();
-            let _held = gate.write().await;
-            match migrating_epoch {
-                Some(epoch) => {
-                    self.cluster.cutover::<M>(epoch)?;
-                }
-                None => {
-                    self.cluster.set_placement::<M>(self.plan.new.clone())?;
-                }
-            }
+            *self.fence.lock().unwrap_or_else(|e| e.into_inner()) = Some(held);
+            return Err(e);
         }
-        self.set_phase(Phase::Cleanup).await?;
-        for source in self.sources() {
-            let mut cursor: Option<Vec<Value>> = None;
-            loop {
-                let rows = self.next_page(source, &mut cursor).await?;
-                if rows.is_empty() {
-                    break;
-                }
-                let mut by_target: BTreeMap<ShardId, Vec<&M>> = BTreeMap::new();
-                for row in &rows {
-                    let t = shard_of::<M>(&self.plan.new, &crate::placement::row_key_values(row))?;
-                    if t.name() != source.name() {
-                        by_target.entry(t).or_default().push(row);
-                    }
-                }
-                for (target, rows) in by_target {
-                    let keys: Vec<Vec<Value>> = rows
-                        .iter()
-                        .map(|r| M::primary_key_values(&r.primary_key()))
-                        .collect();
-                    let there = self.fetch_keys(target, &keys).await?;
-                    let missing: Vec<&M> = rows
-                        .iter()
-                        .zip(&keys)
-                        .filter(|(_, k)| !there.contains_key(&values_key(k)))
-                        .map(|(r, _)| *r)
-                        .collect();
-                    if !missing.is_empty() {
-                        self.cluster
-                            .execute_atomic(M::META.name, target, sql::upserts::<M, DB>(&missing))
-                            .await?;
-                    }
-                    self.delete_keys(source, &keys).await?;
-                }
-            }
+        let outcome = futures_util::stream::iter(self.sources())
+            .map(|source| self.give_up(source, Selection::All))
+            .buffer_unordered(self.parallelism())
+            .try_collect::<Vec<()>>()
+            .await;
+        if let Err(e) = outcome {
+            *self.fence.lock().unwrap_or_else(|e| e.into_inner()) = Some(held);
+            return Err(e);
         }
-        self.finish(Phase::Done).await
+        self.switch(held, started).await
     }
 
-    /// Rolls back before cutover: the model returns to its old placement (in-flight operations
-    /// drained first) and the copies are deleted from the targets. The old topology is intact:
-    /// the sources were never changed except by the application's own writes.
+    /// Rolls the move back: the model returns to its old placement and the copies are deleted
+    /// from the targets. Before cutover the sources were never changed except by the
+    /// application's own writes; after a cutover that failed (or was interrupted) half-way,
+    /// the sources that gave up their rows get them back from the targets first, under the
+    /// gate. An interrupted rollback is finished by calling it again, or by
+    /// [`ReshardJob::resume`] in a new process.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] after cutover (phase cutover, cleanup or done); a shard's error
-    /// (the model is already back on the old placement; call `rollback` again to finish
-    /// deleting the copies).
+    /// [`Error::Config`] once the job is done or rolled back; a shard's error (call
+    /// `rollback` again to finish).
     pub async fn rollback(&self) -> Result<()> {
-        let phase = self.status().phase;
-        if matches!(phase, Phase::Cutover | Phase::Cleanup | Phase::Done) {
-            return Err(Error::Config(format!(
-                "resharding job `{}` of model `{}` is past cutover ({phase}); reshard back \
-                 with a new job instead",
-                self.id(),
-                M::META.name
-            )));
-        }
-        {
-            let gate = self.gate();
-            let _held = gate.write().await;
+        let phase = self
+            .ensure_phase(
+                "rollback",
+                &[
+                    Phase::Planned,
+                    Phase::Copying,
+                    Phase::Verifying,
+                    Phase::Cutover,
+                    Phase::Cleanup,
+                    Phase::RollingBack,
+                ],
+            )
+            .await?;
+        self.verified.store(false, Ordering::Release);
+        if phase != Phase::RollingBack {
+            let held = self.hold_gate().await;
             let epoch = self.epoch.load(Ordering::Acquire);
             let migrating = matches!(
                 self.cluster.placement::<M>().as_deref(),
                 Some(crate::placement::PlacementState { epoch: now, placement: Placement::Migrating { .. } }) if *now == epoch
             );
+            if matches!(phase, Phase::Cutover | Phase::Cleanup) {
+                let outcome = futures_util::stream::iter(self.sources())
+                    .map(|source| self.take_back(source))
+                    .buffer_unordered(self.parallelism())
+                    .try_collect::<Vec<()>>()
+                    .await;
+                if let Err(e) = outcome {
+                    *self.fence.lock().unwrap_or_else(|e| e.into_inner()) = Some(held);
+                    return Err(e);
+                }
+            }
             if migrating {
                 self.cluster.abort_migration::<M>(epoch)?;
             }
+            self.cluster
+                .placements()
+                .reshard
+                .set_journal(M::META.table, None);
+            drop(held);
+            self.set_phase(Phase::RollingBack).await?;
         }
-        self.cluster
-            .placements()
-            .reshard
-            .set_journal(M::META.table, None);
+        // The sources are the authority again: none may hold a marker now.
+        for source in self.sources() {
+            if self.gave_up(source).await? {
+                return Err(Error::Config(format!(
+                    "resharding job `{}` of model `{}`: source `{source}` still records that \
+                     it gave up its rows; nothing deleted — call `rollback` again",
+                    self.id_now().await,
+                    M::META.name
+                )));
+            }
+        }
         try_join_all(
-            self.plan
-                .targets()
+            self.targets()
                 .into_iter()
                 .map(|t| self.clean_target(t, CleanMode::Copies)),
         )
         .await?;
         self.set_phase(Phase::RolledBack).await
     }
+
+    /// A source that gave up its moved rows takes them back from the targets (which were the
+    /// authority for them), in one transaction that also removes its marker.
+    async fn take_back(&self, source: ShardId) -> Result<()> {
+        let id = self.id_now().await;
+        let mut tx = self.locked(source).await?;
+        if self
+            .in_tx(&mut tx, source, store::marked::<DB>(&id))
+            .await?
+            .is_empty()
+        {
+            return self.commit(tx, source).await;
+        }
+        for target in self.targets() {
+            if target.name() == source.name() {
+                continue;
+            }
+            let mut cursor: Option<Vec<Value>> = None;
+            loop {
+                let rows = self.next_page(target, &mut cursor).await?;
+                if rows.is_empty() {
+                    break;
+                }
+                let mut mine: Vec<&M> = Vec::new();
+                for row in &rows {
+                    let owner =
+                        shard_of::<M>(&self.plan.old, &crate::placement::row_key_values(row))?;
+                    if owner.name() == source.name() {
+                        mine.push(row);
+                    }
+                }
+                for statement in sql::upserts::<M, DB>(&mine) {
+                    self.in_tx(&mut tx, source, statement).await?;
+                }
+            }
+        }
+        self.in_tx(&mut tx, source, store::unmark::<DB>(&id)).await?;
+        self.commit(tx, source).await
+    }
+}
+
+/// Which rows of a source a cutover examines.
+#[derive(Debug)]
+enum Selection {
+    /// The moving keys the verification pass and the journal found.
+    Keys(Vec<Vec<Value>>),
+    /// Every row (a recovery: nothing is known about the source).
+    All,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

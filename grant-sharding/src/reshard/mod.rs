@@ -63,6 +63,8 @@ mod sql;
 mod store;
 
 pub use backend::ReshardBackend;
+#[cfg(feature = "testing")]
+pub use job::CrashPoint;
 pub use job::{Phase, ReshardJob, ReshardOptions, ReshardStatus};
 pub use plan::{Move, ReshardPlan, SAMPLE_LIMIT};
 

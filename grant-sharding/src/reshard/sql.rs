@@ -54,11 +54,29 @@ fn after_condition(names: &[&'static str], after: &[Value]) -> Expr {
     }
 }
 
-/// `primary key IN (keys)`.
-fn keys_condition(names: &[&'static str], keys: &[Vec<Value>]) -> Condition {
+/// `primary key IN (keys)`, for key sets of any size and width: one column is a plain `IN`
+/// list; several columns are a row-value `IN` — `(a, b) IN (VALUES (?, ?), ...)` on SQLite,
+/// whose expression trees may not be deeper than 1,000 (an `OR` chain of 1,000 composite keys
+/// is), and an `OR` of row comparisons on PostgreSQL, which plans it as index lookups.
+fn keys_condition<DB: Backend>(names: &[&'static str], keys: &[Vec<Value>]) -> Condition {
     match names {
         [name] => Condition::all()
             .add(Expr::col(*name).is_in(keys.iter().filter_map(|k| k.first().cloned()))),
+        _ if keys.is_empty() => Condition::all().add(Expr::cust("1 = 0")),
+        _ if <DB as Backend>::NAME == "SQLite" => {
+            let columns = names
+                .iter()
+                .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let row = format!("({})", vec!["?"; names.len()].join(", "));
+            let rows = vec![row.as_str(); keys.len()].join(", ");
+            let values: Vec<Value> = keys.iter().flatten().cloned().collect();
+            Condition::all().add(Expr::cust_with_values(
+                format!("({columns}) IN (VALUES {rows})"),
+                values,
+            ))
+        }
         _ => keys.iter().fold(Condition::any(), |any, key| {
             any.add(names.iter().zip(key).fold(Condition::all(), |all, (n, v)| {
                 all.add(Expr::col(*n).eq(v.clone()))
@@ -78,7 +96,7 @@ pub(crate) fn fetch_keys<M: Model, DB: Backend>(keys: &[Vec<Value>]) -> Statemen
     select
         .columns(M::META.column_names())
         .from(M::META.table)
-        .cond_where(keys_condition(&pk_names::<M>(), keys));
+        .cond_where(keys_condition::<DB>(&pk_names::<M>(), keys));
     select.build_sqlx(DB::builder())
 }
 
@@ -87,7 +105,7 @@ pub(crate) fn delete_keys<M: Model, DB: Backend>(keys: &[Vec<Value>]) -> Stateme
     let mut delete = sea_query::Query::delete();
     delete
         .from_table(M::META.table)
-        .cond_where(keys_condition(&pk_names::<M>(), keys));
+        .cond_where(keys_condition::<DB>(&pk_names::<M>(), keys));
     delete.build_sqlx(DB::builder())
 }
 

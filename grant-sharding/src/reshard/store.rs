@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use grant_core::{Backend, Error, Result, ValueKind};
+use grant_core::{Backend, Error, Result, ShardId, ValueKind};
 use sea_query::{Alias, Expr, ExprTrait, Value};
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
 
@@ -15,7 +15,17 @@ const TABLE: &str = "grant_reshard_jobs";
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS grant_reshard_jobs (\
     id TEXT PRIMARY KEY, model_table TEXT NOT NULL, target TEXT NOT NULL, phase TEXT NOT NULL, \
     cursors TEXT NOT NULL, rows_copied BIGINT NOT NULL, rows_total BIGINT NOT NULL, \
-    started_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)";
+    started_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, source TEXT NOT NULL DEFAULT '')";
+
+/// Job tables made before the job recorded its source placement gain the column.
+const ADD_SOURCE: &str =
+    "ALTER TABLE grant_reshard_jobs ADD COLUMN source TEXT NOT NULL DEFAULT ''";
+
+/// On every source shard: the jobs whose moved rows have left this shard. The marker is
+/// written in the same transaction that deletes the shard's moved rows, so "marked" and
+/// "deleted" are one fact: a recovery knows exactly which sources still own their rows.
+const MARKS: &str = "CREATE TABLE IF NOT EXISTS grant_reshard_moved (\
+    job_id TEXT PRIMARY KEY, moved_at BIGINT NOT NULL)";
 
 /// One job's row.
 #[derive(Debug, Clone)]
@@ -28,6 +38,8 @@ pub(crate) struct JobRow {
     pub(crate) cursors: BTreeMap<String, String>,
     pub(crate) rows_copied: i64,
     pub(crate) rows_total: i64,
+    /// The placement the job moves rows from (its `Debug` fingerprint).
+    pub(crate) source: String,
 }
 
 pub(crate) fn now_millis() -> i64 {
@@ -71,16 +83,28 @@ fn decode_cursors(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+fn no_values() -> SqlxValues {
+    SqlxValues(sea_query::Values(Vec::new()))
+}
+
+/// Creates the job table if missing, with every column.
+async fn ensure_table<DB: Backend>(shard: &str, pool: &sqlx::Pool<DB>) -> Result<()> {
+    DB::execute(pool, CREATE.to_owned(), no_values())
+        .await
+        .map_err(|e| db_error(shard, "create table", e))?;
+    if let Err(e) = DB::execute(pool, ADD_SOURCE.to_owned(), no_values()).await {
+        let text = e.to_string();
+        if !(text.contains("duplicate column") || text.contains("already exists")) {
+            return Err(db_error(shard, "add column `source`", e));
+        }
+    }
+    Ok(())
+}
+
 /// Creates the job table (idempotent) and inserts `row`.
 pub(crate) async fn create<DB: Backend>(cluster: &Cluster<DB>, row: &JobRow) -> Result<()> {
     let (shard, pool) = first_pool(cluster)?;
-    DB::execute(
-        pool,
-        CREATE.to_owned(),
-        SqlxValues(sea_query::Values(Vec::new())),
-    )
-    .await
-    .map_err(|e| db_error(&shard, "create table", e))?;
+    ensure_table(&shard, pool).await?;
     let now = now_millis();
     let (sql, values) = sea_query::Query::insert()
         .into_table(Alias::new(TABLE))
@@ -95,6 +119,7 @@ pub(crate) async fn create<DB: Backend>(cluster: &Cluster<DB>, row: &JobRow) -> 
                 "rows_total",
                 "started_at",
                 "updated_at",
+                "source",
             ]
             .map(Alias::new),
         )
@@ -108,6 +133,7 @@ pub(crate) async fn create<DB: Backend>(cluster: &Cluster<DB>, row: &JobRow) -> 
             row.rows_total.into(),
             now.into(),
             now.into(),
+            row.source.clone().into(),
         ])
         .build_sqlx(DB::builder());
     DB::execute(pool, sql, values)
@@ -137,13 +163,7 @@ pub(crate) async fn save<DB: Backend>(cluster: &Cluster<DB>, row: &JobRow) -> Re
 /// Loads job `id`.
 pub(crate) async fn load<DB: Backend>(cluster: &Cluster<DB>, id: &str) -> Result<JobRow> {
     let (shard, pool) = first_pool(cluster)?;
-    DB::execute(
-        pool,
-        CREATE.to_owned(),
-        SqlxValues(sea_query::Values(Vec::new())),
-    )
-    .await
-    .map_err(|e| db_error(&shard, "create table", e))?;
+    ensure_table(&shard, pool).await?;
     let (sql, values) = sea_query::Query::select()
         .columns(
             [
@@ -154,6 +174,7 @@ pub(crate) async fn load<DB: Backend>(cluster: &Cluster<DB>, id: &str) -> Result
                 "cursors",
                 "rows_copied",
                 "rows_total",
+                "source",
             ]
             .map(Alias::new),
         )
@@ -193,7 +214,79 @@ pub(crate) async fn load<DB: Backend>(cluster: &Cluster<DB>, id: &str) -> Result
         cursors: decode_cursors(&text(4)?),
         rows_copied: int(5)?,
         rows_total: int(6)?,
+        source: text(7)?,
     })
+}
+
+/// The ids and phases of the jobs on `table` that are neither done nor rolled back, oldest
+/// first.
+pub(crate) async fn unfinished<DB: Backend>(
+    cluster: &Cluster<DB>,
+    table: &str,
+) -> Result<Vec<(String, String)>> {
+    let (shard, pool) = first_pool(cluster)?;
+    ensure_table(&shard, pool).await?;
+    let (sql, values) = sea_query::Query::select()
+        .columns([Alias::new("id"), Alias::new("phase")])
+        .from(Alias::new(TABLE))
+        .and_where(Expr::col(Alias::new("model_table")).eq(table.to_owned()))
+        .and_where(Expr::col(Alias::new("phase")).is_not_in(["done", "rolled back"]))
+        .order_by(Alias::new("started_at"), sea_query::Order::Asc)
+        .order_by(Alias::new("id"), sea_query::Order::Asc)
+        .build_sqlx(DB::builder());
+    let rows = DB::fetch_all(pool, sql, values)
+        .await
+        .map_err(|e| db_error(&shard, "list jobs", e))?;
+    rows.iter()
+        .map(|row| {
+            let text = |i: usize| match DB::get_value(row, i, ValueKind::String) {
+                Ok(Value::String(Some(s))) => Ok(s),
+                Ok(other) => Err(Error::Config(format!(
+                    "`{TABLE}` on shard `{shard}`: column {i} is {other:?}"
+                ))),
+                Err(e) => Err(db_error(&shard, "decode", e)),
+            };
+            Ok((text(0)?, text(1)?))
+        })
+        .collect()
+}
+
+/// Creates the moved-marker table on `shard` (idempotent).
+pub(crate) async fn create_marks<DB: Backend>(
+    cluster: &Cluster<DB>,
+    model: &'static str,
+    shard: ShardId,
+) -> Result<()> {
+    cluster
+        .execute_atomic(model, shard, vec![(MARKS.to_owned(), no_values())])
+        .await?;
+    Ok(())
+}
+
+/// The statement that marks job `id`'s moved rows as gone from the shard it runs on.
+pub(crate) fn mark<DB: Backend>(id: &str) -> (String, SqlxValues) {
+    sea_query::Query::insert()
+        .into_table(Alias::new("grant_reshard_moved"))
+        .columns([Alias::new("job_id"), Alias::new("moved_at")])
+        .values_panic([id.to_owned().into(), now_millis().into()])
+        .build_sqlx(DB::builder())
+}
+
+/// The statement that removes job `id`'s marker (a rollback copied the rows back).
+pub(crate) fn unmark<DB: Backend>(id: &str) -> (String, SqlxValues) {
+    sea_query::Query::delete()
+        .from_table(Alias::new("grant_reshard_moved"))
+        .and_where(Expr::col(Alias::new("job_id")).eq(id.to_owned()))
+        .build_sqlx(DB::builder())
+}
+
+/// The statement that reads job `id`'s marker.
+pub(crate) fn marked<DB: Backend>(id: &str) -> (String, SqlxValues) {
+    sea_query::Query::select()
+        .column(Alias::new("job_id"))
+        .from(Alias::new("grant_reshard_moved"))
+        .and_where(Expr::col(Alias::new("job_id")).eq(id.to_owned()))
+        .build_sqlx(DB::builder())
 }
 
 #[cfg(test)]
