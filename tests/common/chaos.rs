@@ -174,9 +174,12 @@ where
                         }
                         (None, None) => unreachable!(),
                     }
-                    let mut log = log.lock().unwrap();
-                    log.in_flight.remove(&key);
-                    log.acked.push((key, after));
+                    {
+                        let mut log = log.lock().unwrap();
+                        log.in_flight.remove(&key);
+                        log.acked.push((key, after));
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
                 }
             })
         })
@@ -477,7 +480,7 @@ where
         let to = if count == 4 { 8 } else { 4 };
         let roll_back = rng.chance(25);
         stats.rollbacks += u64::from(roll_back);
-        let mut crashes_left = 1 + rng.below(4);
+        let mut crashes_left = 2 + rng.below(5);
         let mut last_hit: Option<Phase> = None;
         let mut attempts = 0;
         let ended = loop {

@@ -55,33 +55,52 @@ fn after_condition(names: &[&'static str], after: &[Value]) -> Expr {
 }
 
 /// `primary key IN (keys)`, for key sets of any size and width: one column is a plain `IN`
-/// list; several columns are a row-value `IN` — `(a, b) IN (VALUES (?, ?), ...)` on SQLite,
-/// whose expression trees may not be deeper than 1,000 (an `OR` chain of 1,000 composite keys
-/// is), and an `OR` of row comparisons on PostgreSQL, which plans it as index lookups.
+/// list; several columns are one row-value `IN` — `(a, b) IN (VALUES (?, ?), ...)` on SQLite
+/// (whose `IN` takes rows only from a subquery), `(a, b) IN (($1, $2), ...)` elsewhere — never
+/// an `OR` chain, whose expression tree SQLite caps at depth 1,000 and whose rendering
+/// recurses once per key.
 fn keys_condition<DB: Backend>(names: &[&'static str], keys: &[Vec<Value>]) -> Condition {
     match names {
         [name] => Condition::all()
             .add(Expr::col(*name).is_in(keys.iter().filter_map(|k| k.first().cloned()))),
         _ if keys.is_empty() => Condition::all().add(Expr::cust("1 = 0")),
-        _ if <DB as Backend>::NAME == "SQLite" => {
+        _ => {
             let columns = names
                 .iter()
                 .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let row = format!("({})", vec!["?"; names.len()].join(", "));
-            let rows = vec![row.as_str(); keys.len()].join(", ");
+            let numbered = <DB as Backend>::NAME == "PostgreSQL";
+            let mut next = 0;
+            let rows = keys
+                .iter()
+                .map(|_| {
+                    let row = (0..names.len())
+                        .map(|_| {
+                            next += 1;
+                            if numbered {
+                                format!("${next}")
+                            } else {
+                                "?".to_owned()
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    format!("({row})")
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let rows = if <DB as Backend>::NAME == "SQLite" {
+                format!("VALUES {rows}")
+            } else {
+                rows
+            };
             let values: Vec<Value> = keys.iter().flatten().cloned().collect();
             Condition::all().add(Expr::cust_with_values(
-                format!("({columns}) IN (VALUES {rows})"),
+                format!("({columns}) IN ({rows})"),
                 values,
             ))
         }
-        _ => keys.iter().fold(Condition::any(), |any, key| {
-            any.add(names.iter().zip(key).fold(Condition::all(), |all, (n, v)| {
-                all.add(Expr::col(*n).eq(v.clone()))
-            }))
-        }),
     }
 }
 
