@@ -182,3 +182,100 @@ async fn rollback_before_cutover_keeps_the_old_topology() {
     }
     assert!(job.cutover().await.is_err(), "no cutover after a rollback");
 }
+
+/// Issue 11, finding 1: a job interrupted in cutover, resumed in a new process — `resume`
+/// finishes the move — and then `run()` as the README says: before the fix `run()` copied,
+/// "verified" against sources that no longer held the moved rows and deleted them from their
+/// targets as orphans. Now `run()` of a finished job returns at once and copy/verify refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_cutover_then_resume_and_run_loses_nothing() {
+    use grant::reshard::CrashPoint;
+    use std::sync::Arc;
+    let dir = common::tempdir();
+    let a = cluster(dir.path()).await;
+    let expected = preload(&a, ROWS / 2).await;
+    let plan = ReshardPlan::new::<Account, Sqlite>(&a, eight())
+        .await
+        .unwrap();
+    // Stop at the 3rd step of the cutover: some sources may have given up their rows.
+    let point = CrashPoint::in_phase(Phase::Cutover, 3);
+    let job = ReshardJob::<Account, Sqlite>::start(
+        &a,
+        plan,
+        ReshardOptions::default().crash(Arc::clone(&point)),
+    )
+    .await
+    .unwrap();
+    let id = job.id();
+    tokio::select! {
+        r = job.run() => panic!("the job finished before it was interrupted: {r:?}"),
+        () = wait_for(Duration::from_secs(120), || point.hit().is_some()) => {}
+    }
+    drop(job);
+    drop(a);
+
+    let b = cluster(dir.path()).await;
+    assert_eq!(
+        ReshardJob::<Account, Sqlite>::unfinished(&b).await.unwrap(),
+        vec![id.clone()]
+    );
+    let job = ReshardJob::<Account, Sqlite>::resume(&b, &id, eight(), ReshardOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        job.status().phase,
+        Phase::Done,
+        "resume finished the cutover"
+    );
+    let status = job.run().await.unwrap();
+    assert_eq!(status.phase, Phase::Done);
+    check_layout(&b, 8, 8, &expected).await;
+    for refused in [job.copy().await, job.verify().await, job.rollback().await] {
+        let err = refused.unwrap_err().to_string();
+        assert!(err.contains("already finished"), "{err}");
+    }
+    check_layout(&b, 8, 8, &expected).await;
+}
+
+/// Issue 11, finding 2: a cutover that fails after the decision (a source failed while giving
+/// up its rows) can be rolled back — before the fix `rollback()` refused ("past cutover") and
+/// the model stayed dual-writing — and, in another run, finished by `run()`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_cutover_rolls_back_or_finishes() {
+    use grant::reshard::CrashPoint;
+    use std::sync::Arc;
+    for finish in [false, true] {
+        let dir = common::tempdir();
+        let c = cluster(dir.path()).await;
+        let mut expected = preload(&c, ROWS / 2).await;
+        let writers = start_writers(&c, &expected, ROWS + 1);
+        let plan = ReshardPlan::new::<Account, Sqlite>(&c, eight())
+            .await
+            .unwrap();
+        let point = CrashPoint::fail_in(Phase::Cutover, 6);
+        let job = ReshardJob::<Account, Sqlite>::start(
+            &c,
+            plan,
+            ReshardOptions::default().crash(Arc::clone(&point)),
+        )
+        .await
+        .unwrap();
+        let err = job.run().await.unwrap_err();
+        assert!(err.to_string().contains("test failpoint"), "{err}");
+        assert_eq!(job.status().phase, Phase::Cutover);
+        if finish {
+            assert_eq!(job.run().await.unwrap().phase, Phase::Done);
+        } else {
+            job.rollback().await.unwrap();
+            assert_eq!(job.status().phase, Phase::RolledBack);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        writers.stop(&mut expected).await;
+        let n = if finish { 8 } else { 4 };
+        check_layout(&c, n, n, &expected).await;
+        assert_eq!(
+            Account::query().count(&c).await.unwrap(),
+            expected.len() as u64
+        );
+    }
+}

@@ -1,9 +1,9 @@
 //! The resharding chaos test on SQLite shard files and on PostgreSQL: see
 //! `tests/common/chaos.rs`.
 
-mod common;
 #[path = "common/chaos.rs"]
 mod chaos;
+mod common;
 #[path = "common/pg.rs"]
 mod pg;
 
@@ -26,7 +26,13 @@ async fn sqlite_reshard_chaos() {
             b.connect().await.unwrap()
         }
     };
-    let stats = chaos::run("sqlite", connect, chaos::interruptions_wanted(), chaos::seed()).await;
+    let stats = chaos::run(
+        "sqlite",
+        connect,
+        chaos::interruptions_wanted(),
+        chaos::seed(),
+    )
+    .await;
     assert!(stats.interruptions() >= chaos::interruptions_wanted());
 }
 
@@ -42,6 +48,12 @@ async fn pg_reshard_chaos() {
         }
         b.connect().await.unwrap()
     };
-    let stats = chaos::run("postgres", connect, chaos::interruptions_wanted(), chaos::seed()).await;
+    let stats = chaos::run(
+        "postgres",
+        connect,
+        chaos::interruptions_wanted(),
+        chaos::seed(),
+    )
+    .await;
     assert!(stats.interruptions() >= chaos::interruptions_wanted());
 }

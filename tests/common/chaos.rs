@@ -131,11 +131,11 @@ where
                 let mut mine: Vec<Ticket> = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let pick = rng.below(10);
-                    let (key, before, after) = if pick < 4 || mine.is_empty() {
+                    let (key, before, after) = if pick < 3 || mine.is_empty() {
                         let t = ticket(rng.below(TENANTS as u64) as i64, next);
                         next += n;
                         ((t.tenant_id, t.id), None, Some(t))
-                    } else if pick < 8 {
+                    } else if pick < 7 {
                         let i = rng.below(mine.len() as u64) as usize;
                         let mut t = mine[i].clone();
                         t.version += 1;
@@ -161,7 +161,10 @@ where
                             t.update(&cluster)
                                 .await
                                 .unwrap_or_else(|e| panic!("writer {w}: update {key:?}: {e}"));
-                            let i = mine.iter().position(|m| (m.tenant_id, m.id) == key).unwrap();
+                            let i = mine
+                                .iter()
+                                .position(|m| (m.tenant_id, m.id) == key)
+                                .unwrap();
                             mine[i] = t.clone();
                         }
                         (Some(t), None) => {
@@ -169,7 +172,10 @@ where
                                 .delete(&cluster)
                                 .await
                                 .unwrap_or_else(|e| panic!("writer {w}: delete {key:?}: {e}"));
-                            assert!(found, "writer {w}: delete {key:?} found no row: it was lost");
+                            assert!(
+                                found,
+                                "writer {w}: delete {key:?} found no row: it was lost"
+                            );
                             mine.retain(|m| (m.tenant_id, m.id) != key);
                         }
                         (None, None) => unreachable!(),
@@ -380,7 +386,10 @@ where
         let mut failed = false;
         let job = loop {
             let new = placement(Some(to));
-            let got = match ReshardJob::<Ticket, DB>::unfinished(&cluster).await?.first() {
+            let got = match ReshardJob::<Ticket, DB>::unfinished(&cluster)
+                .await?
+                .first()
+            {
                 Some(id) => {
                     ReshardJob::<Ticket, DB>::resume(&cluster, id, new, options.clone()).await
                 }
@@ -485,31 +494,38 @@ where
         let mut attempts = 0;
         let ended = loop {
             attempts += 1;
-            assert!(attempts < 30, "{label}: round {} does not end", stats.rounds);
+            assert!(
+                attempts < 30,
+                "{label}: round {} does not end",
+                stats.rounds
+            );
             let point = if crashes_left == 0 {
                 CrashPoint::after(0)
             } else {
+                // Aim at a phase this attempt reaches: a fresh job passes every phase; a
+                // resumed one copies what is left, verifies everything again and cuts over; a
+                // resumed cutover finishes in cleanup, a resumed rollback rolls back.
                 let phase = match last_hit {
-                    // A resumed cutover finishes in cleanup; a resumed rollback rolls back.
-                    Some(Phase::Cutover) | Some(Phase::Cleanup) if rng.chance(70) => {
-                        Phase::Cleanup
+                    None if roll_back => {
+                        [Phase::Planned, Phase::Copying, Phase::RollingBack][rng.below(3) as usize]
                     }
-                    Some(Phase::RollingBack) if rng.chance(70) => Phase::RollingBack,
-                    _ if roll_back => [
-                        Phase::Planned,
-                        Phase::Copying,
-                        Phase::RollingBack,
-                        Phase::RollingBack,
-                    ][rng.below(4) as usize],
-                    _ => [
+                    None => [
                         Phase::Planned,
                         Phase::Copying,
                         Phase::Verifying,
                         Phase::Cutover,
-                        Phase::Cutover,
-                    ][rng.below(5) as usize],
+                    ][rng.below(4) as usize],
+                    Some(Phase::Cutover | Phase::Cleanup) => Phase::Cleanup,
+                    Some(_) if roll_back => Phase::RollingBack,
+                    Some(Phase::RollingBack) => Phase::RollingBack,
+                    Some(_) => [Phase::Verifying, Phase::Cutover][rng.below(2) as usize],
                 };
-                let n = 1 + rng.below(span[phase.as_str()]);
+                // Later attempts have less left to do in cleanup and rollback.
+                let reach = match (last_hit, phase) {
+                    (Some(_), Phase::Cleanup | Phase::RollingBack) => span[phase.as_str()] / 3,
+                    _ => span[phase.as_str()],
+                };
+                let n = 1 + rng.below(reach);
                 if rng.chance(15) && phase != Phase::Planned {
                     CrashPoint::fail_in(phase, n)
                 } else {
@@ -575,9 +591,7 @@ where
         );
         // Every shard read as it is, whatever the placement says.
         let inspect = connect().await;
-        inspect
-            .set_placement::<Ticket>(placement(Some(8)))
-            .unwrap();
+        inspect.set_placement::<Ticket>(placement(Some(8))).unwrap();
         check(&c, &inspect, final_count, &mut expected, &context).await;
         assert!(
             ReshardJob::<Ticket, DB>::unfinished(&c)

@@ -767,11 +767,8 @@ where
     /// A shard's error naming it; the job can be resumed. [`Error::Config`] for a job past
     /// its cutover, finished or rolled back.
     pub async fn copy(&self) -> Result<()> {
-        self.ensure_phase(
-            "copy",
-            &[Phase::Planned, Phase::Copying, Phase::Verifying],
-        )
-        .await?;
+        self.ensure_phase("copy", &[Phase::Planned, Phase::Copying, Phase::Verifying])
+            .await?;
         self.verified.store(false, Ordering::Release);
         self.set_phase(Phase::Copying).await?;
         *self
@@ -1580,7 +1577,8 @@ where
                 }
             }
         }
-        self.in_tx(&mut tx, source, store::unmark::<DB>(&id)).await?;
+        self.in_tx(&mut tx, source, store::unmark::<DB>(&id))
+            .await?;
         self.commit(tx, source).await
     }
 }

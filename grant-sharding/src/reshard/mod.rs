@@ -27,12 +27,29 @@
 //! 5. [`ReshardJob::cutover`] takes the model's gate in write mode: every operation on a model
 //!    with a run-time placement holds the gate in read mode for its duration, so this drains
 //!    in-flight operations and briefly pauses new ones. Under the gate it re-verifies exactly
-//!    the keys written since the verification pass began (the journal), deletes the moved rows
-//!    from their source shards and switches the placement atomically; operations that waited
-//!    re-read the placement and use the new one. [`ReshardStatus::pause`] reports the pause.
+//!    the keys written since the verification pass began (the journal), records the decision
+//!    (phase `cutover`), and then each source gives up its moved rows in one transaction on
+//!    it that holds them locked: every row is read at its target (copied again when missing
+//!    or different, then read back) before it is deleted, and the same transaction writes the
+//!    source's marker in `grant_reshard_moved` — so a recovery knows exactly which sources
+//!    still own their rows. Then the placement switches atomically; operations that waited
+//!    re-read it and use the new one. [`ReshardStatus::pause`] reports the pause.
 //!
-//! [`ReshardJob::rollback`] (before cutover) returns the model to its old placement and deletes
-//! the copies from the targets: the old topology is intact and nothing written is lost.
+//! [`ReshardJob::rollback`] returns the model to its old placement and deletes the copies from
+//! the targets (after a half-done cutover, the sources that gave up their rows first take them
+//! back): the old topology is intact and nothing written is lost.
+//!
+//! # Recovery
+//!
+//! [`ReshardJob::resume`] (in a new process: after setting the model's placement as it was
+//! when the job started; [`ReshardJob::unfinished`] lists the job) continues from the phase
+//! the job recorded: before cutover it re-installs dual writes and `run()` copies from the
+//! persisted cursors, then verifies everything again; during cutover it finishes the move
+//! itself (unmarked sources are the authority for their rows: copied again, target copies they
+//! lack deleted); during a rollback it finishes the rollback. A job that is done or rolled back
+//! never runs again: every method refuses it, checked against the recorded phase too.
+//! `tests/reshard_chaos.rs` interrupts jobs at random steps of every phase and checks that
+//! every acknowledged row exists exactly once afterwards.
 //!
 //! # Supported placements
 //!
