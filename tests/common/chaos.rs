@@ -115,7 +115,13 @@ pub struct Writers {
 
 /// Writers on fresh keys `first..` (each writer its own residue): inserts, updates and deletes
 /// of their own rows, across all tenants.
-pub fn start_writers<DB>(cluster: &Cluster<DB>, first: i64, n: i64, seed: u64) -> Writers
+pub fn start_writers<DB>(
+    cluster: &Cluster<DB>,
+    first: i64,
+    n: i64,
+    seed: u64,
+    context: String,
+) -> Writers
 where
     DB: ReshardBackend,
     Ticket: FromShardRow<DB>,
@@ -125,6 +131,7 @@ where
     let handles = (0..n)
         .map(|w| {
             let (cluster, stop, log) = (cluster.clone(), Arc::clone(&stop), Arc::clone(&log));
+            let context = context.clone();
             let mut rng = Rng::new(seed ^ (w as u64 + 1) * 0x1234_5678);
             tokio::spawn(async move {
                 let mut next = first + w;
@@ -152,15 +159,15 @@ where
                         .insert(key, (before.clone(), after.clone()));
                     match (&before, &after) {
                         (None, Some(t)) => {
-                            t.insert(&cluster)
-                                .await
-                                .unwrap_or_else(|e| panic!("writer {w}: insert {key:?}: {e}"));
+                            t.insert(&cluster).await.unwrap_or_else(|e| {
+                                panic!("{context}: writer {w}: insert {key:?}: {e}")
+                            });
                             mine.push(t.clone());
                         }
                         (Some(_), Some(t)) => {
-                            t.update(&cluster)
-                                .await
-                                .unwrap_or_else(|e| panic!("writer {w}: update {key:?}: {e}"));
+                            t.update(&cluster).await.unwrap_or_else(|e| {
+                                panic!("{context}: writer {w}: update {key:?}: {e}")
+                            });
                             let i = mine
                                 .iter()
                                 .position(|m| (m.tenant_id, m.id) == key)
@@ -168,10 +175,9 @@ where
                             mine[i] = t.clone();
                         }
                         (Some(t), None) => {
-                            let found = t
-                                .delete(&cluster)
-                                .await
-                                .unwrap_or_else(|e| panic!("writer {w}: delete {key:?}: {e}"));
+                            let found = t.delete(&cluster).await.unwrap_or_else(|e| {
+                                panic!("{context}: writer {w}: delete {key:?}: {e}")
+                            });
                             assert!(
                                 found,
                                 "writer {w}: delete {key:?} found no row: it was lost"
@@ -405,14 +411,26 @@ where
             }
         };
         if let Some((first, seed)) = writers {
-            *crew.lock().unwrap() = Some(start_writers(&cluster, first, 3, seed));
+            *crew.lock().unwrap() = Some(start_writers(
+                &cluster,
+                first,
+                3,
+                seed,
+                format!(
+                    "{from:?}->{to} roll_back={roll_back} point={point:?} job phase at start {}",
+                    job.status().phase
+                ),
+            ));
         }
         let mut roll = roll_back;
         loop {
             let phase = job.status().phase;
             let step = match phase {
                 Phase::Done | Phase::RolledBack => return Ok(phase),
-                Phase::Copying if roll && !failed => job.copy().await.and(job.rollback().await),
+                Phase::Copying if roll && !failed => match job.copy().await {
+                    Ok(()) => job.rollback().await,
+                    Err(e) => Err(e),
+                },
                 Phase::RollingBack => job.rollback().await,
                 _ if roll => job.rollback().await,
                 _ => job.run().await.map(|_| ()),
@@ -552,6 +570,15 @@ where
             for p in PHASES {
                 let s = span.get_mut(p.as_str()).unwrap();
                 *s = (*s).max(point.steps_in(p));
+            }
+            if std::env::var("GRANT_CHAOS_TRACE").is_ok() {
+                eprintln!(
+                    "{label} round {} attempt {attempts}: {count}->{to} roll_back={roll_back} \
+                     after_failure={roll_back_after_failure} writers={} point={point:?} -> {:?}",
+                    stats.rounds,
+                    writers.is_some(),
+                    result.as_ref().map_err(|e| e.to_string())
+                );
             }
             if point.is_failure() && point.hit().is_some() {
                 stats.failures += 1;

@@ -1323,8 +1323,9 @@ where
     async fn give_up(&self, source: ShardId, selection: Selection) -> Result<()> {
         let id = self.id_now().await;
         let mut tx = self.locked(source).await?;
-        let done = !self
-            .in_tx(&mut tx, source, store::marked::<DB>(&id))
+        // Claimed: the marker is written in this transaction and commits with the deletes.
+        let done = self
+            .in_tx(&mut tx, source, store::claim::<DB>(&id))
             .await?
             .is_empty();
         let rows: Vec<M> = match &selection {
@@ -1377,9 +1378,6 @@ where
             self.in_tx(&mut tx, source, sql::delete_keys::<M, DB>(chunk))
                 .await?;
         }
-        if !done {
-            self.in_tx(&mut tx, source, store::mark::<DB>(&id)).await?;
-        }
         self.commit(tx, source).await
     }
 
@@ -1417,9 +1415,13 @@ where
 
     /// The switch: placement to `new`, the gate released, the job recorded done.
     async fn switch(&self, held: OwnedRwLockWriteGuard<()>, started: Instant) -> Result<()> {
-        self.step().await?;
         let epoch = self.epoch.load(Ordering::Acquire);
-        if let Err(e) = self.cluster.cutover::<M>(epoch) {
+        // Every source gave up its rows: the gate stays held until the placement switched.
+        let switched = match self.step().await {
+            Ok(()) => self.cluster.cutover::<M>(epoch),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = switched {
             *self.fence.lock().unwrap_or_else(|e| e.into_inner()) = Some(held);
             return Err(e);
         }
@@ -1547,12 +1549,14 @@ where
     async fn take_back(&self, source: ShardId) -> Result<()> {
         let id = self.id_now().await;
         let mut tx = self.locked(source).await?;
-        if self
-            .in_tx(&mut tx, source, store::marked::<DB>(&id))
+        if !self
+            .in_tx(&mut tx, source, store::claim::<DB>(&id))
             .await?
             .is_empty()
         {
-            return self.commit(tx, source).await;
+            // No marker was there: the source kept its rows. Undo the claim.
+            self.step().await?;
+            return tx.rollback().await.map_err(self.shard_error(source));
         }
         for target in self.targets() {
             if target.name() == source.name() {

@@ -263,12 +263,22 @@ pub(crate) async fn create_marks<DB: Backend>(
     Ok(())
 }
 
-/// The statement that marks job `id`'s moved rows as gone from the shard it runs on.
-pub(crate) fn mark<DB: Backend>(id: &str) -> (String, SqlxValues) {
+/// The statement that claims job `id`'s marker on the shard it runs on, inside the
+/// transaction that gives up (or takes back) the shard's rows: it returns a row when it wrote
+/// the marker (the shard had not given up its rows), none when the marker was there. Being an
+/// insert, it waits for any other transaction that wrote the marker and has not ended (a
+/// cancelled run's statement still finishing on the server), so what it answers is settled.
+pub(crate) fn claim<DB: Backend>(id: &str) -> (String, SqlxValues) {
     sea_query::Query::insert()
         .into_table(Alias::new("grant_reshard_moved"))
         .columns([Alias::new("job_id"), Alias::new("moved_at")])
         .values_panic([id.to_owned().into(), now_millis().into()])
+        .on_conflict(
+            sea_query::OnConflict::column(Alias::new("job_id"))
+                .do_nothing()
+                .to_owned(),
+        )
+        .returning_col(Alias::new("job_id"))
         .build_sqlx(DB::builder())
 }
 
