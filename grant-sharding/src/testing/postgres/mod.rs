@@ -299,7 +299,8 @@ pub enum Collation {
     /// categories, which every glibc has): the default.
     #[default]
     IcuEnUs,
-    /// Byte order (`LOCALE 'C'`): only for a test that asks for it on purpose.
+    /// Byte order (`LOCALE_PROVIDER libc LOCALE 'C'`): only for a test that asks for it on
+    /// purpose.
     C,
 }
 
@@ -308,7 +309,7 @@ impl Collation {
     fn sql(self) -> &'static str {
         match self {
             Collation::IcuEnUs => "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.utf8'",
-            Collation::C => "LOCALE 'C'",
+            Collation::C => "LOCALE_PROVIDER libc LOCALE 'C'",
         }
     }
 }
