@@ -66,7 +66,10 @@ impl<T> Partial<T> {
 ///   offsets still cost every shard a sort of its share: for deep pages use keyset pagination,
 ///   [`after`](Query::after) the last row of the previous page;
 /// * counts and sums are added, `min`/`max` compared, `avg` is the total sum over the total count
-///   — never an average of averages.
+///   — never an average of averages;
+/// * text is ordered and compared by bytes (Rust's `str` order) whatever the databases' locale:
+///   on PostgreSQL each shard's ORDER BY, keyset condition and MIN/MAX of text says
+///   `COLLATE "C"`; floats by number, `-0.0` equal to `0.0`, NaN after every number.
 ///
 /// A shard that fails fails the query with [`Error::ShardUnavailable`] (or [`Error::Shard`])
 /// naming it; shards that miss the [`timeout`](Query::timeout) give [`Error::Timeout`] naming
