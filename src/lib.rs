@@ -33,6 +33,7 @@
 
 pub use grant_core::__private::sea_query::Value;
 pub use grant_core::key::{IntKey, PgHashKey, TextKey};
+pub use grant_core::like;
 pub use grant_core::{
     Agg, Backend, Column, ColumnRef, Cond, Error, FromShardRow, FromValue, Having, KeyPart, Model,
     ModelMeta, Nulls, Order, Result, ShardId, ShardKey, Sharded, SqlType, count,

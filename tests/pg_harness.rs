@@ -8,7 +8,7 @@ mod pg;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use grant_sharding::testing::postgres::PgServer;
+use grant_sharding::testing::postgres::{Collation, PgServer};
 
 /// Set in the child process of `a_leaked_server_is_removed_when_the_process_exits`.
 const CHILD_VAR: &str = "GRANT_PG_HARNESS_LEAK_CHILD";
@@ -40,16 +40,28 @@ async fn databases_are_fresh_and_per_test() {
     .unwrap();
     let expected_tables = if env.server().is_some() { 0 } else { 1 };
     assert_eq!(tables, expected_tables);
-    // Text sorts by bytes, as Rust's `str` does.
-    let sorted: Vec<String> = sqlx::query_scalar(
-        "SELECT s FROM (VALUES ('b'), ('B'), ('a'), ('é'), ('日本'), ('')) v(s) ORDER BY s",
+    // Text sorts by the locale (ICU en-US), as in most production databases, not by bytes.
+    let sort = "SELECT s FROM (VALUES ('b'), ('B'), ('a'), ('é'), ('日本'), (''), ('_x')) v(s) \
+                ORDER BY s";
+    let sorted: Vec<String> = sqlx::query_scalar(sort).fetch_all(&pool).await.unwrap();
+    assert_eq!(sorted, ["", "_x", "a", "b", "B", "é", "日本"]);
+    let provider: String = sqlx::query_scalar(
+        "SELECT datlocprovider::text || ' ' || COALESCE(daticulocale, '') FROM pg_database \
+         WHERE datname = current_database()",
     )
-    .fetch_all(&pool)
+    .fetch_one(&pool)
     .await
     .unwrap();
-    let mut expected = sorted.clone();
+    assert_eq!(provider, "i en-US");
+    // Byte order only where a test asks for it.
+    let c_url = env.database_with("pg_harness_fresh_c", Collation::C).await;
+    let c_pool = pg::pool(&c_url).await;
+    let bytes: Vec<String> = sqlx::query_scalar(sort).fetch_all(&c_pool).await.unwrap();
+    let mut expected = bytes.clone();
     expected.sort();
-    assert_eq!(sorted, expected);
+    assert_eq!(bytes, expected);
+    assert_ne!(bytes, sorted);
+    c_pool.close().await;
     pool.close().await;
 
     let started = Instant::now();

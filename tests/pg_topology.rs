@@ -381,6 +381,7 @@ async fn four_shards_on_two_servers_with_a_replica_serve_crud_scatter_and_replic
     let side = diff4::PgSide {
         cluster: cluster.clone(),
         single,
+        locale_tables: false,
     };
     diff4::run_n(&side, 200).await;
 }

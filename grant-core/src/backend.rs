@@ -8,6 +8,19 @@ use crate::value::ValueKind;
 use sea_query::{QueryBuilder, SchemaBuilder};
 use sea_query_sqlx::SqlxValues;
 
+/// How a backend writes Grant's `like` and `ilike` (see [`crate::like`] for what they mean).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LikeSyntax {
+    /// `col COLLATE "<TEXT_COLLATION>" LIKE p` and `... ILIKE p` (the backslash is
+    /// PostgreSQL's default escape character): in the `C` collation PostgreSQL's `LIKE`
+    /// compares characters exactly and `ILIKE` folds ASCII letters only.
+    CollatedIlike,
+    /// `col GLOB g` (the pattern translated to `GLOB` syntax, case-sensitive) and
+    /// `col LIKE p ESCAPE '\'` (SQLite's `LIKE` folds ASCII letters only).
+    GlobAndLike,
+}
+
 /// A database Grant can shard over: implemented for sqlx's `Sqlite` and `Postgres`.
 pub trait Backend: sqlx::Database + Sized {
     /// Human name for messages.
@@ -20,6 +33,10 @@ pub trait Backend: sqlx::Database + Sized {
     /// The collation cross-shard ordering and `MIN`/`MAX` of text use, so every shard sorts
     /// text the way the merger compares it (by bytes). `None`: the default already does.
     const TEXT_COLLATION: Option<&'static str>;
+
+    /// How this backend spells Grant's `like` (case-sensitive) and `ilike` (ASCII letters
+    /// case-insensitive), so both mean the same everywhere (see [`crate::like`]).
+    const LIKE: LikeSyntax;
 
     /// sea-query's builder for this dialect.
     type Builder: QueryBuilder + SchemaBuilder + Default + Send + Sync;
@@ -162,13 +179,15 @@ pub trait Backend: sqlx::Database + Sized {
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 macro_rules! backend {
-    ($db:ty, $name:literal, $max:expr, $nulls_first:expr, $collation:expr, $builder:ty, $opts:expr,
+    ($db:ty, $name:literal, $max:expr, $nulls_first:expr, $collation:expr, $like:expr,
+     $builder:ty, $opts:expr,
      $stmt_timeout:expr, two_phase: $two_phase:expr, begin: $begin:literal) => {
         impl Backend for $db {
             const NAME: &'static str = $name;
             const TWO_PHASE: bool = $two_phase;
             const BEGIN: &'static str = $begin;
             const TEXT_COLLATION: Option<&'static str> = $collation;
+            const LIKE: LikeSyntax = $like;
             const MAX_BIND_PARAMS: usize = $max;
             const NULLS_FIRST_IN_ASC: bool = $nulls_first;
             type Builder = $builder;
@@ -370,6 +389,7 @@ backend!(
     32766,
     true,
     None, // BINARY, the default, compares bytes
+    LikeSyntax::GlobAndLike,
     sea_query::SqliteQueryBuilder,
     sqlite_options,
     sqlite_statement_timeout,
@@ -384,6 +404,7 @@ backend!(
     65535,
     false,
     Some("C"), // byte order whatever the database's locale
+    LikeSyntax::CollatedIlike,
     sea_query::PostgresQueryBuilder,
     postgres_options,
     postgres_statement_timeout,

@@ -133,12 +133,49 @@ where
         })
     }
 
-    /// `column LIKE pattern` (`%` and `_` are wildcards).
+    /// `column LIKE pattern`, **case-sensitive on every backend**: `%` matches any run of
+    /// characters, `_` one character, a backslash makes the next character literal (`\\%`,
+    /// `\\_`, `\\\\`); [`crate::like::escape`] escapes any text. SQLite's own `LIKE` ignores
+    /// ASCII case; Grant writes `GLOB` there so both backends agree (see [`crate::like`]).
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// User::NAME.like("a%")            // starts with "a", not "A"
+    /// User::NAME.like("100\\%")        // exactly "100%"
+    /// ```
     pub fn like(self, pattern: impl Into<String>) -> Cond<M> {
         Cond::from_node(Node::Like {
             col: self.as_ref(),
             pattern: pattern.into(),
         })
+    }
+
+    /// `column ILIKE pattern`: [`like`](Column::like) with the ASCII letters `A`–`Z` matching
+    /// either case, on every backend. Other letters match only themselves (`é` is not `É`):
+    /// SQLite's `LIKE` folds ASCII only, and Grant makes PostgreSQL's `ILIKE` do the same
+    /// (`COLLATE "C"`), so the backends give the same answer (see [`crate::like`]).
+    pub fn ilike(self, pattern: impl Into<String>) -> Cond<M> {
+        Cond::from_node(Node::ILike {
+            col: self.as_ref(),
+            pattern: pattern.into(),
+        })
+    }
+
+    /// The text contains `text` literally (case-sensitive; `%`, `_` and `\\` in it are not
+    /// wildcards): `like("%<escaped text>%")`.
+    pub fn contains(self, text: &str) -> Cond<M> {
+        self.like(format!("%{}%", crate::like::escape(text)))
+    }
+
+    /// The text starts with `text` literally (case-sensitive): `like("<escaped text>%")`.
+    pub fn starts_with(self, text: &str) -> Cond<M> {
+        self.like(format!("{}%", crate::like::escape(text)))
+    }
+
+    /// The text ends with `text` literally (case-sensitive): `like("%<escaped text>")`.
+    pub fn ends_with(self, text: &str) -> Cond<M> {
+        self.like(format!("%{}", crate::like::escape(text)))
     }
 
     /// `column IS NULL`.

@@ -9,12 +9,13 @@ pub mod column;
 pub mod cond;
 pub mod error;
 pub mod key;
+pub mod like;
 pub mod model;
 pub mod select;
 pub mod shard;
 pub mod value;
 
-pub use backend::Backend;
+pub use backend::{Backend, LikeSyntax};
 pub use column::{Column, ColumnRef, Nulls, Order, Scalar, SqlType, SumValue, Summable};
 pub use cond::{CmpOp, Cond, Node};
 pub use error::{Error, Result};

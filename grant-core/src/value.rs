@@ -218,7 +218,13 @@ fn int_key(v: i64, out: &mut Vec<u8>) {
 
 fn float_key(v: f64, out: &mut Vec<u8>) {
     out.push(3);
-    // -0.0 and 0.0 are the same value in SQL.
-    let v = if v == 0.0 { 0.0 } else { v };
+    // -0.0 and 0.0 are the same value in SQL; so are all NaNs (PostgreSQL: one NaN group).
+    let v = if v == 0.0 {
+        0.0
+    } else if v.is_nan() {
+        f64::NAN
+    } else {
+        v
+    };
     out.extend_from_slice(&v.to_bits().to_le_bytes());
 }

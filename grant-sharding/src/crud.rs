@@ -66,9 +66,15 @@ pub(crate) fn create_table_sql<M: Model, DB: Backend>() -> String {
     let mut table = Table::create();
     table.table(M::META.table).if_not_exists();
     for column in M::META.columns {
-        let mut def = ColumnDef::new_with_type(column.name, (column.column_type)());
+        let column_type = (column.column_type)();
+        let text = grant_core::cond::is_text_type(&column_type);
+        let mut def = ColumnDef::new_with_type(column.name, column_type);
         if !column.nullable {
             def.not_null();
+        }
+        // Text in byte order, so indexes on it serve the per-shard sorts (`COLLATE "C"`).
+        if let (true, Some(collation)) = (text, DB::TEXT_COLLATION) {
+            def.extra(format!("COLLATE \"{collation}\""));
         }
         table.col(def);
     }

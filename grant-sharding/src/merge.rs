@@ -19,8 +19,9 @@ use sea_query::Value;
 use crate::exec::Policy;
 
 /// Compares two non-NULL-aware values as the backends order them: integers and floats by
-/// number, strings by bytes (SQLite's `BINARY` collation, PostgreSQL's `C` collation), NULL
-/// first when `nulls_first`, else last.
+/// number ([`compare_floats`]: `-0.0` equals `0.0`, NaN after every number), strings by bytes
+/// (SQLite's `BINARY` collation, PostgreSQL's `C` collation), NULL first when `nulls_first`,
+/// else last.
 pub fn compare_values(a: &Value, b: &Value, nulls_first: bool) -> Ordering {
     match (is_null(a), is_null(b)) {
         (true, true) => return Ordering::Equal,
@@ -42,7 +43,7 @@ pub fn compare_values(a: &Value, b: &Value, nulls_first: bool) -> Ordering {
     }
     match (number(a), number(b)) {
         (Some(Num::Int(x)), Some(Num::Int(y))) => return x.cmp(&y),
-        (Some(x), Some(y)) => return x.as_f64().total_cmp(&y.as_f64()),
+        (Some(x), Some(y)) => return compare_floats(x.as_f64(), y.as_f64()),
         _ => {}
     }
     match (a, b) {
@@ -52,6 +53,20 @@ pub fn compare_values(a: &Value, b: &Value, nulls_first: bool) -> Ordering {
         (Value::Char(Some(x)), Value::Char(Some(y))) => x.cmp(y),
         // Different kinds never meet in one typed column; order them stably anyway.
         _ => format!("{a:?}").cmp(&format!("{b:?}")),
+    }
+}
+
+/// Compares two floats as PostgreSQL orders `float8` (and SQLite `REAL`): by number, `-0.0`
+/// equal to `0.0` (so ties between them fall to the next ordering key, the primary key at the
+/// latest, as in one database), NaN greater than every number and equal to every other NaN.
+/// (SQLite has no NaN: it stores one as NULL.)
+pub fn compare_floats(a: f64, b: f64) -> Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        // Neither is NaN: `partial_cmp` is total here, and says -0.0 == 0.0.
+        (false, false) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
     }
 }
 
@@ -336,5 +351,50 @@ mod tests {
             compare_values(&Value::from("é"), &Value::from("z"), true),
             Ordering::Greater
         );
+    }
+
+    #[test]
+    fn floats_compare_as_postgres_orders_them() {
+        let d = |v: f64| Value::Double(Some(v));
+        assert_eq!(compare_values(&d(-0.0), &d(0.0), true), Ordering::Equal);
+        assert_eq!(compare_values(&d(0.0), &d(-0.0), true), Ordering::Equal);
+        assert_eq!(
+            compare_values(&d(f64::NAN), &d(f64::INFINITY), true),
+            Ordering::Greater
+        );
+        assert_eq!(
+            compare_values(&d(-f64::NAN), &d(1e300), true),
+            Ordering::Greater
+        );
+        assert_eq!(
+            compare_values(&d(f64::NAN), &d(-f64::NAN), true),
+            Ordering::Equal
+        );
+        assert_eq!(
+            compare_values(&d(f64::NEG_INFINITY), &d(-1.0), true),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare_values(&Value::Float(Some(f32::NAN)), &d(1.0), true),
+            Ordering::Greater
+        );
+        // NaN is a value, not NULL: NULL still goes where the backend puts it.
+        assert_eq!(
+            compare_values(&Value::Double(None), &d(f64::NAN), false),
+            Ordering::Greater
+        );
+        assert_eq!(
+            compare_values(&Value::Double(None), &d(f64::NAN), true),
+            Ordering::Less
+        );
+        // -0.0 / 0.0 ties fall to the next key (the primary key).
+        let asc = KeyOrder::new(Order::Asc, None, false);
+        let a = [d(0.0), Value::BigInt(Some(1))];
+        let b = [d(-0.0), Value::BigInt(Some(2))];
+        assert_eq!(compare_keys(&a, &b, &[asc, asc]), Ordering::Less);
+        // DISTINCT / GROUP BY identity agrees.
+        assert_eq!(values_key(&[d(-0.0)]), values_key(&[d(0.0)]));
+        assert_eq!(values_key(&[d(f64::NAN)]), values_key(&[d(-f64::NAN)]));
+        assert_ne!(values_key(&[d(f64::NAN)]), values_key(&[d(f64::INFINITY)]));
     }
 }

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
+use grant_core::cond::byte_order_expr;
 use grant_core::value::{ValueKind, is_null};
 use grant_core::{
-    Backend, CmpOp, Column, ColumnRef, Cond, Error, FromShardRow, Item, Model, Node, Nulls, Order,
-    Result, Scalar, Selectable, ShardId, Summable,
+    Backend, CmpOp, Column, ColumnRef, Cond, Error, FromShardRow, Item, Model, ModelMeta, Node,
+    Nulls, Order, Result, Scalar, Selectable, ShardId, Summable,
 };
 use sea_query::{Expr, NullOrdering, SelectStatement, Value};
 use sea_query_sqlx::SqlxBinder;
@@ -65,7 +66,10 @@ impl<T> Partial<T> {
 ///   offsets still cost every shard a sort of its share: for deep pages use keyset pagination,
 ///   [`after`](Query::after) the last row of the previous page;
 /// * counts and sums are added, `min`/`max` compared, `avg` is the total sum over the total count
-///   — never an average of averages.
+///   — never an average of averages;
+/// * text is ordered and compared by bytes (Rust's `str` order) whatever the databases' locale:
+///   on PostgreSQL each shard's ORDER BY, keyset condition and MIN/MAX of text says
+///   `COLLATE "C"`; floats by number, `-0.0` equal to `0.0`, NaN after every number.
 ///
 /// A shard that fails fails the query with [`Error::ShardUnavailable`] (or [`Error::Shard`])
 /// naming it; shards that miss the [`timeout`](Query::timeout) give [`Error::Timeout`] naming
@@ -446,13 +450,25 @@ impl<M: Model> Query<M> {
         }
     }
 
-    pub(crate) fn base_select(filter: Option<&Node>) -> SelectStatement {
+    /// `SELECT ... FROM table WHERE filter`, the filter rendered for `DB` (text compared in
+    /// byte order, `like` / `ilike` as Grant defines them).
+    pub(crate) fn base_select<DB: Backend>(filter: Option<&Node>) -> SelectStatement {
         let mut select = sea_query::Query::select();
         select.from(M::META.table);
         if let Some(node) = filter {
-            select.cond_where(node.to_condition());
+            select.cond_where(node.to_condition_for::<DB>(M::META.columns));
         }
         select
+    }
+
+    /// The per-shard ORDER BY of `order`: text columns in byte order (see [`sort_expr`]).
+    pub(crate) fn order_sql_of<DB: Backend>(select: &mut SelectStatement, order: &[OrderKey]) {
+        order_sql(
+            select,
+            order
+                .iter()
+                .map(|k| (sort_expr::<DB>(k.column, M::META), k.order, k.nulls)),
+        );
     }
 
     /// All matching rows.
@@ -563,22 +579,12 @@ impl<M: Model> Query<M> {
         // back full, so a shard sorts for its share of the page, not for all of it.
         let budget = self.limit.map(|limit| limit.saturating_add(offset));
         let open = |shard: ShardId, filter: Option<&Node>, limit: Option<u64>| {
-            let mut select = Self::base_select(filter);
+            let mut select = Self::base_select::<DB>(filter);
             select.columns(columns.iter().copied());
             for key in &order {
                 select.column(M::META.columns[key.column].name);
             }
-            for key in &order {
-                let name = M::META.columns[key.column].name;
-                let dir = sea_order(key.order);
-                match key.nulls {
-                    None => select.order_by(name, dir),
-                    Some(Nulls::First) => {
-                        select.order_by_with_nulls(name, dir, NullOrdering::First)
-                    }
-                    Some(Nulls::Last) => select.order_by_with_nulls(name, dir, NullOrdering::Last),
-                };
-            }
+            Self::order_sql_of::<DB>(&mut select, &order);
             if single {
                 page_sql(&mut select, self.limit, offset);
             } else if let Some(limit) = limit {
@@ -927,15 +933,12 @@ pub(crate) fn page_sql(select: &mut SelectStatement, limit: Option<u64>, offset:
     }
 }
 
-/// The expression a column is sorted (and compared in `MIN`/`MAX`) by on backend `DB`: text in
-/// byte order (`COLLATE "C"` on PostgreSQL), as the merger compares it.
-pub(crate) fn sort_expr<DB: Backend>(column: &'static str, kind: ValueKind) -> Expr {
-    match (kind, DB::TEXT_COLLATION) {
-        (ValueKind::String, Some(collation)) => {
-            Expr::cust_with_expr(format!("$1 COLLATE \"{collation}\""), Expr::col(column))
-        }
-        _ => Expr::col(column),
-    }
+/// The expression column `column` of a model is sorted, grouped, made DISTINCT and compared in
+/// `MIN`/`MAX` by on backend `DB`: text in byte order (`COLLATE "C"` on PostgreSQL, whatever
+/// the database's or the column's collation), as the merger compares it.
+pub(crate) fn sort_expr<DB: Backend>(column: usize, meta: &ModelMeta) -> Expr {
+    let column = &meta.columns[column];
+    byte_order_expr::<DB>(column.name, &(column.column_type)())
 }
 
 /// ORDER BY clauses with optional explicit NULL placement.

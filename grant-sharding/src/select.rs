@@ -271,16 +271,19 @@ impl<M: Model, T> Select<M, T> {
         // Deep pages are asked for in chunks continued by keyset, as in `Query::all`.
         let budget = self.query.limit.map(|limit| limit.saturating_add(offset));
         let open = |shard: ShardId, filter: Option<&Node>, limit: Option<u64>| {
-            let mut select = Query::<M>::base_select(filter);
+            let mut select = Query::<M>::base_select::<DB>(filter);
+            // Text in byte order throughout: DISTINCT compares, and ORDER BY sorts, what the
+            // merger compares (PostgreSQL wants DISTINCT's ORDER BY expressions selected).
             for col in &layout {
-                select.column(col.name);
+                select.expr(sort_expr::<DB>(col.index, M::META));
             }
             if self.distinct {
                 select.distinct();
             }
             order_sql(
                 &mut select,
-                keys.iter().map(|(c, o, n)| (Expr::col(c.name), *o, *n)),
+                keys.iter()
+                    .map(|(c, o, n)| (sort_expr::<DB>(c.index, M::META), *o, *n)),
             );
             if single {
                 page_sql(&mut select, self.query.limit, offset);
@@ -404,11 +407,11 @@ impl<M: Model, T> Select<M, T> {
                     });
                 }
                 Item::Min(c) => {
-                    exprs.push(sort_expr::<DB>(c.name, Self::kind(c)).min());
+                    exprs.push(sort_expr::<DB>(c.index, M::META).min());
                     layout.push(Self::kind(c));
                 }
                 Item::Max(c) => {
-                    exprs.push(sort_expr::<DB>(c.name, Self::kind(c)).max());
+                    exprs.push(sort_expr::<DB>(c.index, M::META).max());
                     layout.push(Self::kind(c));
                 }
                 Item::Avg(c) => {
@@ -443,16 +446,19 @@ impl<M: Model, T> Select<M, T> {
                 .find(|(s, _)| *s == shard)
                 .and_then(|(_, f)| f.clone());
             async move {
-                let mut main = Query::<M>::base_select(filter.as_ref());
+                // Groups of text by bytes, as the merger keys them.
+                let mut main = Query::<M>::base_select::<DB>(filter.as_ref());
                 for col in group_by {
-                    main.column(col.name);
+                    main.expr(sort_expr::<DB>(col.index, M::META));
                 }
                 for e in exprs {
                     main.expr(e.clone());
                 }
-                for col in group_by {
-                    main.group_by_col(col.name);
-                }
+                main.add_group_by(
+                    group_by
+                        .iter()
+                        .map(|col| sort_expr::<DB>(col.index, M::META)),
+                );
                 let rows = cluster
                     .fetch(
                         M::META.name,
@@ -467,7 +473,7 @@ impl<M: Model, T> Select<M, T> {
                     .collect::<Result<Vec<_>>>()?;
                 let mut distinct_rows = Vec::with_capacity(distinct_cols.len());
                 for col in distinct_cols {
-                    let mut select = Query::<M>::base_select(Some(&crate::query::and(
+                    let mut select = Query::<M>::base_select::<DB>(Some(&crate::query::and(
                         filter.clone(),
                         Node::Null {
                             col: *col,
@@ -476,9 +482,9 @@ impl<M: Model, T> Select<M, T> {
                     )));
                     select.distinct();
                     for g in group_by {
-                        select.column(g.name);
+                        select.expr(sort_expr::<DB>(g.index, M::META));
                     }
-                    select.column(col.name);
+                    select.expr(sort_expr::<DB>(col.index, M::META));
                     let kinds: Vec<ValueKind> = group_by
                         .iter()
                         .chain(std::iter::once(col))

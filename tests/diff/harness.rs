@@ -43,9 +43,15 @@ impl Rng {
     }
 }
 
-const GRPS: &[&str] = &["a", "b", "B", "é", "o'q", "\"x\"", "", "日本", "a b"];
-const CATS: &[&str] = &["x", "y", "z", "X", "x'"];
-const LIKES: &[&str] = &["a%", "%x%", "_", "%'%", "B%", "%"];
+const GRPS: &[&str] = &[
+    "a", "b", "B", "é", "o'q", "\"x\"", "", "日本", "a b", "A%b", "a_b", "x\\y", "É", "Ab",
+];
+const CATS: &[&str] = &["x", "y", "z", "X", "x'", "x%", "X_"];
+/// `like` / `ilike` patterns: wildcards, escaped `%` `_` `\`, case, accents.
+const LIKES: &[&str] = &[
+    "a%", "%x%", "_", "%'%", "B%", "%", "A%", "%b", "a\\%%", "%\\_%", "%\\\\%", "x\\\\y", "_b",
+    "é%", "É%", "X\\_", "%\\%",
+];
 
 pub fn rows(rng: &mut Rng, n: usize) -> Vec<Item> {
     let mut ids: Vec<i64> = (-60..(n as i64 - 60)).collect();
@@ -72,11 +78,11 @@ pub fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// A random condition, as Grant's typed condition and as SQL text.
-pub fn cond(rng: &mut Rng, depth: u32) -> (Cond<Item>, String) {
+/// A random condition, as Grant's typed condition and as `side`'s SQL text.
+pub fn cond<B: Backend>(side: &B, rng: &mut Rng, depth: u32) -> (Cond<Item>, String) {
     if depth > 0 && rng.chance(40) {
-        let (a, sa) = cond(rng, depth - 1);
-        let (b, sb) = cond(rng, depth - 1);
+        let (a, sa) = cond(side, rng, depth - 1);
+        let (b, sb) = cond(side, rng, depth - 1);
         return match rng.below(3) {
             0 => (a.and(b), format!("({sa} AND {sb})")),
             1 => (a.or(b), format!("({sa} OR {sb})")),
@@ -115,7 +121,11 @@ pub fn cond(rng: &mut Rng, depth: u32) -> (Cond<Item>, String) {
                 }
                 _ => {
                     let p = rng.pick(LIKES).to_string();
-                    (Item::GRP.like(p.clone()), format!("grp LIKE {}", lit(&p)))
+                    if rng.chance(50) {
+                        (Item::GRP.like(p.clone()), side.like_sql("grp", &p, false))
+                    } else {
+                        (Item::GRP.ilike(p.clone()), side.like_sql("grp", &p, true))
+                    }
                 }
             }
         }
@@ -128,7 +138,11 @@ pub fn cond(rng: &mut Rng, depth: u32) -> (Cond<Item>, String) {
             }
             _ => {
                 let p = rng.pick(LIKES).to_string();
-                (Item::CAT.like(p.clone()), format!("cat LIKE {}", lit(&p)))
+                if rng.chance(50) {
+                    (Item::CAT.like(p.clone()), side.like_sql("cat", &p, false))
+                } else {
+                    (Item::CAT.ilike(p.clone()), side.like_sql("cat", &p, true))
+                }
             }
         },
         3 => {
@@ -190,6 +204,9 @@ pub trait Backend {
         }
         s
     }
+    /// The reference's spelling of Grant's `like` (case-sensitive) or `ilike` (ASCII letters
+    /// case-insensitive) of `col` with `pattern` (backslash escapes).
+    fn like_sql(&self, col: &str, pattern: &str, ilike: bool) -> String;
     /// `LIMIT ALL` spelling for an offset without a limit.
     fn no_limit(&self) -> &'static str;
     /// The backend's name, for messages.
@@ -237,9 +254,16 @@ pub struct SqliteSide {
 impl SqliteSide {
     pub async fn new() -> Self {
         let cluster = Cluster::<Sqlite>::memory(8).await.unwrap();
+        // The reference spells a case-sensitive LIKE its own way: the (deprecated, but
+        // independent of Grant's GLOB) pragma.
+        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(
+            "sqlite::memory:",
+        )
+        .unwrap()
+        .pragma("case_sensitive_like", "ON");
         let single = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)
-            .connect("sqlite::memory:")
+            .connect_with(options)
             .await
             .unwrap();
         SqliteSide { cluster, single }
@@ -280,6 +304,14 @@ impl Backend for SqliteSide {
             .fetch_all(&self.single)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+    fn like_sql(&self, col: &str, pattern: &str, ilike: bool) -> String {
+        // `case_sensitive_like` is on: LIKE compares exactly, lower() folds ASCII only.
+        if ilike {
+            format!("lower({col}) LIKE lower({}) ESCAPE '\\'", lit(pattern))
+        } else {
+            format!("{col} LIKE {} ESCAPE '\\'", lit(pattern))
+        }
     }
     fn no_limit(&self) -> &'static str {
         "LIMIT -1"
@@ -359,7 +391,7 @@ where
     let mut counts = [0usize; 6];
     for q in 0..queries {
         let (filter, where_sql) = if rng.chance(85) {
-            let (c, s) = cond(&mut rng, 2);
+            let (c, s) = cond(side, &mut rng, 2);
             (Some(c), format!(" WHERE {s}"))
         } else {
             (None, String::new())
@@ -693,9 +725,14 @@ fn nulls_of(first: bool) -> Nulls {
 
 /// The same harness on PostgreSQL: an 8-shard `Cluster<Postgres>` of fresh databases and one more
 /// database holding all rows, on the shared test server (`grant_sharding::testing::postgres`).
+/// The databases sort by ICU `en-US` (the harness's default); the reference table's text
+/// columns are `COLLATE "C"`: it is one byte-order database, the answer Grant must give.
 pub struct PgSide {
     pub cluster: Cluster<Postgres>,
     pub single: sqlx::PgPool,
+    /// Whether the shard tables are made by hand in the databases' locale (as a migration tool
+    /// would) instead of by `create_table` (text `COLLATE "C"`).
+    pub locale_tables: bool,
 }
 
 impl PgSide {
@@ -709,7 +746,11 @@ impl PgSide {
             .connect(&url)
             .await
             .unwrap_or_else(|e| panic!("connect {url}: {e}"));
-        Some(PgSide { cluster, single })
+        Some(PgSide {
+            cluster,
+            single,
+            locale_tables: false,
+        })
     }
 
     /// The harness's SQL, with PostgreSQL's result types brought to the harness's: `SUM(bigint)`
@@ -758,6 +799,12 @@ impl Backend for PgSide {
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
+    fn like_sql(&self, col: &str, pattern: &str, ilike: bool) -> String {
+        // The reference's text columns are `COLLATE "C"`: LIKE compares exactly, ILIKE folds
+        // ASCII only; the backslash is the default escape.
+        let op = if ilike { "ILIKE" } else { "LIKE" };
+        format!("{col} {op} {}", lit(pattern))
+    }
     fn no_limit(&self) -> &'static str {
         "LIMIT ALL"
     }
@@ -765,11 +812,20 @@ impl Backend for PgSide {
         "postgres"
     }
     async fn load(&self, data: &[Item]) {
-        Item::create_table(&self.cluster).await.unwrap();
+        if self.locale_tables {
+            let ddl = "CREATE TABLE items (id BIGINT PRIMARY KEY, grp TEXT NOT NULL, cat TEXT, \
+                       a BIGINT NOT NULL, b BIGINT, f DOUBLE PRECISION, flag BOOLEAN NOT NULL)";
+            for (shard, outcome) in self.cluster.execute_on_all_shards(ddl).await {
+                outcome.unwrap_or_else(|e| panic!("{shard}: {e}"));
+            }
+        } else {
+            Item::create_table(&self.cluster).await.unwrap();
+        }
         Item::insert_many(&self.cluster, data).await.unwrap();
         sqlx::query(
-            "CREATE TABLE items (id BIGINT PRIMARY KEY, grp TEXT NOT NULL, cat TEXT, \
-             a BIGINT NOT NULL, b BIGINT, f DOUBLE PRECISION, flag BOOLEAN NOT NULL)",
+            "CREATE TABLE items (id BIGINT PRIMARY KEY, grp TEXT COLLATE \"C\" NOT NULL, \
+             cat TEXT COLLATE \"C\", a BIGINT NOT NULL, b BIGINT, f DOUBLE PRECISION, \
+             flag BOOLEAN NOT NULL)",
         )
         .execute(&self.single)
         .await

@@ -49,13 +49,13 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use grant_core::{Backend, Error, FromShardRow, Model, Node, Result, ShardId};
-use sea_query::{Expr, LockType, NullOrdering};
+use sea_query::{Expr, LockType};
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
 use sqlx::pool::PoolConnection;
 
 use crate::cluster::{Cluster, ClusterBuilder};
 use crate::crud;
-use crate::query::{Query, page_sql, sea_order};
+use crate::query::{Query, page_sql};
 
 /// The coordinator log table of two-phase commit.
 pub const LOG_TABLE: &str = "grant_2pc_log";
@@ -560,21 +560,9 @@ where
     M: Model + FromShardRow<DB>,
     DB: Backend,
 {
-    let mut select = Query::<M>::base_select(filter);
+    let mut select = Query::<M>::base_select::<DB>(filter);
     select.columns(M::META.column_names());
-    for key in query.full_order() {
-        let name = M::META.columns[key.column].name;
-        let dir = sea_order(key.order);
-        match key.nulls {
-            None => select.order_by(name, dir),
-            Some(grant_core::Nulls::First) => {
-                select.order_by_with_nulls(name, dir, NullOrdering::First)
-            }
-            Some(grant_core::Nulls::Last) => {
-                select.order_by_with_nulls(name, dir, NullOrdering::Last)
-            }
-        };
-    }
+    Query::<M>::order_sql_of::<DB>(&mut select, &query.full_order());
     if page {
         page_sql(&mut select, query.limit, query.offset.unwrap_or(0));
     }
@@ -598,7 +586,7 @@ pub(crate) async fn query_count<M: Model, DB: Backend>(
     open: &mut Open<DB>,
     filter: Option<&Node>,
 ) -> Result<u64> {
-    let mut select = Query::<M>::base_select(filter);
+    let mut select = Query::<M>::base_select::<DB>(filter);
     select.expr(Expr::cust("COUNT(*)"));
     let rows = open
         .fetch(cluster, M::META.name, select.build_sqlx(DB::builder()))

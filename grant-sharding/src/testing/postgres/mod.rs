@@ -5,7 +5,9 @@
 //! installed PostgreSQL server binaries, in a temporary directory, removed when the process
 //! ends). Each test then creates its own databases on it, named after the test, so tests run
 //! in parallel: [`PgEnv::cluster`] for a cluster of fresh shard databases, [`PgEnv::database`]
-//! for one more (a reference database holding all rows, say).
+//! for one more (a reference database holding all rows, say). Databases sort text as
+//! production ones do, by a locale (ICU `en-US`, see [`Collation`]), unless a test asks for
+//! byte order ([`PgEnv::cluster_with`], [`PgEnv::database_with`]).
 //!
 //! Tests that need server processes of their own — several servers, or one to stop and
 //! restart — call [`own_server_or_skip`] instead.
@@ -90,15 +92,28 @@ impl PgEnv {
         with_database(&self.maintenance, database)
     }
 
-    /// Creates the database `name` (dropping one of that name first) and returns its URL.
+    /// Creates the database `name` (dropping one of that name first) with the default
+    /// [`Collation`] (ICU `en-US`, as production databases sort) and returns its URL.
     ///
-    /// The database has byte-order text (`LC_COLLATE 'C'`) and UTF-8, from `template0`, on any
-    /// server, so ORDER BY on text agrees with Rust's `str` order.
+    /// # Errors
+    ///
+    /// The driver's error when the server cannot be reached or refuses (a server built without
+    /// ICU refuses the default collation).
+    pub async fn create_database(&self, name: &str) -> Result<String, sqlx::Error> {
+        self.create_database_with(name, Collation::default()).await
+    }
+
+    /// Creates the database `name` (dropping one of that name first) with `collation`, UTF-8,
+    /// from `template0`, and returns its URL.
     ///
     /// # Errors
     ///
     /// The driver's error when the server cannot be reached or refuses.
-    pub async fn create_database(&self, name: &str) -> Result<String, sqlx::Error> {
+    pub async fn create_database_with(
+        &self,
+        name: &str,
+        collation: Collation,
+    ) -> Result<String, sqlx::Error> {
         let mut conn = self.connect().await?;
         let quoted = quote_ident(name);
         let forced = format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)");
@@ -114,8 +129,8 @@ impl PgEnv {
                 .await?;
         }
         let create = format!(
-            "CREATE DATABASE {quoted} TEMPLATE template0 ENCODING 'UTF8' \
-             LC_COLLATE 'C' LC_CTYPE 'C'"
+            "CREATE DATABASE {quoted} TEMPLATE template0 ENCODING 'UTF8' {}",
+            collation.sql()
         );
         sqlx::raw_sql(sqlx::AssertSqlSafe(create))
             .execute(&mut conn)
@@ -140,14 +155,29 @@ impl PgEnv {
     }
 
     /// A cluster of `shards` fresh databases, one per shard: database
-    /// [`database_name`]`(test, "shard_<i>")` is the cluster's shard `shard_<i>`.
+    /// [`database_name`]`(test, "shard_<i>")` is the cluster's shard `shard_<i>`. The databases
+    /// have the default [`Collation`] (ICU `en-US`).
     ///
     /// # Panics
     ///
     /// When a database cannot be created or connected (a test fixture: the message says why).
     pub async fn cluster(&self, test: &str, shards: usize) -> Cluster<Postgres> {
+        self.cluster_with(test, shards, Collation::default()).await
+    }
+
+    /// [`PgEnv::cluster`] with databases of `collation`.
+    ///
+    /// # Panics
+    ///
+    /// As [`PgEnv::cluster`].
+    pub async fn cluster_with(
+        &self,
+        test: &str,
+        shards: usize,
+        collation: Collation,
+    ) -> Cluster<Postgres> {
         let urls = futures_util::future::try_join_all(
-            (0..shards).map(|i| self.create_database_for(test, format!("shard_{i}"))),
+            (0..shards).map(|i| self.create_database_for(test, format!("shard_{i}"), collation)),
         )
         .await
         .unwrap_or_else(|e| panic!("{test}: cannot create the shard databases: {e}"));
@@ -162,20 +192,34 @@ impl PgEnv {
     }
 
     /// One more fresh database for `test` ([`database_name`]`(test, "all")`), e.g. the
-    /// reference database holding all rows; returns its URL.
+    /// reference database holding all rows, with the default [`Collation`]; returns its URL.
     ///
     /// # Panics
     ///
     /// When the database cannot be created (a test fixture: the message says why).
     pub async fn database(&self, test: &str) -> String {
-        self.create_database_for(test, "all".into())
+        self.database_with(test, Collation::default()).await
+    }
+
+    /// [`PgEnv::database`] with `collation`.
+    ///
+    /// # Panics
+    ///
+    /// As [`PgEnv::database`].
+    pub async fn database_with(&self, test: &str, collation: Collation) -> String {
+        self.create_database_for(test, "all".into(), collation)
             .await
             .unwrap_or_else(|e| panic!("{test}: cannot create a database: {e}"))
     }
 
-    async fn create_database_for(&self, test: &str, suffix: String) -> Result<String, String> {
+    async fn create_database_for(
+        &self,
+        test: &str,
+        suffix: String,
+        collation: Collation,
+    ) -> Result<String, String> {
         let name = database_name(test, &suffix);
-        self.create_database(&name)
+        self.create_database_with(&name, collation)
             .await
             .map_err(|e| format!("database `{name}` on {}: {e}", self.maintenance))
     }
@@ -242,6 +286,33 @@ pub fn database_name(test: &str, suffix: &str) -> String {
 }
 
 static SHARED: OnceCell<Result<PgEnv, String>> = OnceCell::const_new();
+
+/// How a test database sorts text.
+///
+/// Production PostgreSQL databases rarely use the `C` collation, so tests don't either unless
+/// they ask: the default is ICU `en-US`, under which `ORDER BY` on text follows the locale
+/// (`a` < `B` < `b`, punctuation ignored at first), not bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Collation {
+    /// ICU `en-US` (`LOCALE_PROVIDER icu ICU_LOCALE 'en-US'`, with `C.utf8` for the libc
+    /// categories, which every glibc has): the default.
+    #[default]
+    IcuEnUs,
+    /// Byte order (`LOCALE_PROVIDER libc LOCALE 'C'`): only for a test that asks for it on
+    /// purpose.
+    C,
+}
+
+impl Collation {
+    /// The locale clauses of `CREATE DATABASE`.
+    fn sql(self) -> &'static str {
+        match self {
+            Collation::IcuEnUs => "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.utf8'",
+            Collation::C => "LOCALE_PROVIDER libc LOCALE 'C'",
+        }
+    }
+}
 
 /// The process-wide PostgreSQL for tests, or why there is none.
 ///

@@ -31,8 +31,9 @@ const START_ATTEMPTS: usize = 5;
 
 /// A PostgreSQL server of its own, in a temporary directory, for tests.
 ///
-/// [`PgServer::start`] runs `initdb` (superuser `postgres`, trust authentication, locale `C` so
-/// text sorts by bytes, UTF-8) and `pg_ctl start` on a free loopback port. Dropping the server
+/// [`PgServer::start`] runs `initdb` (superuser `postgres`, trust authentication, UTF-8, text
+/// sorted by ICU `en-US` as in production databases — see [`super::Collation`]) and
+/// `pg_ctl start` on a free loopback port. Dropping the server
 /// stops it (`pg_ctl stop -m immediate`) and removes its directory.
 ///
 /// [`stop`](PgServer::stop) (`pg_ctl stop -m immediate`, a crash) and
@@ -281,7 +282,9 @@ impl PgServer {
             "-U",
             "postgres",
             "--auth=trust",
-            "--locale=C",
+            "--locale-provider=icu",
+            "--icu-locale=en-US",
+            "--locale=C.utf8",
             "--encoding=UTF8",
             "--no-sync",
         ]);
