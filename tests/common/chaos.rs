@@ -209,11 +209,16 @@ impl Writers {
         std::mem::take(&mut *self.log.lock().unwrap())
     }
 
-    /// The process dies: the writers stop wherever they are.
-    pub async fn kill(self) -> WriteLog {
+    /// Aborts every writer where it is (at its next await).
+    pub fn abort(&self) {
         for h in &self.handles {
             h.abort();
         }
+    }
+
+    /// The process dies: the writers stop wherever they are.
+    pub async fn kill(self) -> WriteLog {
+        self.abort();
         for h in self.handles {
             if let Err(e) = h.await
                 && e.is_panic()
@@ -445,9 +450,20 @@ where
             }
         }
     };
+    // The process dies at the crash point: its writers stop there too, before anything the
+    // job held (its gate, its transactions) is let go.
+    let died = async {
+        if point.is_failure() {
+            std::future::pending::<()>().await;
+        }
+        stopped(&point).await;
+        if let Some(crew) = crew.lock().unwrap().as_ref() {
+            crew.abort();
+        }
+    };
     let outcome = tokio::select! {
         r = work => Some(r),
-        () = async { if point.is_failure() { std::future::pending().await } else { stopped(&point).await } } => None,
+        () = died => None,
     };
     let crew = crew.lock().unwrap().take();
     if let Some(crew) = crew {

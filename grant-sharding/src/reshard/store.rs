@@ -92,7 +92,14 @@ async fn ensure_table<DB: Backend>(shard: &str, pool: &sqlx::Pool<DB>) -> Result
     DB::execute(pool, CREATE.to_owned(), no_values())
         .await
         .map_err(|e| db_error(shard, "create table", e))?;
-    if let Err(e) = DB::execute(pool, ADD_SOURCE.to_owned(), no_values()).await {
+    // PostgreSQL says `IF NOT EXISTS`; SQLite has no such clause and answers "duplicate
+    // column", which is the same fact.
+    let add = if <DB as Backend>::NAME == "PostgreSQL" {
+        ADD_SOURCE.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS")
+    } else {
+        ADD_SOURCE.to_owned()
+    };
+    if let Err(e) = DB::execute(pool, add, no_values()).await {
         let text = e.to_string();
         if !(text.contains("duplicate column") || text.contains("already exists")) {
             return Err(db_error(shard, "add column `source`", e));
