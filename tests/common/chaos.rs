@@ -132,7 +132,7 @@ where
         .map(|w| {
             let (cluster, stop, log) = (cluster.clone(), Arc::clone(&stop), Arc::clone(&log));
             let context = context.clone();
-            let mut rng = Rng::new(seed ^ (w as u64 + 1) * 0x1234_5678);
+            let mut rng = Rng::new(seed ^ ((w as u64 + 1) * 0x1234_5678));
             tokio::spawn(async move {
                 let mut next = first + w;
                 let mut mine: Vec<Ticket> = Vec::new();

@@ -5,7 +5,7 @@
 //! # How it works
 //!
 //! 1. [`ReshardPlan::new`] counts each source shard's rows and scans their keys (a sample above
-//!    [`ReshardOptions::sample_limit`] rows per shard) to list the moves `source → target` with
+//!    [`SAMPLE_LIMIT`] rows per shard) to list the moves `source → target` with
 //!    estimated rows.
 //! 2. [`ReshardJob::start`] persists the job (table `grant_reshard_jobs` on the cluster's first
 //!    shard), creates the table on the new shards and switches the model to
