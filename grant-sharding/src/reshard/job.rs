@@ -1328,31 +1328,81 @@ where
             .in_tx(&mut tx, source, store::claim::<DB>(&id))
             .await?
             .is_empty();
-        let rows: Vec<M> = match &selection {
-            Selection::Keys(keys) => {
-                let mut rows = Vec::with_capacity(keys.len());
-                for chunk in keys.chunks(sql::keys_per_statement::<M, DB>()) {
-                    let (mut sql, values) = sql::fetch_keys::<M, DB>(chunk);
-                    sql.push_str(DB::LOCK_CLAUSE);
-                    let found = self.in_tx(&mut tx, source, (sql, values)).await?;
-                    rows.extend(self.decode(source, &found)?);
-                }
-                rows
-            }
-            Selection::All => {
-                let mut rows = Vec::new();
-                let mut cursor = None;
-                loop {
-                    let page = self.locked_page(&mut tx, source, &mut cursor).await?;
-                    if page.is_empty() {
-                        break rows;
-                    }
-                    rows.extend(page);
-                }
-            }
+        let keys = match selection {
+            Selection::Keys(keys) if !done => self.hand_over_keys(&mut tx, source, keys).await?,
+            _ => self.hand_over_all(&mut tx, source, done).await?,
         };
+        for chunk in keys.chunks(sql::keys_per_statement::<M, DB>()) {
+            self.in_tx(&mut tx, source, sql::delete_keys::<M, DB>(chunk))
+                .await?;
+        }
+        self.commit(tx, source).await
+    }
+
+    /// The cutover's hand-over of the moving `keys` the verification pass and the journal
+    /// found (their targets already equal the source rows): proves each key is present at its
+    /// target — reading only keys — and copies the rows that are not (read from the source
+    /// under its lock). Returns the keys to delete from the source.
+    async fn hand_over_keys(
+        &self,
+        tx: &mut sqlx::Transaction<'static, DB>,
+        source: ShardId,
+        keys: Vec<Vec<Value>>,
+    ) -> Result<Vec<Vec<Value>>> {
+        let mut by_target: BTreeMap<ShardId, Vec<Vec<Value>>> = BTreeMap::new();
+        for key in keys {
+            let target = shard_of::<M>(&self.plan.new, &key_of_pk::<M>(&key))?;
+            if target.name() != source.name() {
+                by_target.entry(target).or_default().push(key);
+            }
+        }
+        let mut out = Vec::new();
+        for (target, keys) in by_target {
+            let present = self.present_keys(target, &keys).await?;
+            let missing: Vec<Vec<Value>> = keys
+                .iter()
+                .filter(|k| !present.contains(&values_key(k)))
+                .cloned()
+                .collect();
+            let mut rows: Vec<M> = Vec::new();
+            for chunk in missing.chunks(sql::keys_per_statement::<M, DB>()) {
+                let (mut sql, values) = sql::fetch_keys::<M, DB>(chunk);
+                sql.push_str(DB::LOCK_CLAUSE);
+                let found = self.in_tx(tx, source, (sql, values)).await?;
+                rows.extend(self.decode(source, &found)?);
+            }
+            if !rows.is_empty() {
+                let rows: Vec<&M> = rows.iter().collect();
+                self.upsert(target, &rows).await?;
+                self.prove_at(target, &rows).await?;
+            }
+            out.extend(keys);
+        }
+        Ok(out)
+    }
+
+    /// A recovery's hand-over: every row of the source is read under its lock. A source that
+    /// had not given up its rows (`done` false) is the authority for them: target copies it no
+    /// longer has are deleted, each moving row is proven at its target (copied when missing or
+    /// different). One that had hands over the rows written to it since, as the newest
+    /// version. Returns the keys to delete from the source.
+    async fn hand_over_all(
+        &self,
+        tx: &mut sqlx::Transaction<'static, DB>,
+        source: ShardId,
+        done: bool,
+    ) -> Result<Vec<Vec<Value>>> {
+        let mut rows = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.locked_page(tx, source, &mut cursor).await?;
+            if page.is_empty() {
+                break;
+            }
+            rows.extend(page);
+        }
         let by_target = self.moving(source, &rows)?;
-        if matches!(selection, Selection::All) && !done {
+        if !done {
             let present: std::collections::HashSet<Vec<u8>> = by_target
                 .values()
                 .flatten()
@@ -1364,21 +1414,41 @@ where
         }
         for (target, rows) in &by_target {
             if done {
-                // Written to the source after it gave up its rows: the newest version.
                 self.upsert(*target, rows).await?;
             }
             self.prove_at(*target, rows).await?;
         }
-        let keys: Vec<Vec<Value>> = by_target
+        Ok(by_target
             .values()
             .flatten()
             .map(|r| M::primary_key_values(&r.primary_key()))
-            .collect();
+            .collect())
+    }
+
+    /// The primary keys among `keys` that `shard` holds (keys only are read).
+    async fn present_keys(
+        &self,
+        shard: ShardId,
+        keys: &[Vec<Value>],
+    ) -> Result<std::collections::HashSet<Vec<u8>>> {
+        let mut out = std::collections::HashSet::with_capacity(keys.len());
         for chunk in keys.chunks(sql::keys_per_statement::<M, DB>()) {
-            self.in_tx(&mut tx, source, sql::delete_keys::<M, DB>(chunk))
+            self.step().await?;
+            let rows = self
+                .cluster
+                .fetch(
+                    M::META.name,
+                    shard,
+                    Some(ReadPolicy::Primary),
+                    sql::fetch_pks::<M, DB>(chunk),
+                )
                 .await?;
+            for row in &rows {
+                let key = sql::decode_pk::<M, DB>(row).map_err(self.shard_error(shard))?;
+                out.insert(values_key(&key));
+            }
         }
-        self.commit(tx, source).await
+        Ok(out)
     }
 
     /// Deletes the rows of `target` that `source` owns under the old placement and that are

@@ -119,6 +119,26 @@ pub(crate) fn fetch_keys<M: Model, DB: Backend>(keys: &[Vec<Value>]) -> Statemen
     select.build_sqlx(DB::builder())
 }
 
+/// The primary-key columns of the rows with these primary keys.
+pub(crate) fn fetch_pks<M: Model, DB: Backend>(keys: &[Vec<Value>]) -> Statement {
+    let names = pk_names::<M>();
+    let mut select = sea_query::Query::select();
+    select
+        .columns(names.iter().copied())
+        .from(M::META.table)
+        .cond_where(keys_condition::<DB>(&names, keys));
+    select.build_sqlx(DB::builder())
+}
+
+/// The primary key of a row [`fetch_pks`] read.
+pub(crate) fn decode_pk<M: Model, DB: Backend>(row: &DB::Row) -> Result<Vec<Value>, sqlx::Error> {
+    pk_kinds::<M>()
+        .into_iter()
+        .enumerate()
+        .map(|(i, kind)| DB::get_value(row, i, kind))
+        .collect()
+}
+
 /// Deletes the rows with these primary keys.
 pub(crate) fn delete_keys<M: Model, DB: Backend>(keys: &[Vec<Value>]) -> Statement {
     let mut delete = sea_query::Query::delete();
