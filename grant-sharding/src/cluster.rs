@@ -1,7 +1,7 @@
 //! The cluster: named shards — each a primary and zero or more replicas, each endpoint with its
 //! own connection pool and health — and the query log.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
@@ -470,6 +470,9 @@ struct Shard<DB: Backend> {
     next_replica: AtomicUsize,
     /// When the last write here succeeded, in nanoseconds since the cluster's epoch (0: never).
     last_write: AtomicU64,
+    /// The models whose table here was found to have every column (see
+    /// [`Cluster::check_schema`]); cleared by a migration.
+    schema_ok: RwLock<HashSet<std::any::TypeId, foldhash::fast::FixedState>>,
 }
 
 struct Endpoint<DB: Backend> {
@@ -1210,6 +1213,38 @@ impl<DB: Backend> Cluster<DB> {
         })
     }
 
+    /// Whether model `M`'s table on `shard` was found to have every column since the last
+    /// migration (the hot path of the schema check: one uncontended read lock and a hash).
+    #[inline]
+    pub(crate) fn schema_verified<M: Model>(&self, shard: ShardId) -> bool {
+        self.shard_ref(M::META.name, shard).is_ok_and(|s| {
+            s.schema_ok
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&std::any::TypeId::of::<M>())
+        })
+    }
+
+    /// Remembers that model `M`'s table on `shard` has every column.
+    pub(crate) fn set_schema_verified<M: Model>(&self, shard: ShardId) {
+        if let Ok(s) = self.shard_ref(M::META.name, shard) {
+            s.schema_ok
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(std::any::TypeId::of::<M>());
+        }
+    }
+
+    /// Forgets every schema check (after a migration: tables may have changed).
+    pub(crate) fn forget_schemas(&self) {
+        for (_, s) in self.inner.shards.live() {
+            s.schema_ok
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+    }
+
     /// The position of `shard` among the live cluster shards (as [`Cluster::shard_id`] and
     /// [`Cluster::shard_names`] count them), or [`Error::UnknownShard`].
     pub(crate) fn shard_index(&self, model: &'static str, shard: ShardId) -> Result<usize> {
@@ -1351,6 +1386,25 @@ impl<DB: Backend> Cluster<DB> {
         self.inner
             .log
             .record(shard, endpoint.label, sql.as_str(), &values);
+        self.bounded(
+            model,
+            shard,
+            endpoint,
+            DB::fetch_all(&endpoint.pool, sql, values),
+            |rows| rows.len() as u64,
+        )
+        .await
+    }
+
+    /// [`Cluster::fetch`] of a statement of Grant's own (the schema check), left out of the
+    /// query log, which shows what the application's operations sent.
+    pub(crate) async fn fetch_unlogged(
+        &self,
+        model: &'static str,
+        shard: ShardId,
+        (sql, values): (String, SqlxValues),
+    ) -> Result<Vec<DB::Row>> {
+        let endpoint = self.endpoint(model, shard, Some(ReadPolicy::Primary))?;
         self.bounded(
             model,
             shard,
@@ -1632,6 +1686,7 @@ fn new_shard<DB: Backend>(slot: usize, name: String, pool: Pool<DB>, address: St
         replicas: Vec::new(),
         next_replica: AtomicUsize::new(0),
         last_write: AtomicU64::new(0),
+        schema_ok: RwLock::new(HashSet::default()),
     }
 }
 

@@ -270,17 +270,27 @@ impl<M: Model> Query<M> {
             )),
             None => self.filter.clone(),
         };
-        let Some(state) = cluster.placement::<M>() else {
-            return router::plan::<M>(None, self.target, filter.as_ref());
-        };
-        let placement = state.placement.reads();
-        if let (Placement::Directory(directory), Some(node)) = (placement, filter.as_ref()) {
-            let keys = router::key_values_in::<M>(node);
-            if !keys.is_empty() {
-                directory.prefetch::<M, DB>(cluster, &keys).await?;
+        let legs = match cluster.placement::<M>() {
+            None => router::plan::<M>(None, self.target, filter.as_ref())?,
+            Some(state) => {
+                let placement = state.placement.reads();
+                if let (Placement::Directory(directory), Some(node)) = (placement, filter.as_ref())
+                {
+                    let keys = router::key_values_in::<M>(node);
+                    if !keys.is_empty() {
+                        directory.prefetch::<M, DB>(cluster, &keys).await?;
+                    }
+                }
+                router::plan::<M>(Some(&state.placement), self.target, filter.as_ref())?
             }
-        }
-        router::plan::<M>(Some(&state.placement), self.target, filter.as_ref())
+        };
+        // The model's table on every shard the query visits has every column the statements
+        // name (a cached answer after the first time): never a wrong answer from a table that
+        // a migration has not reached yet.
+        cluster
+            .ensure_schemas::<M>(legs.iter().map(|(shard, _)| *shard))
+            .await?;
+        Ok(legs)
     }
 
     pub(crate) fn policy<DB: Backend>(&self, cluster: &Cluster<DB>, partial: bool) -> Policy {
