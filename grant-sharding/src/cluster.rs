@@ -1170,7 +1170,8 @@ impl<DB: Backend> Cluster<DB> {
             .collect()
     }
 
-    /// Checks that the cluster has every shard model `M` uses.
+    /// Checks that the cluster has every shard model `M` uses (without I/O; to check the
+    /// model's tables on them too, see [`Cluster::check_schema`]).
     ///
     /// # Errors
     ///

@@ -263,6 +263,23 @@ impl<M: Model> Query<M> {
         cluster: &Cluster<DB>,
         backend_nulls_first: bool,
     ) -> Result<Vec<Leg>> {
+        let legs = self.planned_legs(cluster, backend_nulls_first).await?;
+        // The model's table on every shard the query visits has every column the statements
+        // name (a cached answer after the first time): never a wrong answer from a table that
+        // a migration has not reached yet.
+        cluster
+            .ensure_schemas::<M>(legs.iter().map(|(shard, _)| *shard))
+            .await?;
+        Ok(legs)
+    }
+
+    /// [`Query::legs`] without the schema check: for statements inside a transaction, whose
+    /// shard connection is taken (the check would wait for another from the same pool).
+    pub(crate) async fn planned_legs<DB: Backend>(
+        &self,
+        cluster: &Cluster<DB>,
+        backend_nulls_first: bool,
+    ) -> Result<Vec<Leg>> {
         let filter = match &self.after {
             Some(cursor) => Some(and(
                 self.filter.clone(),
@@ -284,12 +301,6 @@ impl<M: Model> Query<M> {
                 router::plan::<M>(Some(&state.placement), self.target, filter.as_ref())?
             }
         };
-        // The model's table on every shard the query visits has every column the statements
-        // name (a cached answer after the first time): never a wrong answer from a table that
-        // a migration has not reached yet.
-        cluster
-            .ensure_schemas::<M>(legs.iter().map(|(shard, _)| *shard))
-            .await?;
         Ok(legs)
     }
 
