@@ -8,6 +8,7 @@ mod pg;
 
 use grant::prelude::*;
 use grant::{Backend, FromShardRow, Placement};
+use std::time::Duration;
 
 #[derive(Sharded, Debug, Clone, PartialEq)]
 #[grant(table = "tenants")]
@@ -290,4 +291,84 @@ async fn directory_gains_and_closes_shards_at_run_time() {
     for id in 1..=20 {
         assert!(Tenant::find(&cluster, id).await.unwrap().is_some(), "{id}");
     }
+}
+
+/// Polls `check` every 5 ms until it holds (10 s at most).
+async fn wait_for(what: &str, check: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[derive(Sharded, Debug, Clone, PartialEq)]
+#[grant(table = "least_rows_members")]
+#[shard(strategy = "directory", on = "id", count = 2, policy = "least_rows")]
+struct Member {
+    #[primary_key]
+    id: i64,
+    name: String,
+}
+
+/// A least-rows insert holds the model's gate (read) while the directory counts each shard's
+/// rows; the counting must not take the gate again, or a writer queued meanwhile (a resharding
+/// cutover) deadlocks both. The directory lookup is held on a table lock so the writer queues
+/// exactly between the insert's gate read and its counting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_rows_insert_completes_while_a_gate_writer_waits() {
+    const TEST: &str = "least_rows_gate_writer";
+    let Some(env) = pg::env().await else { return };
+    let cluster = env.cluster(TEST, 2).await;
+    Member::create_table(&cluster).await.unwrap();
+    // The directory table exists (an explicit assignment counts nothing).
+    directory_of::<Member, Postgres>(&cluster)
+        .assign::<Member, Postgres, _>(&cluster, &1_i64, "shard_1")
+        .await
+        .unwrap();
+    let home = pg::pool(&pg::shard_url(env, TEST, 0)).await;
+    let mut lock = home.begin().await.unwrap();
+    sqlx::query("LOCK TABLE grant_directory IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+
+    let gate = grant_sharding::testing::model_gate::<Member, Postgres>(&cluster);
+    let insert = tokio::spawn({
+        let cluster = cluster.clone();
+        async move {
+            Member {
+                id: 2,
+                name: "two".into(),
+            }
+            .insert(&cluster)
+            .await
+        }
+    });
+    // The insert holds the gate in read mode (waiting on the locked directory lookup).
+    wait_for("the insert holds the gate", || gate.try_write().is_err()).await;
+    // A writer queues behind it: from now on a new read of the gate waits for the writer.
+    let writer = tokio::spawn({
+        let gate = gate.clone();
+        async move {
+            drop(gate.write().await);
+        }
+    });
+    wait_for("the writer is queued", || gate.try_read().is_err()).await;
+    lock.commit().await.unwrap();
+
+    let placed = tokio::time::timeout(Duration::from_secs(10), insert)
+        .await
+        .expect("the least-rows insert deadlocked on the model gate behind a queued writer")
+        .unwrap();
+    placed.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), writer)
+        .await
+        .expect("the queued writer never got the gate")
+        .unwrap();
+    let found = Member::find(&cluster, 2).await.unwrap();
+    assert_eq!(found.map(|m| m.name), Some("two".to_owned()));
 }

@@ -1114,10 +1114,8 @@ async fn a_server_refusing_connections_is_unavailable_by_name_not_a_pool_timeout
         other => panic!("expected ShardUnavailable, got {other}"),
     }
     let text = err.to_string();
-    assert!(
-        text.contains("could not be connected within the acquire timeout"),
-        "{text}"
-    );
+    assert!(text.contains("connection refused"), "{text}");
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
     assert!(text.contains("cluster.status()"), "{text}");
     assert!(took < Duration::from_millis(1500), "failed after {took:?}");
 }

@@ -152,6 +152,30 @@ pub enum Error {
         source: sqlx::Error,
     },
 
+    /// A shard's table lacks columns the model has (a migration not yet applied there), or the
+    /// table does not exist on the shard. Found by `cluster.check_schema::<M>()`, by
+    /// `create_table` and before the model's first statement on each shard; nothing was run.
+    ///
+    /// (SQLite would otherwise read a missing column `"due_at"` as the string literal
+    /// `'due_at'` and answer wrongly.)
+    #[error(
+        "model `{model}`: table `{table}` on shard `{shard}` {problem}; nothing was run. Apply \
+         the migration that brings the table up to the model (`cluster.migrate(..)`), or create \
+         it with `{model}::create_table(&cluster)` when it is missing"
+    )]
+    SchemaMismatch {
+        /// The model whose table was checked.
+        model: &'static str,
+        /// The table's name.
+        table: &'static str,
+        /// The shard whose table differs.
+        shard: ShardId,
+        /// The missing columns (empty when the whole table is missing).
+        missing: Vec<&'static str>,
+        /// What is wrong, in words: "does not exist" or "lacks column(s) `a`, `b`".
+        problem: String,
+    },
+
     /// The cluster configuration is invalid.
     #[error("cluster configuration: {0}")]
     Config(String),
@@ -213,6 +237,7 @@ impl Error {
             | Error::Shard { shard, .. }
             | Error::ShardKeyMutation { shard, .. }
             | Error::NotFound { shard, .. }
+            | Error::SchemaMismatch { shard, .. }
             | Error::WrongShard { shard, .. } => Some(*shard),
             _ => None,
         }

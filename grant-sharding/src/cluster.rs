@@ -1,7 +1,7 @@
 //! The cluster: named shards — each a primary and zero or more replicas, each endpoint with its
 //! own connection pool and health — and the query log.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
@@ -25,6 +25,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default time to wait for a free pooled connection.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default time one connection attempt may take (at `connect()`, and when Grant tries an
+/// endpoint directly to learn why its pool has no connection).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default bound on the shard statements one query has in flight at once.
 pub const DEFAULT_CONCURRENCY: usize = 64;
@@ -79,8 +83,11 @@ struct Inner<DB: Backend> {
     shards: ShardSet<DB>,
     /// Run-time placements by model (see [`crate::placement`]).
     placements: Placements,
-    /// How [`Cluster::add_shard`] builds pools.
+    /// How every pool is built (the builder's and [`Cluster::add_shard`]'s).
     pool_settings: PoolSettings,
+    /// Whether background health probes run (else an open circuit lets a trial request through
+    /// every `health.interval`).
+    probes: bool,
     timeout: Duration,
     acquire_timeout: Duration,
     /// The server-side statement timeout set on every connection, if any.
@@ -96,11 +103,261 @@ struct Inner<DB: Backend> {
     txn: crate::txn::TxnState,
 }
 
-/// How pools of shards added at run time are configured (the builder's settings).
+/// How every endpoint pool is configured (the builder's settings): the one pool factory, used
+/// by the builder and by [`Cluster::add_shard`], so every option applies to every pool.
 #[derive(Debug, Clone, Copy)]
 struct PoolSettings {
     max_connections: u32,
+    acquire_timeout: Duration,
     idle_timeout: Option<Duration>,
+    statement_timeout: Option<Duration>,
+    connect_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 5,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            idle_timeout: None,
+            statement_timeout: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+impl PoolSettings {
+    /// A pool for endpoint `label` of shard `shard` at `url`. Unless `lazy`, one connection is
+    /// made first, within the connect timeout, so that an endpoint that cannot be reached fails
+    /// with its cause (refused, unknown host, authentication failed, ...) rather than after the
+    /// pool's acquire timeout as "pool timed out".
+    async fn pool<DB: Backend>(
+        &self,
+        shard: ShardId,
+        label: &'static str,
+        url: &str,
+        lazy: bool,
+    ) -> Result<(Pool<DB>, String)> {
+        let mut options = PoolOptions::<DB>::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout);
+        if let Some(idle) = self.idle_timeout {
+            options = options.idle_timeout(idle);
+        }
+        let mut connect = DB::connect_options(url).map_err(|e| {
+            Error::Config(format!(
+                "shard `{shard}`: bad url `{}`: {e}",
+                redact_url(url)
+            ))
+        })?;
+        if let Some(limit) = self.statement_timeout {
+            connect = DB::with_statement_timeout(connect, limit);
+        }
+        if lazy {
+            return Ok((options.connect_lazy_with(connect), address_of(url)));
+        }
+        if let Some(cause) = connect_cause::<DB>(&connect, self.connect_timeout).await {
+            return Err(unreachable(
+                "-",
+                shard,
+                label,
+                &address_of(url),
+                &cause,
+                "check the url and that the database is up (or build the cluster with \
+                 `.lazy(true)` to connect on first use)",
+            ));
+        }
+        // The server answered: the pool's first connection is made at once.
+        tokio::time::timeout(self.connect_timeout, options.connect_with(connect.clone()))
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+            .map_err(|e| {
+                unreachable(
+                    "-",
+                    shard,
+                    label,
+                    &address_of(url),
+                    &Cause::of(&e),
+                    "check that the database is up",
+                )
+            })
+            .map(|pool| (pool, address_of(url)))
+    }
+}
+
+/// Why an endpoint could not be connected.
+#[derive(Debug)]
+struct Cause {
+    kind: std::io::ErrorKind,
+    text: String,
+}
+
+impl Cause {
+    /// The cause of a failed connection attempt, in words, with what to do.
+    fn of(error: &sqlx::Error) -> Cause {
+        use std::io::ErrorKind;
+        let (kind, text) = match error {
+            sqlx::Error::Io(e) if e.kind() == ErrorKind::ConnectionRefused => (
+                ErrorKind::ConnectionRefused,
+                format!(
+                    "connection refused ({e}): nothing listens at that host and port — the \
+                     server is down or the port is wrong; start it or fix the url"
+                ),
+            ),
+            sqlx::Error::Io(e) if is_dns_failure(e) => (
+                ErrorKind::NotFound,
+                format!(
+                    "unknown host: the DNS lookup of the host name failed ({e}); fix the host \
+                     name in the url"
+                ),
+            ),
+            sqlx::Error::Io(e) => (e.kind(), format!("the connection failed: {e}")),
+            sqlx::Error::Database(db) => {
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                let message = db.message();
+                let text = match code.as_str() {
+                    "28P01" | "28000" => format!(
+                        "authentication failed ({message}, SQLSTATE {code}): check the user \
+                         name and password in the url"
+                    ),
+                    "3D000" => format!(
+                        "the database does not exist ({message}, SQLSTATE {code}): create it, \
+                         or fix the database name in the url"
+                    ),
+                    "57P03" => format!(
+                        "the server cannot accept connections now ({message}, SQLSTATE {code}): \
+                         it is starting up or shutting down; retry shortly"
+                    ),
+                    "53300" => format!(
+                        "the server has no connection slot left ({message}, SQLSTATE {code}): \
+                         lower `max_connections` of the cluster or raise the server's"
+                    ),
+                    _ => format!("the server refused the session: {message} (SQLSTATE {code})"),
+                };
+                let kind = if code.starts_with("28") {
+                    ErrorKind::PermissionDenied
+                } else {
+                    ErrorKind::NotConnected
+                };
+                (kind, text)
+            }
+            sqlx::Error::Tls(e) => (
+                ErrorKind::NotConnected,
+                format!("the TLS handshake failed ({e}); check the url's sslmode and certificates"),
+            ),
+            sqlx::Error::PoolTimedOut => (
+                ErrorKind::TimedOut,
+                "no connection within the connect timeout: the host may be unreachable or a \
+                 firewall drops the packets; check the host and port (or raise \
+                 `ClusterBuilder::connect_timeout` for a slow network)"
+                    .to_owned(),
+            ),
+            other => (
+                ErrorKind::NotConnected,
+                format!("the connection failed: {other}"),
+            ),
+        };
+        Cause { kind, text }
+    }
+
+    fn timed_out(limit: Duration) -> Cause {
+        Cause {
+            kind: std::io::ErrorKind::TimedOut,
+            text: format!(
+                "no answer within the connect timeout ({} ms): the host may be unreachable or a \
+                 firewall drops the packets; check the host and port (or raise \
+                 `ClusterBuilder::connect_timeout` for a slow network)",
+                limit.as_millis()
+            ),
+        }
+    }
+}
+
+/// Whether an I/O error is a failed host name lookup (the resolver's errors carry no
+/// `ErrorKind` of their own, only the resolver's text).
+fn is_dns_failure(e: &std::io::Error) -> bool {
+    let text = e.to_string();
+    [
+        "failed to lookup address",
+        "Name or service not known",
+        "No address associated with hostname",
+        "nodename nor servname",
+        "No such host",
+        "Temporary failure in name resolution",
+    ]
+    .iter()
+    .any(|s| text.contains(s))
+}
+
+/// Why one direct connection attempt with `options` fails, within `limit`; `None` when it
+/// connects (the connection is closed again). Direct, not through a pool: a pool retries a
+/// refused connection until its acquire timeout and then hides the cause behind "pool timed
+/// out".
+async fn connect_cause<DB: Backend>(
+    options: &<DB::Connection as sqlx::Connection>::Options,
+    limit: Duration,
+) -> Option<Cause> {
+    use sqlx::{ConnectOptions, Connection};
+    match tokio::time::timeout(limit, options.connect()).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            None
+        }
+        Ok(Err(e)) => Some(Cause::of(&e)),
+        Err(_) => Some(Cause::timed_out(limit)),
+    }
+}
+
+/// The endpoint at `url`, for errors: the url without its password and driver settings.
+fn address_of(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(base, _)| base);
+    redact_url(url)
+}
+
+/// The address shown for an endpoint whose pool was given to the cluster ready-made.
+const GIVEN_POOL: &str = "(a pool given to the cluster)";
+
+/// `url` with any password left out (in the user info and in a `password=` parameter).
+fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme) = out.find("://") {
+        let rest = scheme + 3;
+        let end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..end].rfind('@')
+            && let Some(colon) = out[rest..rest + at].find(':')
+        {
+            out.replace_range(rest + colon..rest + at, "");
+        }
+    }
+    if let Some(i) = out.find("password=") {
+        let start = i + "password=".len();
+        let end = out[start..].find('&').map_or(out.len(), |j| start + j);
+        out.replace_range(start..end, "***");
+    }
+    out
+}
+
+/// [`Error::ShardUnavailable`] for endpoint `label` at `address` of `shard`, which cannot be
+/// connected because of `cause`.
+fn unreachable(
+    model: &'static str,
+    shard: ShardId,
+    label: &str,
+    address: &str,
+    cause: &Cause,
+    what_to_do: &str,
+) -> Error {
+    Error::ShardUnavailable {
+        model,
+        shard,
+        source: sqlx::Error::Io(std::io::Error::new(
+            cause.kind,
+            format!(
+                "{label} at `{address}` cannot be connected: {}; {what_to_do}",
+                cause.text
+            ),
+        )),
+    }
 }
 
 /// Shards in slots that never move: a slot, once filled, lives as long as the cluster, so
@@ -213,6 +470,9 @@ struct Shard<DB: Backend> {
     next_replica: AtomicUsize,
     /// When the last write here succeeded, in nanoseconds since the cluster's epoch (0: never).
     last_write: AtomicU64,
+    /// The models whose table here was found to have every column (see
+    /// [`Cluster::check_schema`]); cleared by a migration.
+    schema_ok: RwLock<HashSet<std::any::TypeId, foldhash::fast::FixedState>>,
 }
 
 struct Endpoint<DB: Backend> {
@@ -221,15 +481,18 @@ struct Endpoint<DB: Backend> {
     shard: &'static str,
     pool: Pool<DB>,
     health: Health,
+    /// Where it is, as a url without its password (for errors).
+    address: String,
 }
 
 impl<DB: Backend> Endpoint<DB> {
-    fn new(label: &'static str, shard: &'static str, pool: Pool<DB>) -> Self {
+    fn new(label: &'static str, shard: &'static str, pool: Pool<DB>, address: String) -> Self {
         Endpoint {
             label,
             shard,
             pool,
             health: Health::default(),
+            address,
         }
     }
 
@@ -281,6 +544,7 @@ pub struct ClusterBuilder<DB: Backend> {
     replicas: Vec<(String, String)>,
     max_connections: u32,
     acquire_timeout: Duration,
+    connect_timeout: Duration,
     timeout: Duration,
     statement_timeout: Option<Duration>,
     concurrency: usize,
@@ -372,6 +636,17 @@ impl<DB: Backend> ClusterBuilder<DB> {
         self
     }
 
+    /// How long one connection attempt may take (default 5 s): at `connect()` (unless
+    /// `.lazy(true)`) every endpoint is connected once within it, and an endpoint that cannot
+    /// be — the server refuses connections, the host name is unknown, authentication fails, no
+    /// answer — is [`Error::ShardUnavailable`] naming the shard, the endpoint (its url without
+    /// the password) and the cause. Later, when a pool has no connection to give, Grant tries
+    /// the endpoint directly within this time to report the cause instead of a pool timeout.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
     /// How long one statement on one shard may take before [`Error::Timeout`] (default 30 s).
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = d;
@@ -408,27 +683,15 @@ impl<DB: Backend> ClusterBuilder<DB> {
         self
     }
 
-    async fn pool(&self, name: &str, url: &str) -> Result<Pool<DB>> {
-        let mut options = PoolOptions::<DB>::new()
-            .max_connections(self.max_connections)
-            .acquire_timeout(self.acquire_timeout);
-        if let Some(idle) = self.idle_timeout {
-            options = options.idle_timeout(idle);
+    /// The pool settings every endpoint of the cluster gets.
+    fn pool_settings(&self) -> PoolSettings {
+        PoolSettings {
+            max_connections: self.max_connections,
+            acquire_timeout: self.acquire_timeout,
+            idle_timeout: self.idle_timeout,
+            statement_timeout: self.statement_timeout,
+            connect_timeout: self.connect_timeout,
         }
-        let mut connect = DB::connect_options(url)
-            .map_err(|e| Error::Config(format!("shard `{name}`: bad url `{url}`: {e}")))?;
-        if let Some(limit) = self.statement_timeout {
-            connect = DB::with_statement_timeout(connect, limit);
-        }
-        if self.lazy {
-            return Ok(options.connect_lazy_with(connect));
-        }
-        options.connect_with(connect).await.map_err(|e| {
-            Error::Config(format!(
-                "shard `{name}` cannot be reached at `{url}`: {e}; check the url and that the \
-                 database is up (or build the cluster with `.lazy(true)`)"
-            ))
-        })
     }
 
     /// Connects every endpoint, in parallel, and starts the health checks if configured. On
@@ -439,8 +702,10 @@ impl<DB: Backend> ClusterBuilder<DB> {
     /// # Errors
     ///
     /// [`Error::Config`] for duplicate names, no shards, a replica of an unknown shard, a bad
-    /// url, an endpoint that cannot be reached (naming it), or a two-phase coordinator shard
-    /// the cluster lacks.
+    /// url, or a two-phase coordinator shard the cluster lacks; [`Error::ShardUnavailable`]
+    /// for an endpoint that cannot be connected within the connect timeout, naming the shard,
+    /// the endpoint and the cause (connection refused, unknown host, authentication failed,
+    /// no such database, no answer).
     pub async fn connect(self) -> Result<Cluster<DB>> {
         if self.shards.is_empty() {
             return Err(Error::Config(
@@ -455,19 +720,31 @@ impl<DB: Backend> ClusterBuilder<DB> {
                 )));
             }
         }
+        let settings = self.pool_settings();
+        let id = |name: &str| {
+            let slot = self.shards.iter().position(|(n, _)| n == name).unwrap_or(0);
+            ShardId::named(slot as u32, crate::placement::intern(name))
+        };
         let primaries = futures_util::future::try_join_all(
-            self.shards.iter().map(|(name, url)| self.pool(name, url)),
-        )
-        .await?;
-        let replicas = futures_util::future::try_join_all(
-            self.replicas.iter().map(|(name, url)| self.pool(name, url)),
-        )
-        .await?;
-        let mut cluster = Cluster::from_pools(
             self.shards
                 .iter()
-                .map(|(n, _)| n.clone())
+                .map(|(name, url)| settings.pool::<DB>(id(name), "primary", url, self.lazy)),
+        )
+        .await?;
+        let mut replica_labels: HashMap<&str, usize> = HashMap::new();
+        let replicas =
+            futures_util::future::try_join_all(self.replicas.iter().map(|(name, url)| {
+                let n = replica_labels.entry(name.as_str()).or_insert(0);
+                let label = replica_label(*n);
+                *n += 1;
+                settings.pool::<DB>(id(name), label, url, self.lazy)
+            }))
+            .await?;
+        let mut cluster = Cluster::from_endpoints(
+            self.shards
+                .iter()
                 .zip(primaries)
+                .map(|((n, _), (pool, address))| (n.clone(), pool, address))
                 .collect(),
             self.timeout,
         )?;
@@ -481,10 +758,8 @@ impl<DB: Backend> ClusterBuilder<DB> {
             inner.balance = self.balance;
             inner.read_your_writes = self.read_your_writes;
             inner.health = self.health;
-            inner.pool_settings = PoolSettings {
-                max_connections: self.max_connections,
-                idle_timeout: self.idle_timeout,
-            };
+            inner.probes = self.health_checks;
+            inner.pool_settings = settings;
             inner.txn = crate::txn::TxnState::new(self.two_phase.clone());
             for ((shard, _), pool) in self.replicas.iter().zip(replicas) {
                 let Some(i) = inner.shards.find(shard) else {
@@ -495,7 +770,10 @@ impl<DB: Backend> ClusterBuilder<DB> {
                 };
                 let label = replica_label(target.replicas.len());
                 let shard = target.primary.shard;
-                target.replicas.push(Endpoint::new(label, shard, pool));
+                let (pool, address) = pool;
+                target
+                    .replicas
+                    .push(Endpoint::new(label, shard, pool, address));
             }
         }
         if self.health_checks {
@@ -538,16 +816,23 @@ async fn probe<DB: Backend>(endpoint: &Endpoint<DB>, config: HealthConfig) {
         ),
     )
     .await;
-    match outcome {
-        Ok(Ok(_)) => endpoint.health.success(started.elapsed()),
-        Ok(Err(e)) => endpoint
-            .health
-            .failure(&e.to_string(), config.failures_to_open),
-        Err(_) => endpoint.health.failure(
-            &format!("health probe timed out after {:?}", config.timeout),
-            config.failures_to_open,
-        ),
-    }
+    let failed = match outcome {
+        Ok(Ok(_)) => return endpoint.health.success(started.elapsed()),
+        Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+    };
+    // No connection within the probe's time: say why (a pool hides a refused connection).
+    let error = match failed {
+        Some(error) => error,
+        None => match connect_cause::<DB>(&endpoint.pool.connect_options(), config.timeout).await {
+            Some(cause) => format!(
+                "{} at `{}` cannot be connected: {}",
+                endpoint.label, endpoint.address, cause.text
+            ),
+            None => format!("health probe timed out after {:?}", config.timeout),
+        },
+    };
+    endpoint.health.failure(&error, config.failures_to_open);
 }
 
 impl<DB: Backend> Cluster<DB> {
@@ -558,6 +843,7 @@ impl<DB: Backend> Cluster<DB> {
             replicas: Vec::new(),
             max_connections: 5,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
             statement_timeout: None,
             concurrency: DEFAULT_CONCURRENCY,
@@ -579,21 +865,33 @@ impl<DB: Backend> Cluster<DB> {
     ///
     /// [`Error::Config`] for duplicate names or no shards.
     pub fn from_pools(pools: Vec<(String, Pool<DB>)>, timeout: Duration) -> Result<Self> {
-        if pools.is_empty() {
+        Self::from_endpoints(
+            pools
+                .into_iter()
+                .map(|(name, pool)| (name, pool, GIVEN_POOL.to_owned()))
+                .collect(),
+            timeout,
+        )
+    }
+
+    /// A cluster over `(name, pool, address)` primaries, in order.
+    fn from_endpoints(
+        endpoints: Vec<(String, Pool<DB>, String)>,
+        timeout: Duration,
+    ) -> Result<Self> {
+        if endpoints.is_empty() {
             return Err(Error::Config("a cluster needs at least one shard".into()));
         }
         let shards = ShardSet::new();
-        for (name, pool) in pools {
-            shards.push(|i| new_shard(i, name, pool))?;
+        for (name, pool, address) in endpoints {
+            shards.push(|i| new_shard(i, name, pool, address))?;
         }
         Ok(Cluster {
             inner: Arc::new(Inner {
                 shards,
                 placements: Placements::default(),
-                pool_settings: PoolSettings {
-                    max_connections: 5,
-                    idle_timeout: None,
-                },
+                pool_settings: PoolSettings::default(),
+                probes: false,
                 timeout,
                 acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
                 statement_timeout: None,
@@ -638,13 +936,15 @@ impl<DB: Backend> Cluster<DB> {
     }
 
     /// Adds a shard named `name` whose primary is at `url` to the live cluster, connecting it
-    /// with the builder's pool settings. Queries keep running meanwhile; models start using
+    /// with the builder's pool settings (all of them: connections, timeouts, the server-side
+    /// `statement_timeout`). Queries keep running meanwhile; models start using
     /// the shard when their placement names it (see [`Cluster::set_placement`]).
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a name the cluster already has, a bad url or an unreachable
-    /// database (naming it).
+    /// [`Error::Config`] for a name the cluster already has or a bad url;
+    /// [`Error::ShardUnavailable`] naming the shard, its url (without password) and the cause
+    /// when it cannot be connected within the connect timeout.
     ///
     /// # Cancel safety
     ///
@@ -656,22 +956,16 @@ impl<DB: Backend> Cluster<DB> {
                 "cannot add shard `{name}`: the cluster already has a shard of that name"
             )));
         }
-        let settings = self.inner.pool_settings;
-        let mut options = PoolOptions::<DB>::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(self.inner.acquire_timeout);
-        if let Some(idle) = settings.idle_timeout {
-            options = options.idle_timeout(idle);
-        }
-        let connect = DB::connect_options(url)
-            .map_err(|e| Error::Config(format!("shard `{name}`: bad url `{url}`: {e}")))?;
-        let pool = options.connect_with(connect).await.map_err(|e| {
-            Error::Config(format!(
-                "shard `{name}` cannot be reached at `{url}`: {e}; check the url and that the \
-                 database is up"
-            ))
-        })?;
-        self.add_shard_pool(name, pool)
+        let next = ShardId::named(
+            self.inner.shards.len() as u32,
+            crate::placement::intern(&name),
+        );
+        let (pool, address) = self
+            .inner
+            .pool_settings
+            .pool::<DB>(next, "primary", url, false)
+            .await?;
+        self.add_endpoint(name, pool, address)
     }
 
     /// Adds a shard named `name` over an already-connected `pool` to the live cluster (see
@@ -682,7 +976,15 @@ impl<DB: Backend> Cluster<DB> {
     /// [`Error::Config`] for a name the cluster already has.
     pub fn add_shard_pool(&self, name: impl Into<String>, pool: Pool<DB>) -> Result<ShardId> {
         let name = name.into();
-        let i = self.inner.shards.push(|i| new_shard(i, name, pool))?;
+        self.add_endpoint(name, pool, GIVEN_POOL.into())
+    }
+
+    /// Adds a shard named `name` whose primary at `address` is reached through `pool`.
+    fn add_endpoint(&self, name: String, pool: Pool<DB>, address: String) -> Result<ShardId> {
+        let i = self
+            .inner
+            .shards
+            .push(|i| new_shard(i, name, pool, address))?;
         self.inner
             .shards
             .slot(i)
@@ -868,7 +1170,8 @@ impl<DB: Backend> Cluster<DB> {
             .collect()
     }
 
-    /// Checks that the cluster has every shard model `M` uses.
+    /// Checks that the cluster has every shard model `M` uses (without I/O; to check the
+    /// model's tables on them too, see [`Cluster::check_schema`]).
     ///
     /// # Errors
     ///
@@ -911,6 +1214,38 @@ impl<DB: Backend> Cluster<DB> {
         })
     }
 
+    /// Whether model `M`'s table on `shard` was found to have every column since the last
+    /// migration (the hot path of the schema check: one uncontended read lock and a hash).
+    #[inline]
+    pub(crate) fn schema_verified<M: Model>(&self, shard: ShardId) -> bool {
+        self.shard_ref(M::META.name, shard).is_ok_and(|s| {
+            s.schema_ok
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&std::any::TypeId::of::<M>())
+        })
+    }
+
+    /// Remembers that model `M`'s table on `shard` has every column.
+    pub(crate) fn set_schema_verified<M: Model>(&self, shard: ShardId) {
+        if let Ok(s) = self.shard_ref(M::META.name, shard) {
+            s.schema_ok
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(std::any::TypeId::of::<M>());
+        }
+    }
+
+    /// Forgets every schema check (after a migration: tables may have changed).
+    pub(crate) fn forget_schemas(&self) {
+        for (_, s) in self.inner.shards.live() {
+            s.schema_ok
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+    }
+
     /// The position of `shard` among the live cluster shards (as [`Cluster::shard_id`] and
     /// [`Cluster::shard_names`] count them), or [`Error::UnknownShard`].
     pub(crate) fn shard_index(&self, model: &'static str, shard: ShardId) -> Result<usize> {
@@ -939,7 +1274,7 @@ impl<DB: Backend> Cluster<DB> {
     /// while the primary's circuit is open.
     fn writable(&self, model: &'static str, shard: ShardId) -> Result<&Shard<DB>> {
         let s = self.shard_ref(model, shard)?;
-        if s.primary.health.is_open() {
+        if !s.primary.health.admits(self.trial_after()) {
             return Err(self.circuit_open(
                 model,
                 shard,
@@ -966,7 +1301,7 @@ impl<DB: Backend> Cluster<DB> {
                 && self.since_epoch().saturating_sub(at)
                     < self.inner.read_your_writes.as_nanos() as u64
         };
-        let primary_up = !s.primary.health.is_open();
+        let primary_up = s.primary.health.admits(self.trial_after());
         let replica = || self.pick_replica(s);
         let chosen = match policy {
             ReadPolicy::Primary if primary_up => Some(&s.primary),
@@ -992,7 +1327,8 @@ impl<DB: Backend> Cluster<DB> {
     }
 
     fn pick_replica<'a>(&self, shard: &'a Shard<DB>) -> Option<&'a Endpoint<DB>> {
-        let healthy = shard.replicas.iter().filter(|r| !r.health.is_open());
+        let trial = self.trial_after();
+        let healthy = shard.replicas.iter().filter(|r| r.health.admits(trial));
         match self.inner.balance {
             Balance::LeastBusy => healthy.min_by_key(|r| r.in_use()),
             Balance::RoundRobin => {
@@ -1004,6 +1340,13 @@ impl<DB: Backend> Cluster<DB> {
                 Some(healthy[turn % healthy.len()])
             }
         }
+    }
+
+    /// How long an open circuit rejects requests before one goes through as the trial: only
+    /// when no background probes run to close it (then `health.interval`).
+    #[inline]
+    fn trial_after(&self) -> Option<Duration> {
+        (!self.inner.probes).then_some(self.inner.health.interval)
     }
 
     fn circuit_open(
@@ -1054,6 +1397,25 @@ impl<DB: Backend> Cluster<DB> {
         .await
     }
 
+    /// [`Cluster::fetch`] of a statement of Grant's own (the schema check), left out of the
+    /// query log, which shows what the application's operations sent.
+    pub(crate) async fn fetch_unlogged(
+        &self,
+        model: &'static str,
+        shard: ShardId,
+        (sql, values): (String, SqlxValues),
+    ) -> Result<Vec<DB::Row>> {
+        let endpoint = self.endpoint(model, shard, Some(ReadPolicy::Primary))?;
+        self.bounded(
+            model,
+            shard,
+            endpoint,
+            DB::fetch_all(&endpoint.pool, sql, values),
+            |rows| rows.len() as u64,
+        )
+        .await
+    }
+
     /// Runs a query on one shard and returns its first row, if any, within the timeout (the
     /// one-row read of `find`).
     pub(crate) async fn fetch_optional(
@@ -1092,7 +1454,8 @@ impl<DB: Backend> Cluster<DB> {
         let mut statement = Statement::start(model, endpoint.shard, endpoint.label);
         let started = Instant::now();
         let mut first = true;
-        Ok(DB::fetch_stream(&endpoint.pool, sql, values)
+        let preflight = self.preflight(model, shard, endpoint);
+        let rows = DB::fetch_stream(&endpoint.pool, sql, values)
             .map(move |row| {
                 let ok = row.is_ok();
                 if first {
@@ -1108,9 +1471,23 @@ impl<DB: Backend> Cluster<DB> {
                     }
                     Err(e) => {
                         statement.fail();
-                        Err(self.shard_error(model, shard, endpoint, e))
+                        Err(e)
                     }
                 }
+            })
+            // Classifying a pool timeout may try the endpoint directly (async).
+            .then(move |row| async move {
+                match row {
+                    Ok(row) => Ok(row),
+                    Err(e) => Err(self.shard_error(model, shard, endpoint, e).await),
+                }
+            });
+        // A shard known to be down fails before its rows are asked for.
+        let mut rows = Some(rows);
+        Ok(futures_util::stream::once(preflight)
+            .flat_map(move |checked| match (checked, rows.take()) {
+                (Ok(()), Some(rows)) => rows.left_stream(),
+                (checked, _) => futures_util::stream::iter(checked.err().map(Err)).right_stream(),
             })
             .boxed())
     }
@@ -1162,13 +1539,14 @@ impl<DB: Backend> Cluster<DB> {
         Ok(n)
     }
 
-    /// A driver error on an endpoint, classified (and fed to its health): an exhausted pool is
-    /// a [`Error::Timeout`] after the acquire timeout — [`Error::ShardUnavailable`] when the
-    /// endpoint's last request failed at the connection level (the pool was retrying a server
-    /// that refuses connections) — and so is a statement the server cancelled
-    /// (its `statement_timeout`); connection failures
+    /// A driver error on an endpoint, classified (and fed to its health): a pool with no
+    /// connection to give within the acquire timeout is diagnosed with one direct connection
+    /// attempt — [`Error::ShardUnavailable`] with the cause (refused, unknown host,
+    /// authentication failed, no answer) when the endpoint cannot be connected, else a
+    /// pool-exhaustion [`Error::Timeout`]; a statement the server cancelled (its
+    /// `statement_timeout`) is [`Error::Timeout`]; other connection failures
     /// [`Error::ShardUnavailable`]; the rest [`Error::Shard`].
-    fn shard_error(
+    async fn shard_error(
         &self,
         model: &'static str,
         shard: ShardId,
@@ -1176,33 +1554,34 @@ impl<DB: Backend> Cluster<DB> {
         error: sqlx::Error,
     ) -> Error {
         let error = match error {
-            // No connection, and the endpoint's last request failed at the connection level:
-            // the pool spent the acquire timeout retrying a server that refuses connections.
-            sqlx::Error::PoolTimedOut if endpoint.health.consecutive_failures() > 0 => {
-                let last = endpoint
-                    .health
-                    .last_error()
-                    .unwrap_or_else(|| "no response".into());
-                Error::ShardUnavailable {
-                    model,
-                    shard,
-                    source: sqlx::Error::Io(std::io::Error::new(
-                        std::io::ErrorKind::NotConnected,
-                        format!(
-                            "{} could not be connected within the acquire timeout ({} ms) after \
-                             failing at the connection level (last: {last}); check that the \
-                             server is up (`cluster.status()` shows its health)",
-                            endpoint.label,
+            sqlx::Error::PoolTimedOut => {
+                let options = endpoint.pool.connect_options();
+                let limit = self.inner.pool_settings.connect_timeout;
+                match connect_cause::<DB>(&options, limit).await {
+                    Some(cause) => unreachable(
+                        model,
+                        shard,
+                        endpoint.label,
+                        &endpoint.address,
+                        &cause,
+                        &format!(
+                            "its pool found no connection within the acquire timeout ({} ms); \
+                             check that the server is up (`cluster.status()` shows its health)",
                             self.inner.acquire_timeout.as_millis()
                         ),
-                    )),
+                    ),
+                    None => Error::Timeout {
+                        model,
+                        shards: format!(
+                            "{shard} (no free connection in its pool of {}: every connection \
+                             stayed busy; raise `max_connections` or `acquire_timeout`, or \
+                             lower the concurrency)",
+                            self.inner.pool_settings.max_connections
+                        ),
+                        millis: self.inner.acquire_timeout.as_millis(),
+                    },
                 }
             }
-            sqlx::Error::PoolTimedOut => Error::Timeout {
-                model,
-                shards: format!("{shard} (no free connection in its pool)"),
-                millis: self.inner.acquire_timeout.as_millis(),
-            },
             other => Error::on_shard_limited(model, shard, other, self.inner.statement_timeout),
         };
         if matches!(error, Error::ShardUnavailable { .. }) {
@@ -1211,6 +1590,41 @@ impl<DB: Backend> Cluster<DB> {
                 .failure(&error.to_string(), self.inner.health.failures_to_open);
         }
         error
+    }
+
+    /// Before a statement on an endpoint whose pool holds no connection and whose last request
+    /// failed at the connection level: one direct connection attempt (within the connect
+    /// timeout), so that a server still down fails the statement at once with its cause
+    /// instead of after the pool's acquire timeout. Otherwise (the hot path) two atomic loads.
+    async fn preflight(
+        &self,
+        model: &'static str,
+        shard: ShardId,
+        endpoint: &Endpoint<DB>,
+    ) -> Result<()> {
+        if endpoint.health.consecutive_failures() == 0 || endpoint.pool.size() != 0 {
+            return Ok(());
+        }
+        let options = endpoint.pool.connect_options();
+        let limit = self.inner.pool_settings.connect_timeout;
+        match connect_cause::<DB>(&options, limit).await {
+            None => Ok(()),
+            Some(cause) => {
+                let error = unreachable(
+                    model,
+                    shard,
+                    endpoint.label,
+                    &endpoint.address,
+                    &cause,
+                    "its last request failed too; check that the server is up \
+                     (`cluster.status()` shows its health)",
+                );
+                endpoint
+                    .health
+                    .failure(&error.to_string(), self.inner.health.failures_to_open);
+                Err(error)
+            }
+        }
     }
 
     async fn bounded<T>(
@@ -1223,7 +1637,16 @@ impl<DB: Backend> Cluster<DB> {
     ) -> Result<T> {
         let mut statement = Statement::start(model, endpoint.shard, endpoint.label);
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.inner.timeout, work)
+        // One deadline for the whole statement: the preflight of an endpoint known to be
+        // failing, the statement, and the diagnosis of a pool with no connection to give.
+        let attempt = async {
+            self.preflight(model, shard, endpoint).await?;
+            match work.await {
+                Ok(v) => Ok(v),
+                Err(e) => Err(self.shard_error(model, shard, endpoint, e).await),
+            }
+        };
+        let outcome = tokio::time::timeout(self.inner.timeout, attempt)
             .instrument(statement.span())
             .await;
         match outcome {
@@ -1234,7 +1657,7 @@ impl<DB: Backend> Cluster<DB> {
             }
             Ok(Err(e)) => {
                 statement.fail();
-                Err(self.shard_error(model, shard, endpoint, e))
+                Err(e)
             }
             Err(_) => {
                 statement.fail();
@@ -1253,17 +1676,18 @@ impl<DB: Backend> Cluster<DB> {
 }
 
 /// A shard in slot `slot` named `name` with primary `pool`.
-fn new_shard<DB: Backend>(slot: usize, name: String, pool: Pool<DB>) -> Shard<DB> {
+fn new_shard<DB: Backend>(slot: usize, name: String, pool: Pool<DB>, address: String) -> Shard<DB> {
     // A ShardId holds a `&'static str`: each distinct shard name is leaked once per process.
     let leaked = crate::placement::intern(&name);
     Shard {
         name,
         removed: AtomicBool::new(false),
         id: ShardId::named(slot as u32, leaked),
-        primary: Endpoint::new("primary", leaked, pool),
+        primary: Endpoint::new("primary", leaked, pool, address),
         replicas: Vec::new(),
         next_replica: AtomicUsize::new(0),
         last_write: AtomicU64::new(0),
+        schema_ok: RwLock::new(HashSet::default()),
     }
 }
 

@@ -29,7 +29,9 @@ fn copy(statement: &(String, SqlxValues)) -> (String, SqlxValues) {
 /// # Errors
 ///
 /// [`Error::UnknownShard`] when the cluster lacks one of the model's shards (checked before
-/// anything is created); the shard's error otherwise.
+/// anything is created); [`Error::SchemaMismatch`] when a table of that name already existed
+/// without some of the model's columns (made by an older version of the model: migrate it);
+/// the shard's error otherwise.
 pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Result<()> {
     cluster.check::<M>()?;
     let state = cluster.placement::<M>();
@@ -45,7 +47,7 @@ pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Resul
         None => M::shards().to_vec(),
     };
     let sql = create_table_sql::<M, DB>();
-    try_join_all(shards.into_iter().map(|shard| {
+    try_join_all(shards.iter().map(|&shard| {
         let sql = sql.clone();
         async move {
             cluster
@@ -58,7 +60,55 @@ pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Resul
         }
     }))
     .await?;
-    Ok(())
+    // The table may have existed before, made by an older version of the model.
+    cluster.verify_tables::<M>(&shards).await
+}
+
+/// The statement path for model `M`: the schema check of its table on `shard` (once per shard
+/// until the next migration, then a cached answer), then the write.
+async fn exec<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    shard: ShardId,
+    statement: (String, SqlxValues),
+) -> Result<u64> {
+    cluster.ensure_schema::<M>(shard).await?;
+    cluster.execute(M::META.name, shard, statement).await
+}
+
+/// [`exec`] of several statements in one transaction.
+async fn exec_atomic<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    shard: ShardId,
+    statements: Vec<(String, SqlxValues)>,
+) -> Result<u64> {
+    cluster.ensure_schema::<M>(shard).await?;
+    cluster
+        .execute_atomic(M::META.name, shard, statements)
+        .await
+}
+
+/// [`exec`] of a read returning rows.
+async fn fetch<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    shard: ShardId,
+    policy: Option<ReadPolicy>,
+    statement: (String, SqlxValues),
+) -> Result<Vec<DB::Row>> {
+    cluster.ensure_schema::<M>(shard).await?;
+    cluster.fetch(M::META.name, shard, policy, statement).await
+}
+
+/// [`exec`] of a read returning at most one row.
+async fn fetch_optional<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    shard: ShardId,
+    policy: Option<ReadPolicy>,
+    statement: (String, SqlxValues),
+) -> Result<Option<DB::Row>> {
+    cluster.ensure_schema::<M>(shard).await?;
+    cluster
+        .fetch_optional(M::META.name, shard, policy, statement)
+        .await
 }
 
 /// `CREATE TABLE IF NOT EXISTS` for the model's table, in `DB`'s dialect.
@@ -124,27 +174,22 @@ pub async fn insert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Re
             M::primary_key_values(&row.primary_key())
         });
         if let Some(shard) = targets.main {
-            cluster
-                .execute(M::META.name, shard, copy(&statement))
-                .await?;
+            exec::<M, DB>(cluster, shard, copy(&statement)).await?;
         }
         for shard in &targets.also {
-            cluster
-                .execute_atomic(
-                    M::META.name,
-                    *shard,
-                    crate::reshard::dual_write_inserts::<M, DB>(&[row]),
-                )
-                .await?;
+            exec_atomic::<M, DB>(
+                cluster,
+                *shard,
+                crate::reshard::dual_write_inserts::<M, DB>(&[row]),
+            )
+            .await?;
         }
         if let Some(main) = targets.main {
             placement::note_rows(&state.placement, main, 1);
         }
         return Ok(());
     }
-    cluster
-        .execute(M::META.name, row.try_shard_of()?, statement)
-        .await?;
+    exec::<M, DB>(cluster, row.try_shard_of()?, statement).await?;
     Ok(())
 }
 
@@ -223,7 +268,7 @@ pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M
         if let Some(rows) = also.get(&shard) {
             statements.extend(crate::reshard::dual_write_inserts::<M, DB>(rows));
         }
-        cluster.execute_atomic(M::META.name, shard, statements)
+        exec_atomic::<M, DB>(cluster, shard, statements)
     }))
     .await?;
     Ok(written.into_iter().sum())
@@ -278,17 +323,13 @@ pub async fn update<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Re
     }
     update.cond_where(pk_condition::<M>(&key));
     let statement = update.build_sqlx(DB::builder());
-    let n = cluster
-        .execute(M::META.name, shard, copy(&statement))
-        .await?;
+    let n = exec::<M, DB>(cluster, shard, copy(&statement)).await?;
     if n == 0 {
         return Err(not_found::<M>(shard, &key));
     }
     // Dual write: the new side may not have the row yet (the backfill copies it).
     for other in also {
-        cluster
-            .execute(M::META.name, other, copy(&statement))
-            .await?;
+        exec::<M, DB>(cluster, other, copy(&statement)).await?;
     }
     Ok(())
 }
@@ -304,14 +345,13 @@ async fn find_row_exists<M: Model, DB: Backend>(
         .from(M::META.table)
         .cond_where(pk_condition::<M>(key))
         .limit(1);
-    let rows = cluster
-        .fetch(
-            M::META.name,
-            shard,
-            Some(ReadPolicy::Primary),
-            select.build_sqlx(DB::builder()),
-        )
-        .await?;
+    let rows = fetch::<M, DB>(
+        cluster,
+        shard,
+        Some(ReadPolicy::Primary),
+        select.build_sqlx(DB::builder()),
+    )
+    .await?;
     Ok(!rows.is_empty())
 }
 
@@ -358,9 +398,7 @@ pub async fn delete_key<M: Model, DB: Backend>(
         let statement = delete.build_sqlx(DB::builder());
         let mut deleted = false;
         for (i, shard) in targets.all().enumerate() {
-            let n = cluster
-                .execute(M::META.name, shard, copy(&statement))
-                .await?;
+            let n = exec::<M, DB>(cluster, shard, copy(&statement)).await?;
             if i == 0 && targets.main.is_some() && n > 0 {
                 deleted = true;
                 placement::note_rows(&state.placement, shard, -(n as i64));
@@ -368,13 +406,12 @@ pub async fn delete_key<M: Model, DB: Backend>(
         }
         return Ok(deleted);
     }
-    let n = cluster
-        .execute(
-            M::META.name,
-            M::try_shard_of_key(key)?,
-            delete.build_sqlx(DB::builder()),
-        )
-        .await?;
+    let n = exec::<M, DB>(
+        cluster,
+        M::try_shard_of_key(key)?,
+        delete.build_sqlx(DB::builder()),
+    )
+    .await?;
     Ok(n > 0)
 }
 
@@ -407,9 +444,7 @@ where
             find_statement::<M, DB>(&key)
         }
     };
-    let row = cluster
-        .fetch_optional(M::META.name, shard, None, statement)
-        .await?;
+    let row = fetch_optional::<M, DB>(cluster, shard, None, statement).await?;
     row.as_ref()
         .map(|row| {
             M::from_row(row).map_err(|source| Error::Shard {

@@ -1,16 +1,26 @@
 //! Endpoint health: a circuit breaker fed by every statement and by background probes, and the
 //! statistics `Cluster::status()` reports.
 //!
-//! An endpoint's circuit opens after `failures_to_open` consecutive connection-level failures
-//! (unreachable, timed out, pool exhausted); while open, requests to it fail fast. Background
-//! probes (`SELECT 1`, every `interval`) keep testing it — half-open — and the first success
-//! closes the circuit again. Statement errors (a constraint violation, bad SQL) say nothing about
-//! the endpoint and don't count.
+//! Every statement's outcome feeds its endpoint's health, not only the probes: a statement that
+//! fails at the connection level (refused, unknown host, authentication failed, connection lost,
+//! timed out) counts as a failure in `error_rate`, sets `last_error` and, after
+//! `failures_to_open` consecutive ones, opens the circuit; while open, requests to it fail fast.
+//! Background probes (`SELECT 1`, every `interval`) keep testing it — half-open — and the first
+//! success closes the circuit again; without health checks, one request every `interval` is let
+//! through as the trial. Statement errors (a constraint violation, bad SQL) say nothing about the
+//! endpoint and don't count.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Nanoseconds since the first health event of the process (never 0).
+fn now_nanos() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    (EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64).max(1)
+}
 
 /// How the background health checks run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +64,8 @@ pub(crate) struct Health {
     errors: AtomicU64,
     latencies: Mutex<VecDeque<Duration>>,
     last_error: Mutex<Option<String>>,
+    /// When the last failure happened ([`now_nanos`]; 0: never).
+    last_failure: AtomicU64,
 }
 
 impl Health {
@@ -67,6 +79,27 @@ impl Health {
 
     pub(crate) fn is_open(&self) -> bool {
         self.circuit() == Circuit::Open
+    }
+
+    /// Whether a request may go to the endpoint: its circuit is closed — or, when `trial_after`
+    /// is given (no background probes run to close it), that long has passed since the last
+    /// failure, and this request is the half-open trial.
+    #[inline]
+    pub(crate) fn admits(&self, trial_after: Option<Duration>) -> bool {
+        if !self.is_open() {
+            return true;
+        }
+        let Some(after) = trial_after else {
+            return false;
+        };
+        let last = self.last_failure.load(Ordering::Relaxed);
+        if now_nanos().saturating_sub(last) < after.as_nanos() as u64 {
+            return false;
+        }
+        // One trial per period: the first request to claim it goes, the others fail fast.
+        self.last_failure
+            .compare_exchange(last, now_nanos(), Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// A request or probe succeeded.
@@ -85,6 +118,7 @@ impl Health {
     pub(crate) fn failure(&self, error: &str, failures_to_open: u32) {
         self.total.fetch_add(1, Ordering::Relaxed);
         self.errors.fetch_add(1, Ordering::Relaxed);
+        self.last_failure.store(now_nanos(), Ordering::Relaxed);
         let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= failures_to_open {
             self.open.store(true, Ordering::Release);

@@ -267,6 +267,23 @@ impl<M: Model> Query<M> {
         cluster: &Cluster<DB>,
         backend_nulls_first: bool,
     ) -> Result<Vec<Leg>> {
+        let legs = self.planned_legs(cluster, backend_nulls_first).await?;
+        // The model's table on every shard the query visits has every column the statements
+        // name (a cached answer after the first time): never a wrong answer from a table that
+        // a migration has not reached yet.
+        cluster
+            .ensure_schemas::<M>(legs.iter().map(|(shard, _)| *shard))
+            .await?;
+        Ok(legs)
+    }
+
+    /// [`Query::legs`] without the schema check: for statements inside a transaction, whose
+    /// shard connection is taken (the check would wait for another from the same pool).
+    pub(crate) async fn planned_legs<DB: Backend>(
+        &self,
+        cluster: &Cluster<DB>,
+        backend_nulls_first: bool,
+    ) -> Result<Vec<Leg>> {
         let filter = match &self.after {
             Some(cursor) => Some(and(
                 self.filter.clone(),
@@ -274,17 +291,21 @@ impl<M: Model> Query<M> {
             )),
             None => self.filter.clone(),
         };
-        let Some(state) = cluster.placement::<M>() else {
-            return router::plan::<M>(None, self.target, filter.as_ref());
-        };
-        let placement = state.placement.reads();
-        if let (Placement::Directory(directory), Some(node)) = (placement, filter.as_ref()) {
-            let keys = router::key_values_in::<M>(node);
-            if !keys.is_empty() {
-                directory.prefetch::<M, DB>(cluster, &keys).await?;
+        let legs = match cluster.placement::<M>() {
+            None => router::plan::<M>(None, self.target, filter.as_ref())?,
+            Some(state) => {
+                let placement = state.placement.reads();
+                if let (Placement::Directory(directory), Some(node)) = (placement, filter.as_ref())
+                {
+                    let keys = router::key_values_in::<M>(node);
+                    if !keys.is_empty() {
+                        directory.prefetch::<M, DB>(cluster, &keys).await?;
+                    }
+                }
+                router::plan::<M>(Some(&state.placement), self.target, filter.as_ref())?
             }
-        }
-        router::plan::<M>(Some(&state.placement), self.target, filter.as_ref())
+        };
+        Ok(legs)
     }
 
     pub(crate) fn policy<DB: Backend>(&self, cluster: &Cluster<DB>, partial: bool) -> Policy {

@@ -2,7 +2,7 @@
 //! never hidden.
 
 use futures_util::future::join_all;
-use grant_core::{Backend, Error, Result, ShardId};
+use grant_core::{Backend, Error, Model, Result, ShardId};
 use sea_query::Values;
 use sea_query_sqlx::SqlxValues;
 
@@ -101,6 +101,8 @@ impl<DB: Backend> Cluster<DB> {
                 .map_err(|e| Error::on_shard("-", self.id_at(i), e))
         }))
         .await;
+        // The statement may have changed tables: check them again before their next use.
+        self.forget_schemas();
         names.into_iter().zip(results).collect()
     }
 
@@ -112,6 +114,9 @@ impl<DB: Backend> Cluster<DB> {
     ///
     /// Only when the ledger itself cannot be created or read on a shard — reported in that
     /// shard's outcome like any other failure; the call itself returns every shard's outcome.
+    ///
+    /// Tables are checked against their models again before their next use (the schema
+    /// check's cache is cleared).
     pub async fn migrate(&self, migrations: &[Migration]) -> SchemaReport {
         let names: Vec<String> = self.shard_names().map(str::to_owned).collect();
         let shards = join_all(names.into_iter().enumerate().map(|(i, shard)| async move {
@@ -170,7 +175,130 @@ impl<DB: Backend> Cluster<DB> {
             outcome
         }))
         .await;
+        self.forget_schemas();
         SchemaReport { shards }
+    }
+
+    /// Checks that the cluster has every shard model `M` uses ([`Cluster::check`]) and that
+    /// on each of them the model's table exists with every column of the model (extra columns
+    /// are fine). SQLite: `PRAGMA table_info`; PostgreSQL: `information_schema.columns` of the
+    /// current schema. A table found complete is remembered until the next
+    /// [`Cluster::migrate`]; Grant runs the same check before a model's first statement on each
+    /// shard, so a missing column is an error, never a wrong answer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownShard`] for a missing shard; [`Error::SchemaMismatch`] naming the table,
+    /// the shard and the missing columns (or the missing table), saying to migrate; the
+    /// shard's error when it cannot be asked.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future only forgoes the check; nothing is written.
+    pub async fn check_schema<M: Model>(&self) -> Result<()> {
+        self.check::<M>()?;
+        let shards = match self.placement::<M>() {
+            Some(state) => state.placement.all_shards::<M>(),
+            None => M::shards().to_vec(),
+        };
+        for outcome in join_all(shards.into_iter().map(|s| self.verify_table::<M>(s))).await {
+            outcome?;
+        }
+        Ok(())
+    }
+
+    /// The schema check of model `M`'s table on `shard` before a statement: a cached answer
+    /// after the first time (see [`Cluster::check_schema`]).
+    #[inline]
+    pub(crate) async fn ensure_schema<M: Model>(&self, shard: ShardId) -> Result<()> {
+        if self.schema_verified::<M>(shard) {
+            return Ok(());
+        }
+        self.verify_table::<M>(shard).await
+    }
+
+    /// [`Cluster::ensure_schema`] on every shard of `shards` (in parallel), returning only a
+    /// [`Error::SchemaMismatch`]: a shard that cannot be asked fails its statement instead
+    /// (where a query may tolerate failed shards).
+    pub(crate) async fn ensure_schemas<M: Model>(
+        &self,
+        shards: impl IntoIterator<Item = ShardId>,
+    ) -> Result<()> {
+        let pending: Vec<ShardId> = shards
+            .into_iter()
+            .filter(|&s| !self.schema_verified::<M>(s))
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        for outcome in join_all(pending.into_iter().map(|s| self.verify_table::<M>(s))).await {
+            if let Err(e @ Error::SchemaMismatch { .. }) = outcome {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The schema check of model `M`'s table on each of `shards`, uncached (after
+    /// `create_table`: a table of that name may have existed before).
+    pub(crate) async fn verify_tables<M: Model>(&self, shards: &[ShardId]) -> Result<()> {
+        for outcome in join_all(shards.iter().map(|&s| self.verify_table::<M>(s))).await {
+            outcome?;
+        }
+        Ok(())
+    }
+
+    /// Reads the columns of model `M`'s table on `shard` and compares them with the model's.
+    async fn verify_table<M: Model>(&self, shard: ShardId) -> Result<()> {
+        let table = M::META.table;
+        let sql = if <DB as Backend>::NAME == "SQLite" {
+            "SELECT name FROM pragma_table_info(?)"
+        } else {
+            "SELECT CAST(column_name AS TEXT) FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1"
+        };
+        let values = SqlxValues(Values(vec![table.into()]));
+        let rows = self
+            .fetch_unlogged(M::META.name, shard, (sql.to_owned(), values))
+            .await?;
+        let mut present = std::collections::HashSet::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(name) =
+                DB::get_string(row, 0).map_err(|e| Error::on_shard(M::META.name, shard, e))?
+            {
+                present.insert(name);
+            }
+        }
+        let missing: Vec<&'static str> = M::META
+            .column_names()
+            .filter(|c| !present.contains(*c))
+            .collect();
+        if missing.is_empty() {
+            self.set_schema_verified::<M>(shard);
+            return Ok(());
+        }
+        let problem = if present.is_empty() {
+            "does not exist".to_owned()
+        } else {
+            let list: Vec<String> = missing.iter().map(|c| format!("`{c}`")).collect();
+            format!(
+                "lacks column(s) {} of the model (it has {} column(s); a migration not yet \
+                 applied on this shard?)",
+                list.join(", "),
+                present.len()
+            )
+        };
+        Err(Error::SchemaMismatch {
+            model: M::META.name,
+            table,
+            shard,
+            missing: if present.is_empty() {
+                Vec::new()
+            } else {
+                missing
+            },
+            problem,
+        })
     }
 }
 

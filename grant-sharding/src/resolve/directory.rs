@@ -665,12 +665,30 @@ impl Directory {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();
+            // One plain `COUNT(*)` statement per shard, never a `Query`: the caller (an insert)
+            // holds the model's gate in read mode, and a `Query` would take it again — behind
+            // a queued writer (a resharding cutover) that second read waits forever.
             let mut counts = HashMap::new();
             for shard in self.shards() {
-                let n = crate::query::Query::<M>::on_shard(shard)
-                    .count(cluster)
+                let mut select = sea_query::Query::select();
+                select
+                    .expr(Expr::col(sea_query::Asterisk).count())
+                    .from(M::META.table);
+                let rows = cluster
+                    .fetch(
+                        M::META.name,
+                        shard,
+                        Some(ReadPolicy::Primary),
+                        select.build_sqlx(DB::builder()),
+                    )
                     .await?;
-                counts.insert(intern(&shard.name()), n as i64);
+                let n = match rows.first() {
+                    Some(row) => DB::get_i64(row, 0)
+                        .map_err(|e| Error::on_shard(M::META.name, shard, e))?
+                        .unwrap_or(0),
+                    None => 0,
+                };
+                counts.insert(intern(&shard.name()), n);
             }
             *rows = Some(counts);
         }

@@ -275,7 +275,9 @@ impl<DB: Backend> ShardTx<DB> {
 
     /// The filter of `query` for this shard, or the refusal when it routes elsewhere.
     async fn route<M: Model>(&self, query: &Query<M>) -> Result<Option<grant_core::Node>> {
-        let legs = query.legs(&self.cluster, DB::NULLS_FIRST_IN_ASC).await?;
+        let legs = query
+            .planned_legs(&self.cluster, DB::NULLS_FIRST_IN_ASC)
+            .await?;
         if M::REFERENCE {
             return Ok(legs.into_iter().next().and_then(|(_, filter)| filter));
         }

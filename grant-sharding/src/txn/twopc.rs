@@ -409,7 +409,7 @@ impl<DB: Backend> Transaction<DB> {
         query: &Query<M>,
     ) -> Result<Vec<(usize, Option<grant_core::Node>)>> {
         query
-            .legs(&self.cluster, DB::NULLS_FIRST_IN_ASC)
+            .planned_legs(&self.cluster, DB::NULLS_FIRST_IN_ASC)
             .await?
             .into_iter()
             .map(|(shard, filter)| Ok((self.read_index::<M>(shard)?, filter)))
