@@ -159,9 +159,10 @@ pub enum Error {
     /// (SQLite would otherwise read a missing column `"due_at"` as the string literal
     /// `'due_at'` and answer wrongly.)
     #[error(
-        "model `{model}`: table `{table}` on shard `{shard}` {problem}; nothing was run. Apply \
+        "model `{model}`: table `{table}` on shard `{shard}` {}; nothing was run. Apply \
          the migration that brings the table up to the model (`cluster.migrate(..)`), or create \
-         it with `{model}::create_table(&cluster)` when it is missing"
+         it with `{model}::create_table(&cluster)` when it is missing",
+        schema_problem(.missing)
     )]
     SchemaMismatch {
         /// The model whose table was checked.
@@ -172,8 +173,6 @@ pub enum Error {
         shard: ShardId,
         /// The missing columns (empty when the whole table is missing).
         missing: Vec<&'static str>,
-        /// What is wrong, in words: "does not exist" or "lacks column(s) `a`, `b`".
-        problem: String,
     },
 
     /// The cluster configuration is invalid.
@@ -242,6 +241,18 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// What [`Error::SchemaMismatch`] found, in words.
+fn schema_problem(missing: &[&'static str]) -> String {
+    if missing.is_empty() {
+        return "does not exist".to_owned();
+    }
+    let list: Vec<String> = missing.iter().map(|c| format!("`{c}`")).collect();
+    format!(
+        "lacks column(s) {} of the model (a migration not yet applied on this shard?)",
+        list.join(", ")
+    )
 }
 
 /// PostgreSQL's `query_canceled`: `statement_timeout` or a cancel request

@@ -277,17 +277,6 @@ impl<DB: Backend> Cluster<DB> {
             self.set_schema_verified::<M>(shard);
             return Ok(());
         }
-        let problem = if present.is_empty() {
-            "does not exist".to_owned()
-        } else {
-            let list: Vec<String> = missing.iter().map(|c| format!("`{c}`")).collect();
-            format!(
-                "lacks column(s) {} of the model (it has {} column(s); a migration not yet \
-                 applied on this shard?)",
-                list.join(", "),
-                present.len()
-            )
-        };
         Err(Error::SchemaMismatch {
             model: M::META.name,
             table,
@@ -297,7 +286,6 @@ impl<DB: Backend> Cluster<DB> {
             } else {
                 missing
             },
-            problem,
         })
     }
 }
