@@ -219,10 +219,13 @@ async fn an_unreachable_shard_fails_the_query_by_name_and_cancels_the_rest() {
 #[tokio::test]
 async fn statement_errors_name_model_and_shard() {
     let cluster = Cluster::<Sqlite>::memory(8).await.unwrap();
-    // No table: every shard fails with the database's own error, named.
+    // No table: the schema check says so, naming the model, the table and the shard.
     let err = User::find(&cluster, 7).await.unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, Error::Shard { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::SchemaMismatch { .. }) && msg.contains("does not exist"),
+        "{err:?}: {msg}"
+    );
     assert!(
         msg.contains("User") && msg.contains(&User::shard_for(&7).to_string()),
         "{msg}"

@@ -935,26 +935,41 @@ where
         Ok(Some((last, moved)))
     }
 
-    /// Rows of `shard` with these keys, by key.
-    async fn fetch_keys(&self, shard: ShardId, keys: &[Vec<Value>]) -> Result<HashMap<Vec<u8>, M>> {
-        let mut out = HashMap::with_capacity(keys.len());
+    /// The rows `statement` reads from `shard` for `keys`, one statement per chunk of keys
+    /// under the backend's bind-parameter limit.
+    async fn fetch_by_keys(
+        &self,
+        shard: ShardId,
+        keys: &[Vec<Value>],
+        statement: fn(&[Vec<Value>]) -> sql::Statement,
+    ) -> Result<Vec<DB::Row>> {
+        let mut out = Vec::new();
         for chunk in keys.chunks(sql::keys_per_statement::<M, DB>()) {
             self.step().await?;
-            let rows = self
-                .cluster
-                .fetch(
-                    M::META.name,
-                    shard,
-                    Some(ReadPolicy::Primary),
-                    sql::fetch_keys::<M, DB>(chunk),
-                )
-                .await?;
-            for row in self.decode(shard, &rows)? {
-                let key = M::primary_key_values(&row.primary_key());
-                out.insert(values_key(&key), row);
-            }
+            out.extend(
+                self.cluster
+                    .fetch(
+                        M::META.name,
+                        shard,
+                        Some(ReadPolicy::Primary),
+                        statement(chunk),
+                    )
+                    .await?,
+            );
         }
         Ok(out)
+    }
+
+    /// Rows of `shard` with these keys, by key.
+    async fn fetch_keys(&self, shard: ShardId, keys: &[Vec<Value>]) -> Result<HashMap<Vec<u8>, M>> {
+        let rows = self
+            .fetch_by_keys(shard, keys, sql::fetch_keys::<M, DB>)
+            .await?;
+        Ok(self
+            .decode(shard, &rows)?
+            .into_iter()
+            .map(|row| (values_key(&M::primary_key_values(&row.primary_key())), row))
+            .collect())
     }
 
     async fn upsert(&self, target: ShardId, rows: &[&M]) -> Result<()> {
@@ -1431,24 +1446,16 @@ where
         shard: ShardId,
         keys: &[Vec<Value>],
     ) -> Result<std::collections::HashSet<Vec<u8>>> {
-        let mut out = std::collections::HashSet::with_capacity(keys.len());
-        for chunk in keys.chunks(sql::keys_per_statement::<M, DB>()) {
-            self.step().await?;
-            let rows = self
-                .cluster
-                .fetch(
-                    M::META.name,
-                    shard,
-                    Some(ReadPolicy::Primary),
-                    sql::fetch_pks::<M, DB>(chunk),
-                )
-                .await?;
-            for row in &rows {
-                let key = sql::decode_pk::<M, DB>(row).map_err(self.shard_error(shard))?;
-                out.insert(values_key(&key));
-            }
-        }
-        Ok(out)
+        let rows = self
+            .fetch_by_keys(shard, keys, sql::fetch_pks::<M, DB>)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                sql::decode_pk::<M, DB>(row)
+                    .map(|key| values_key(&key))
+                    .map_err(self.shard_error(shard))
+            })
+            .collect()
     }
 
     /// Deletes the rows of `target` that `source` owns under the old placement and that are
