@@ -1602,7 +1602,14 @@ impl<DB: Backend> Cluster<DB> {
         shard: ShardId,
         endpoint: &Endpoint<DB>,
     ) -> Result<()> {
-        if endpoint.health.consecutive_failures() == 0 || endpoint.pool.size() != 0 {
+        // A pool with connections, or an endpoint that answered before and has not failed
+        // since, goes straight to the statement. An empty pool that failed last — or that was
+        // never tried (a lazy cluster's first statement) — is tried directly first, within the
+        // connect timeout, so an unreachable server says why at once instead of after the
+        // pool's acquire timeout.
+        if endpoint.pool.size() != 0
+            || (endpoint.health.consecutive_failures() == 0 && !endpoint.health.untried())
+        {
             return Ok(());
         }
         let options = endpoint.pool.connect_options();
@@ -1616,8 +1623,7 @@ impl<DB: Backend> Cluster<DB> {
                     endpoint.label,
                     &endpoint.address,
                     &cause,
-                    "its last request failed too; check that the server is up \
-                     (`cluster.status()` shows its health)",
+                    "check that the server is up (`cluster.status()` shows its health)",
                 );
                 endpoint
                     .health

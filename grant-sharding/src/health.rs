@@ -126,6 +126,11 @@ impl Health {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_owned());
     }
 
+    /// Whether no request or probe has reached this endpoint yet.
+    pub(crate) fn untried(&self) -> bool {
+        self.total.load(Ordering::Relaxed) == 0
+    }
+
     pub(crate) fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures.load(Ordering::Relaxed)
     }
