@@ -1397,6 +1397,33 @@ impl<DB: Backend> Cluster<DB> {
         .await
     }
 
+    /// `COUNT(*)` of model `M`'s table on `shard`'s primary: one plain statement, no query
+    /// planning and no model gate (the directory's least-rows policy counts while its caller
+    /// holds the gate; a resharding plan counts its sources).
+    pub(crate) async fn count_rows<M: Model>(&self, shard: ShardId) -> Result<u64> {
+        let mut select = sea_query::Query::select();
+        select
+            .expr(sea_query::Func::count(sea_query::Expr::col(
+                sea_query::Asterisk,
+            )))
+            .from(M::META.table);
+        let rows = self
+            .fetch(
+                M::META.name,
+                shard,
+                Some(ReadPolicy::Primary),
+                sea_query_sqlx::SqlxBinder::build_sqlx(&select, DB::builder()),
+            )
+            .await?;
+        let n = match rows.first() {
+            Some(row) => DB::get_i64(row, 0)
+                .map_err(|e| Error::on_shard(M::META.name, shard, e))?
+                .unwrap_or(0),
+            None => 0,
+        };
+        Ok(n.max(0) as u64)
+    }
+
     /// [`Cluster::fetch`] of a statement of Grant's own (the schema check), left out of the
     /// query log, which shows what the application's operations sent.
     pub(crate) async fn fetch_unlogged(

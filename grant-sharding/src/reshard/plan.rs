@@ -99,7 +99,7 @@ impl ReshardPlan {
         let per_source = try_join_all(sources.iter().map(|&source| {
             let (new, kinds) = (&new, &kinds);
             async move {
-                let rows = count::<M, DB>(cluster, source).await?;
+                let rows = cluster.count_rows::<M>(source).await?;
                 let mut select = sea_query::Query::select();
                 for &i in key_columns::<M>() {
                     select.column(M::META.columns[i].name);
@@ -239,39 +239,6 @@ impl fmt::Display for ReshardPlan {
             }
         )
     }
-}
-
-/// `COUNT(*)` of the model's table on `shard`.
-pub(crate) async fn count<M: Model, DB: Backend>(
-    cluster: &Cluster<DB>,
-    shard: ShardId,
-) -> Result<u64> {
-    let mut select = sea_query::Query::select();
-    select
-        .expr(sea_query::Func::count(sea_query::Expr::col(
-            sea_query::Asterisk,
-        )))
-        .from(M::META.table);
-    let rows = cluster
-        .fetch(
-            M::META.name,
-            shard,
-            Some(ReadPolicy::Primary),
-            select.build_sqlx(DB::builder()),
-        )
-        .await?;
-    let n = match rows.first() {
-        Some(row) => DB::get_value(row, 0, ValueKind::I64).map_err(|e| Error::Shard {
-            model: M::META.name,
-            shard,
-            source: e,
-        })?,
-        None => Value::BigInt(Some(0)),
-    };
-    Ok(match n {
-        Value::BigInt(Some(n)) => n.max(0) as u64,
-        _ => 0,
-    })
 }
 
 /// The shard of shard-key `values` under a static or resolver placement.

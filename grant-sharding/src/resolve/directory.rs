@@ -670,24 +670,7 @@ impl Directory {
             // a queued writer (a resharding cutover) that second read waits forever.
             let mut counts = HashMap::new();
             for shard in self.shards() {
-                let mut select = sea_query::Query::select();
-                select
-                    .expr(Expr::col(sea_query::Asterisk).count())
-                    .from(M::META.table);
-                let rows = cluster
-                    .fetch(
-                        M::META.name,
-                        shard,
-                        Some(ReadPolicy::Primary),
-                        select.build_sqlx(DB::builder()),
-                    )
-                    .await?;
-                let n = match rows.first() {
-                    Some(row) => DB::get_i64(row, 0)
-                        .map_err(|e| Error::on_shard(M::META.name, shard, e))?
-                        .unwrap_or(0),
-                    None => 0,
-                };
+                let n = cluster.count_rows::<M>(shard).await? as i64;
                 counts.insert(intern(&shard.name()), n);
             }
             *rows = Some(counts);
