@@ -34,6 +34,23 @@ struct Task {
     due_at: Option<String>,
 }
 
+/// A reference table, version 1.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[grant(table = "currencies", reference)]
+struct CurrencyV1 {
+    #[primary_key]
+    code: String,
+}
+
+/// Version 2 of the reference table: `digits` added, not migrated.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[grant(table = "currencies", reference)]
+struct Currency {
+    #[primary_key]
+    code: String,
+    digits: i32,
+}
+
 /// A model whose table was never created.
 #[derive(Sharded, Debug, Clone, PartialEq)]
 #[grant(table = "ghosts")]
@@ -50,6 +67,16 @@ const ADD_DUE_AT: &[Migration] = &[Migration {
 
 const DROP_DUE_AT: &[Migration] = &[Migration {
     name: "0003_tasks_drop_due_at",
+    sql: "ALTER TABLE tasks DROP COLUMN due_at",
+}];
+
+const ADD_DUE_AT_AGAIN: &[Migration] = &[Migration {
+    name: "0004_tasks_due_at_again",
+    sql: "ALTER TABLE tasks ADD COLUMN due_at TEXT",
+}];
+
+const DROP_DUE_AT_AGAIN: &[Migration] = &[Migration {
+    name: "0005_tasks_drop_due_at_again",
     sql: "ALTER TABLE tasks DROP COLUMN due_at",
 }];
 
@@ -103,13 +130,28 @@ where
     };
     assert_missing_due_at(&row.insert(cluster).await.unwrap_err());
     assert_missing_due_at(&Task::create_table(cluster).await.unwrap_err());
+
+    // Inside a transaction too, checked on the transaction's own connection.
+    let mut tx = cluster.begin_for::<Task>(&7).await.unwrap();
+    assert_missing_due_at(&tx.find::<Task>(7).await.unwrap_err());
+    let row = Task {
+        id: 7,
+        title: "seven".into(),
+        due_at: None,
+    };
+    assert_missing_due_at(&tx.update(&row).await.unwrap_err());
+    assert_missing_due_at(&tx.count(Task::on_shard(tx.shard())).await.unwrap_err());
+    tx.rollback().await.unwrap();
 }
 
-async fn suite<DB: Backend>(cluster: &Cluster<DB>)
+/// `cluster` and `other` are two processes' views of the same shard databases.
+async fn suite<DB: Backend>(cluster: &Cluster<DB>, other: &Cluster<DB>)
 where
     TaskV1: FromShardRow<DB>,
     Task: FromShardRow<DB>,
     Ghost: FromShardRow<DB>,
+    CurrencyV1: FromShardRow<DB>,
+    Currency: FromShardRow<DB>,
 {
     // The old model made the table and wrote 40 rows.
     TaskV1::create_table(cluster).await.unwrap();
@@ -125,6 +167,20 @@ where
     // The new model, before the migration: errors, not answers.
     every_operation_refuses(cluster).await;
     assert_eq!(TaskV1::on_all_shards().count(cluster).await.unwrap(), 40);
+
+    // A reference table made by an older model: `create_table` and reads say so.
+    CurrencyV1::create_table(cluster).await.unwrap();
+    for err in [
+        Currency::create_table(cluster).await.unwrap_err(),
+        Currency::find(cluster, "EUR".to_string())
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, Error::SchemaMismatch { model: "Currency", table: "currencies", missing, .. } if missing == &["digits"]),
+            "{err:?}"
+        );
+    }
 
     // A table missing entirely is named too.
     let err = cluster.check_schema::<Ghost>().await.unwrap_err();
@@ -169,18 +225,61 @@ where
     // A migration that takes the column away again is noticed: checks are re-run after it.
     cluster.migrate(DROP_DUE_AT).await.into_result().unwrap();
     every_operation_refuses(cluster).await;
+
+    // Another process drops the column after this one checked the table: its migration
+    // cannot clear this process's cache, so the first statement meets the missing column —
+    // an error, never an answer (SQLite no longer reads `"due_at"` as a string) — and the
+    // statements after it are checked again and say what to do.
+    cluster
+        .migrate(ADD_DUE_AT_AGAIN)
+        .await
+        .into_result()
+        .unwrap();
+    assert!(Task::find(cluster, 7).await.unwrap().is_some());
+    let filtered = || {
+        Task::on_all_shards()
+            .filter(Task::DUE_AT.is_not_null())
+            .count(cluster)
+    };
+    assert_eq!(filtered().await.unwrap(), 0);
+    other
+        .migrate(DROP_DUE_AT_AGAIN)
+        .await
+        .into_result()
+        .unwrap();
+    let err = filtered().await.unwrap_err();
+    assert!(
+        err.to_string().contains("due_at"),
+        "the first statement after another process's migration: {err}"
+    );
+    assert_missing_due_at(&filtered().await.unwrap_err());
+    assert_missing_due_at(&Task::find(cluster, 7).await.unwrap_err());
+
+    // A double-quoted name that is no column is an error on every backend.
+    for (shard, outcome) in cluster
+        .execute_on_all_shards("SELECT \"no_such_column\" FROM tasks")
+        .await
+    {
+        assert!(outcome.is_err(), "{shard}: {outcome:?}");
+    }
 }
 
 #[tokio::test]
 async fn schema_check_on_sqlite_files() {
     let dir = common::tempdir();
     let cluster = common::sqlite_cluster(dir.path(), 2).await;
-    suite(&cluster).await;
+    let other = common::sqlite_cluster(dir.path(), 2).await;
+    suite(&cluster, &other).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_check_on_postgres() {
     let Some(env) = pg::env().await else { return };
     let cluster = env.cluster("schema_check", 2).await;
-    suite(&cluster).await;
+    let mut other = Cluster::<Postgres>::builder();
+    for i in 0..2 {
+        other = other.shard(format!("shard_{i}"), pg::shard_url(env, "schema_check", i));
+    }
+    let other = other.connect().await.unwrap();
+    suite(&cluster, &other).await;
 }

@@ -72,6 +72,16 @@ pub trait Backend: sqlx::Database + Sized {
         options
     }
 
+    /// Prepares every new connection before its pool hands it out (sqlx's `after_connect`).
+    ///
+    /// SQLite: double-quoted strings are identifiers only (`SQLITE_DBCONFIG_DQS_DML` off), so
+    /// a column the table lacks is the error "no such column" instead of being read as a
+    /// string literal — a wrong answer. Other backends: nothing, the default.
+    fn after_connect(connection: &mut Self::Connection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+        let _ = connection;
+        Box::pin(async { Ok(()) })
+    }
+
     /// Runs a statement on a pool and returns all rows.
     fn fetch_all(
         pool: &sqlx::Pool<Self>,
@@ -181,7 +191,7 @@ pub trait Backend: sqlx::Database + Sized {
 macro_rules! backend {
     ($db:ty, $name:literal, $max:expr, $nulls_first:expr, $collation:expr, $like:expr,
      $builder:ty, $opts:expr,
-     $stmt_timeout:expr, two_phase: $two_phase:expr, begin: $begin:literal) => {
+     $stmt_timeout:expr, $after:expr, two_phase: $two_phase:expr, begin: $begin:literal) => {
         impl Backend for $db {
             const NAME: &'static str = $name;
             const TWO_PHASE: bool = $two_phase;
@@ -203,6 +213,12 @@ macro_rules! backend {
                 timeout: std::time::Duration,
             ) -> <Self::Connection as sqlx::Connection>::Options {
                 $stmt_timeout(options, timeout)
+            }
+
+            fn after_connect(
+                connection: &mut Self::Connection,
+            ) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+                $after(connection)
             }
 
             fn fetch_all(
@@ -365,6 +381,39 @@ fn sqlite_statement_timeout(
     options
 }
 
+/// Switches SQLite's double-quoted string literals off for statements (DML) on `connection`:
+/// `"due_at"` then always names a column, and a missing one is "no such column" instead of
+/// the text `'due_at'` (sqlite.org/quirks.html#dblquote). DDL keeps the legacy behaviour, so
+/// schemas written with it still load.
+#[cfg(feature = "sqlite")]
+fn sqlite_after_connect(
+    connection: &mut sqlx::SqliteConnection,
+) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        use std::ffi::c_int;
+        let mut handle = connection.lock_handle().await?;
+        let db = handle.as_raw_handle().as_ptr();
+        // SAFETY: `db` is the open connection's handle, held locked for this call;
+        // SQLITE_DBCONFIG_DQS_DML takes an int (0: off) and an int pointer that may be null
+        // (sqlite.org/c3ref/c_dbconfig_defensive.html).
+        #[allow(unsafe_code)]
+        let rc = unsafe {
+            libsqlite3_sys::sqlite3_db_config(
+                db,
+                libsqlite3_sys::SQLITE_DBCONFIG_DQS_DML,
+                0 as c_int,
+                std::ptr::null_mut::<c_int>(),
+            )
+        };
+        if rc != libsqlite3_sys::SQLITE_OK {
+            return Err(sqlx::Error::Protocol(format!(
+                "SQLite refused SQLITE_DBCONFIG_DQS_DML (code {rc})"
+            )));
+        }
+        Ok(())
+    })
+}
+
 /// `statement_timeout` in milliseconds, at least 1 (0 would switch the limit off).
 #[cfg(feature = "postgres")]
 fn postgres_statement_timeout(
@@ -393,6 +442,7 @@ backend!(
     sea_query::SqliteQueryBuilder,
     sqlite_options,
     sqlite_statement_timeout,
+    sqlite_after_connect,
     two_phase: false,
     begin: "BEGIN IMMEDIATE"
 );
@@ -408,6 +458,9 @@ backend!(
     sea_query::PostgresQueryBuilder,
     postgres_options,
     postgres_statement_timeout,
+    |_: &mut sqlx::PgConnection| -> BoxFuture<'_, Result<(), sqlx::Error>> {
+        Box::pin(async { Ok(()) })
+    },
     two_phase: true,
     begin: "BEGIN"
 );

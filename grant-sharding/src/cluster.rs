@@ -140,7 +140,8 @@ impl PoolSettings {
     ) -> Result<(Pool<DB>, String)> {
         let mut options = PoolOptions::<DB>::new()
             .max_connections(self.max_connections)
-            .acquire_timeout(self.acquire_timeout);
+            .acquire_timeout(self.acquire_timeout)
+            .after_connect(|connection, _| DB::after_connect(connection));
         if let Some(idle) = self.idle_timeout {
             options = options.idle_timeout(idle);
         }
@@ -183,6 +184,22 @@ impl PoolSettings {
             })
             .map(|pool| (pool, address_of(url)))
     }
+}
+
+/// Whether a statement failed because its table or one of its columns does not exist:
+/// PostgreSQL's SQLSTATE 42P01 (undefined table) and 42703 (undefined column); SQLite's
+/// "no such table", "no such column" and "has no column named".
+pub(crate) fn names_missing_schema(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = error else {
+        return false;
+    };
+    if matches!(db.code().as_deref(), Some("42P01" | "42703")) {
+        return true;
+    }
+    let message = db.message();
+    message.contains("no such table")
+        || message.contains("no such column")
+        || message.contains("has no column named")
 }
 
 /// Why an endpoint could not be connected.
@@ -1609,7 +1626,15 @@ impl<DB: Backend> Cluster<DB> {
                     },
                 }
             }
-            other => Error::on_shard_limited(model, shard, other, self.inner.statement_timeout),
+            other => {
+                if names_missing_schema(&other) {
+                    // Another process (or a hand-run statement) changed the table after it
+                    // was checked — a migration changes every shard: the next statements
+                    // check the tables again and say which column is missing.
+                    self.forget_schemas();
+                }
+                Error::on_shard_limited(model, shard, other, self.inner.statement_timeout)
+            }
         };
         if matches!(error, Error::ShardUnavailable { .. }) {
             endpoint
@@ -1634,8 +1659,11 @@ impl<DB: Backend> Cluster<DB> {
         // never tried (a lazy cluster's first statement) — is tried directly first, within the
         // connect timeout, so an unreachable server says why at once instead of after the
         // pool's acquire timeout.
-        if endpoint.pool.size() != 0
-            || (endpoint.health.consecutive_failures() == 0 && !endpoint.health.untried())
+        // After a connection-level failure the pool may still hold connections the server
+        // has gone away from: the endpoint is tried directly whatever the pool holds, until a
+        // statement succeeds again.
+        if endpoint.health.consecutive_failures() == 0
+            && (endpoint.pool.size() != 0 || !endpoint.health.untried())
         {
             return Ok(());
         }
@@ -1660,6 +1688,52 @@ impl<DB: Backend> Cluster<DB> {
         }
     }
 
+    /// Runs `work`; when it is still waiting after the connect timeout, the server is also
+    /// tried directly, alongside (idle connections may be ones the server has gone away
+    /// from, so the pool's state proves nothing): sqlx's pool keeps
+    /// retrying a refused connection until its acquire timeout, so a server stopped mid-run
+    /// would otherwise be reported only then. A server that cannot be connected fails the
+    /// statement with the cause; one that answers lets the statement go on (a long statement,
+    /// or a busy pool, costs that one extra connection).
+    async fn diagnosed<T>(
+        &self,
+        model: &'static str,
+        shard: ShardId,
+        endpoint: &Endpoint<DB>,
+        work: impl Future<Output = std::result::Result<T, sqlx::Error>>,
+    ) -> Result<std::result::Result<T, sqlx::Error>> {
+        let limit = self.inner.pool_settings.connect_timeout;
+        let mut work = std::pin::pin!(work);
+        tokio::select! {
+            biased;
+            done = &mut work => return Ok(done),
+            () = tokio::time::sleep(limit) => {}
+        }
+        let options = endpoint.pool.connect_options();
+        let probe = connect_cause::<DB>(&options, limit);
+        tokio::select! {
+            biased;
+            done = &mut work => Ok(done),
+            cause = probe => match cause {
+                None => Ok(work.await),
+                Some(cause) => {
+                    let error = unreachable(
+                        model,
+                        shard,
+                        endpoint.label,
+                        &endpoint.address,
+                        &cause,
+                        "check that the server is up (`cluster.status()` shows its health)",
+                    );
+                    endpoint
+                        .health
+                        .failure(&error.to_string(), self.inner.health.failures_to_open);
+                    Err(error)
+                }
+            },
+        }
+    }
+
     async fn bounded<T>(
         &self,
         model: &'static str,
@@ -1674,7 +1748,7 @@ impl<DB: Backend> Cluster<DB> {
         // failing, the statement, and the diagnosis of a pool with no connection to give.
         let attempt = async {
             self.preflight(model, shard, endpoint).await?;
-            match work.await {
+            match self.diagnosed(model, shard, endpoint, work).await? {
                 Ok(v) => Ok(v),
                 Err(e) => Err(self.shard_error(model, shard, endpoint, e).await),
             }
@@ -1741,6 +1815,7 @@ impl Cluster<sqlx::Sqlite> {
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
+                .after_connect(|connection, _| <sqlx::Sqlite as Backend>::after_connect(connection))
                 .connect_with(SqliteConnectOptions::new().in_memory(true))
                 .await?;
             pools.push((format!("{}{i}", grant_core::shard::DEFAULT_PREFIX), pool));

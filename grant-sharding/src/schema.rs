@@ -250,19 +250,18 @@ impl<DB: Backend> Cluster<DB> {
 
     /// Reads the columns of model `M`'s table on `shard` and compares them with the model's.
     async fn verify_table<M: Model>(&self, shard: ShardId) -> Result<()> {
-        let table = M::META.table;
-        let sql = if <DB as Backend>::NAME == "SQLite" {
-            "SELECT name FROM pragma_table_info(?)"
-        } else {
-            "SELECT CAST(column_name AS TEXT) FROM information_schema.columns \
-             WHERE table_schema = current_schema() AND table_name = $1"
-        };
-        let values = SqlxValues(Values(vec![table.into()]));
         let rows = self
-            .fetch_unlogged(M::META.name, shard, (sql.to_owned(), values))
+            .fetch_unlogged(M::META.name, shard, columns_query::<DB>(M::META.table))
             .await?;
+        self.compare_columns::<M>(shard, &rows)
+    }
+
+    /// Compares the column names in `rows` (of [`columns_query`]) with model `M`'s: remembers
+    /// a complete table, or names what is missing.
+    pub(crate) fn compare_columns<M: Model>(&self, shard: ShardId, rows: &[DB::Row]) -> Result<()> {
+        let table = M::META.table;
         let mut present = std::collections::HashSet::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             if let Some(name) =
                 DB::get_string(row, 0).map_err(|e| Error::on_shard(M::META.name, shard, e))?
             {
@@ -288,6 +287,18 @@ impl<DB: Backend> Cluster<DB> {
             },
         })
     }
+}
+
+/// The statement that lists the columns of `table` on a shard: SQLite's `PRAGMA table_info`;
+/// PostgreSQL's `information_schema.columns` of the current schema.
+pub(crate) fn columns_query<DB: Backend>(table: &'static str) -> (String, SqlxValues) {
+    let sql = if <DB as Backend>::NAME == "SQLite" {
+        "SELECT name FROM pragma_table_info(?)"
+    } else {
+        "SELECT CAST(column_name AS TEXT) FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = $1"
+    };
+    (sql.to_owned(), SqlxValues(Values(vec![table.into()])))
 }
 
 fn now() -> String {

@@ -301,6 +301,25 @@ impl<DB: Backend> Open<DB> {
         bounded(cluster, model, shard, DB::raw_on(&mut self.conn, sql)).await
     }
 
+    /// The schema check of model `M`'s table on this shard (see
+    /// [`Cluster::check_schema`]), run on the transaction's own connection (a pool of one
+    /// connection has no other to give) and cached like every other check.
+    pub(crate) async fn ensure_schema<M: Model>(&mut self, cluster: &Cluster<DB>) -> Result<()> {
+        if cluster.schema_verified::<M>(self.shard) {
+            return Ok(());
+        }
+        let (sql, values) = crate::schema::columns_query::<DB>(M::META.table);
+        let shard = self.shard;
+        let rows = bounded(
+            cluster,
+            M::META.name,
+            shard,
+            DB::fetch_all_on(&mut self.conn, sql, values),
+        )
+        .await?;
+        cluster.compare_columns::<M>(shard, &rows)
+    }
+
     pub(crate) async fn execute(
         &mut self,
         cluster: &Cluster<DB>,
@@ -392,7 +411,12 @@ pub(crate) async fn bounded<T>(
             shards: format!("{shard} (no free connection in its pool)"),
             millis: cluster.timeout().as_millis(),
         }),
-        Ok(Err(e)) => Err(Error::on_shard(model, shard, e)),
+        Ok(Err(e)) => {
+            if crate::cluster::names_missing_schema(&e) {
+                cluster.forget_schemas(); // checked again before the next statements
+            }
+            Err(Error::on_shard(model, shard, e))
+        }
         Err(_) => Err(Error::Timeout {
             model,
             shards: shard.name(),
@@ -427,6 +451,7 @@ pub(crate) async fn insert_rows<M: Model, DB: Backend>(
     open: &mut Open<DB>,
     rows: &[&M],
 ) -> Result<u64> {
+    open.ensure_schema::<M>(cluster).await?;
     let per_batch = crate::crud::rows_per_insert::<M, DB>();
     let mut n = 0;
     for chunk in rows.chunks(per_batch) {
@@ -442,6 +467,7 @@ pub(crate) async fn insert_values<M: Model, DB: Backend>(
     open: &mut Open<DB>,
     values: Vec<sea_query::Value>,
 ) -> Result<u64> {
+    open.ensure_schema::<M>(cluster).await?;
     let mut insert = sea_query::Query::insert();
     insert
         .into_table(M::META.table)
@@ -457,6 +483,7 @@ pub(crate) async fn update_row<M: Model, DB: Backend>(
     open: &mut Open<DB>,
     row: &M,
 ) -> Result<()> {
+    open.ensure_schema::<M>(cluster).await?;
     let key = row.primary_key();
     let mut update = sea_query::Query::update();
     update.table(M::META.table);
@@ -493,6 +520,7 @@ pub(crate) async fn delete_key<M: Model, DB: Backend>(
     open: &mut Open<DB>,
     key: &M::PrimaryKey,
 ) -> Result<bool> {
+    open.ensure_schema::<M>(cluster).await?;
     let mut delete = sea_query::Query::delete();
     delete
         .from_table(M::META.table)
@@ -513,6 +541,7 @@ where
     M: Model + FromShardRow<DB>,
     DB: Backend,
 {
+    open.ensure_schema::<M>(cluster).await?;
     let mut select = sea_query::Query::select();
     select
         .columns(M::META.column_names())
@@ -560,6 +589,7 @@ where
     M: Model + FromShardRow<DB>,
     DB: Backend,
 {
+    open.ensure_schema::<M>(cluster).await?;
     let mut select = Query::<M>::base_select::<DB>(filter);
     select.columns(M::META.column_names());
     Query::<M>::order_sql_of::<DB>(&mut select, &query.full_order());
@@ -586,6 +616,7 @@ pub(crate) async fn query_count<M: Model, DB: Backend>(
     open: &mut Open<DB>,
     filter: Option<&Node>,
 ) -> Result<u64> {
+    open.ensure_schema::<M>(cluster).await?;
     let mut select = Query::<M>::base_select::<DB>(filter);
     select.expr(Expr::cust("COUNT(*)"));
     let rows = open

@@ -16,20 +16,25 @@ use super::Transaction;
 use crate::cluster::Cluster;
 use crate::crud;
 
-/// Creates the reference table on every shard of the cluster, in parallel (idempotent).
+/// Creates the reference table on every shard of the cluster, in parallel (idempotent), then
+/// checks that each has every column of the model (a table of that name may have existed).
 ///
 /// # Errors
 ///
-/// A shard's error.
+/// A shard's error; [`Error::SchemaMismatch`](grant_core::Error::SchemaMismatch) naming the
+/// shard whose older table lacks a column.
 pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Result<()> {
     let sql = crud::create_table_sql::<M, DB>();
-    let shards = (0..cluster.shard_names().count()).filter_map(|i| cluster.shard_id(i));
-    try_join_all(shards.map(|shard| {
+    let shards: Vec<_> = (0..cluster.shard_names().count())
+        .filter_map(|i| cluster.shard_id(i))
+        .collect();
+    try_join_all(shards.iter().map(|&shard| {
         let statement = (sql.clone(), SqlxValues(sea_query::Values(Vec::new())));
         async move { cluster.execute(M::META.name, shard, statement).await }
     }))
     .await?;
-    Ok(())
+    // The table may have existed before, made by an older version of the model.
+    cluster.verify_tables::<M>(&shards).await
 }
 
 /// Ends a transaction after its write: commit after success, roll back after failure.
