@@ -346,3 +346,54 @@ async fn a_shard_added_at_run_time_gets_the_statement_timeout() {
         started.elapsed()
     );
 }
+
+/// Pools check no connection at checkout: the server ending every session (as
+/// `pg_terminate_backend`, an `idle_session_timeout` or a failover does) costs no read an
+/// error — a read whose connection turns out broken runs once more on another — and the
+/// connections that idled through it are pinged before their next statement, so a write right
+/// after the first read finds a live one too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_ended_by_the_server_cost_no_read_an_error() {
+    const TEST: &str = "errors_sessions_ended";
+    let Some(env) = pg::env().await else { return };
+    let cluster = env.cluster(TEST, 2).await;
+    Item::create_table(&cluster).await.unwrap();
+    let rows: Vec<Item> = (0..40).map(item).collect();
+    Item::insert_many(&cluster, &rows).await.unwrap();
+    let admin = pg::pool(&env.url("postgres")).await;
+    let databases: Vec<String> = (0..2)
+        .map(|i| database_name(TEST, &format!("shard_{i}")))
+        .collect();
+    for round in 0..5 {
+        // Several pooled connections per shard, all idle now.
+        let finds = (0..8).map(|k| Item::find(&cluster, k));
+        for found in futures_util::future::join_all(finds).await {
+            assert!(found.unwrap().is_some());
+        }
+        let ended: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = ANY($1) AND pid <> pg_backend_pid()",
+        )
+        .bind(&databases)
+        .fetch_all(&admin)
+        .await
+        .unwrap();
+        assert!(ended.len() >= 2, "round {round}: ended {}", ended.len());
+        // Within the alive-bypass window: no ping would have caught these.
+        assert_eq!(Item::find(&cluster, 3).await.unwrap(), Some(item(3)));
+        assert_eq!(
+            Item::on_all_shards().count(&cluster).await.unwrap(),
+            40 + round
+        );
+        let all = Item::on_all_shards()
+            .order_by(Item::ID, Order::Asc)
+            .all(&cluster)
+            .await
+            .unwrap();
+        assert_eq!(all.len() as u64, 40 + round);
+        item(1_000 + round as i64).insert(&cluster).await.unwrap();
+    }
+    for shard in cluster.status() {
+        assert!(shard.endpoints[0].healthy, "{shard:?}");
+    }
+}

@@ -137,11 +137,25 @@ impl PoolSettings {
         label: &'static str,
         url: &str,
         lazy: bool,
-    ) -> Result<(Pool<DB>, String)> {
+    ) -> Result<(Pool<DB>, Origin)> {
+        let origin = Origin::new(address_of(url));
+        let broken = Arc::clone(&origin.broken);
         let mut options = PoolOptions::<DB>::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.acquire_timeout)
-            .after_connect(|connection, _| DB::after_connect(connection));
+            .after_connect(|connection, _| DB::after_connect(connection))
+            // No ping at checkout (a round trip per statement): a connection is checked
+            // only when it idled long, or was idle when a connection of its endpoint broke.
+            .test_before_acquire(false)
+            .before_acquire(move |connection, meta| {
+                let check = broken.check(meta.idle_for);
+                Box::pin(async move {
+                    if check {
+                        sqlx::Connection::ping(connection).await?;
+                    }
+                    Ok(true)
+                })
+            });
         if let Some(idle) = self.idle_timeout {
             options = options.idle_timeout(idle);
         }
@@ -155,7 +169,7 @@ impl PoolSettings {
             connect = DB::with_statement_timeout(connect, limit);
         }
         if lazy {
-            return Ok((options.connect_lazy_with(connect), address_of(url)));
+            return Ok((options.connect_lazy_with(connect), origin));
         }
         if let Some(cause) = connect_cause::<DB>(&connect, self.connect_timeout).await {
             return Err(unreachable(
@@ -182,7 +196,20 @@ impl PoolSettings {
                     "check that the database is up",
                 )
             })
-            .map(|pool| (pool, address_of(url)))
+            .map(|pool| (pool, origin))
+    }
+}
+
+/// Whether a statement failed because its connection broke: an I/O error on it, a protocol
+/// error, or PostgreSQL ending the session (SQLSTATE 57P01 admin shutdown, 57P02 crash
+/// shutdown, 57P03 cannot connect now).
+fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
     }
 }
 
@@ -329,6 +356,60 @@ async fn connect_cause<DB: Backend>(
 fn address_of(url: &str) -> String {
     let url = url.split_once('?').map_or(url, |(base, _)| base);
     redact_url(url)
+}
+
+/// Where an endpoint is (its url without the password, for errors) and when one of its
+/// connections was last found broken.
+#[derive(Debug)]
+struct Origin {
+    address: String,
+    broken: Arc<Broken>,
+}
+
+impl Origin {
+    fn new(address: String) -> Origin {
+        Origin {
+            address,
+            broken: Arc::new(Broken::default()),
+        }
+    }
+}
+
+/// How long a connection may sit idle and still go to a statement unchecked. HikariCP skips
+/// its liveness check for connections used within the last 500 ms (`aliveBypassWindowMs`);
+/// Grant does the same, and checks the rest with one ping.
+pub const ALIVE_BYPASS: Duration = Duration::from_millis(500);
+
+/// When a connection of an endpoint last broke (nanoseconds since `BROKEN_EPOCH`; 0: never):
+/// every connection that sat idle in the pool then is pinged before its next statement, so a
+/// restarted server costs one failed statement (a read is retried), not one per pooled
+/// connection.
+#[derive(Debug, Default)]
+struct Broken {
+    at: AtomicU64,
+}
+
+static BROKEN_EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+impl Broken {
+    fn now() -> u64 {
+        (BROKEN_EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64).max(1)
+    }
+
+    /// A connection of the endpoint failed at the connection level.
+    fn mark(&self) {
+        self.at.store(Broken::now(), Ordering::Relaxed);
+    }
+
+    /// Whether a connection idle for `idle_for` must be pinged before use: it idled longer
+    /// than [`ALIVE_BYPASS`], or a connection broke while it was idle.
+    fn check(&self, idle_for: Duration) -> bool {
+        if idle_for >= ALIVE_BYPASS {
+            return true;
+        }
+        let at = self.at.load(Ordering::Relaxed);
+        at != 0 && Broken::now().saturating_sub(idle_for.as_nanos() as u64) <= at
+    }
 }
 
 /// The address shown for an endpoint whose pool was given to the cluster ready-made.
@@ -500,16 +581,19 @@ struct Endpoint<DB: Backend> {
     health: Health,
     /// Where it is, as a url without its password (for errors).
     address: String,
+    /// When one of its connections last broke (see [`Broken`]).
+    broken: Arc<Broken>,
 }
 
 impl<DB: Backend> Endpoint<DB> {
-    fn new(label: &'static str, shard: &'static str, pool: Pool<DB>, address: String) -> Self {
+    fn new(label: &'static str, shard: &'static str, pool: Pool<DB>, origin: Origin) -> Self {
         Endpoint {
             label,
             shard,
             pool,
             health: Health::default(),
-            address,
+            address: origin.address,
+            broken: origin.broken,
         }
     }
 
@@ -761,7 +845,7 @@ impl<DB: Backend> ClusterBuilder<DB> {
             self.shards
                 .iter()
                 .zip(primaries)
-                .map(|((n, _), (pool, address))| (n.clone(), pool, address))
+                .map(|((n, _), (pool, origin))| (n.clone(), pool, origin))
                 .collect(),
             self.timeout,
         )?;
@@ -787,10 +871,10 @@ impl<DB: Backend> ClusterBuilder<DB> {
                 };
                 let label = replica_label(target.replicas.len());
                 let shard = target.primary.shard;
-                let (pool, address) = pool;
+                let (pool, origin) = pool;
                 target
                     .replicas
-                    .push(Endpoint::new(label, shard, pool, address));
+                    .push(Endpoint::new(label, shard, pool, origin));
             }
         }
         if self.health_checks {
@@ -885,23 +969,23 @@ impl<DB: Backend> Cluster<DB> {
         Self::from_endpoints(
             pools
                 .into_iter()
-                .map(|(name, pool)| (name, pool, GIVEN_POOL.to_owned()))
+                .map(|(name, pool)| (name, pool, Origin::new(GIVEN_POOL.to_owned())))
                 .collect(),
             timeout,
         )
     }
 
-    /// A cluster over `(name, pool, address)` primaries, in order.
+    /// A cluster over `(name, pool, origin)` primaries, in order.
     fn from_endpoints(
-        endpoints: Vec<(String, Pool<DB>, String)>,
+        endpoints: Vec<(String, Pool<DB>, Origin)>,
         timeout: Duration,
     ) -> Result<Self> {
         if endpoints.is_empty() {
             return Err(Error::Config("a cluster needs at least one shard".into()));
         }
         let shards = ShardSet::new();
-        for (name, pool, address) in endpoints {
-            shards.push(|i| new_shard(i, name, pool, address))?;
+        for (name, pool, origin) in endpoints {
+            shards.push(|i| new_shard(i, name, pool, origin))?;
         }
         Ok(Cluster {
             inner: Arc::new(Inner {
@@ -977,12 +1061,12 @@ impl<DB: Backend> Cluster<DB> {
             self.inner.shards.len() as u32,
             crate::placement::intern(&name),
         );
-        let (pool, address) = self
+        let (pool, origin) = self
             .inner
             .pool_settings
             .pool::<DB>(next, "primary", url, false)
             .await?;
-        self.add_endpoint(name, pool, address)
+        self.add_endpoint(name, pool, origin)
     }
 
     /// Adds a shard named `name` over an already-connected `pool` to the live cluster (see
@@ -993,15 +1077,15 @@ impl<DB: Backend> Cluster<DB> {
     /// [`Error::Config`] for a name the cluster already has.
     pub fn add_shard_pool(&self, name: impl Into<String>, pool: Pool<DB>) -> Result<ShardId> {
         let name = name.into();
-        self.add_endpoint(name, pool, GIVEN_POOL.into())
+        self.add_endpoint(name, pool, Origin::new(GIVEN_POOL.into()))
     }
 
     /// Adds a shard named `name` whose primary at `address` is reached through `pool`.
-    fn add_endpoint(&self, name: String, pool: Pool<DB>, address: String) -> Result<ShardId> {
+    fn add_endpoint(&self, name: String, pool: Pool<DB>, origin: Origin) -> Result<ShardId> {
         let i = self
             .inner
             .shards
-            .push(|i| new_shard(i, name, pool, address))?;
+            .push(|i| new_shard(i, name, pool, origin))?;
         self.inner
             .shards
             .slot(i)
@@ -1404,11 +1488,13 @@ impl<DB: Backend> Cluster<DB> {
         self.inner
             .log
             .record(shard, endpoint.label, sql.as_str(), &values);
-        self.bounded(
+        let again = (sql.clone(), values.clone());
+        self.bounded_retry(
             model,
             shard,
             endpoint,
             DB::fetch_all(&endpoint.pool, sql, values),
+            Some(move || DB::fetch_all(&endpoint.pool, again.0, again.1)),
             |rows| rows.len() as u64,
         )
         .await
@@ -1473,11 +1559,13 @@ impl<DB: Backend> Cluster<DB> {
         self.inner
             .log
             .record(shard, endpoint.label, sql.as_str(), &values);
-        self.bounded(
+        let again = (sql.clone(), values.clone());
+        self.bounded_retry(
             model,
             shard,
             endpoint,
             DB::fetch_optional(&endpoint.pool, sql, values),
+            Some(move || DB::fetch_optional(&endpoint.pool, again.0, again.1)),
             |row| u64::from(row.is_some()),
         )
         .await
@@ -1499,7 +1587,7 @@ impl<DB: Backend> Cluster<DB> {
         let started = Instant::now();
         let mut first = true;
         let preflight = self.preflight(model, shard, endpoint);
-        let rows = DB::fetch_stream(&endpoint.pool, sql, values)
+        let rows = Self::retried_stream(endpoint, sql, values)
             .map(move |row| {
                 let ok = row.is_ok();
                 if first {
@@ -1534,6 +1622,28 @@ impl<DB: Backend> Cluster<DB> {
                 (checked, _) => futures_util::stream::iter(checked.err().map(Err)).right_stream(),
             })
             .boxed())
+    }
+
+    /// The rows of a read, started once more on another connection when the first one's
+    /// connection turns out broken before any row came (see [`Cluster::bounded_retry`]).
+    fn retried_stream(
+        endpoint: &Endpoint<DB>,
+        sql: String,
+        values: SqlxValues,
+    ) -> impl futures_util::Stream<Item = std::result::Result<DB::Row, sqlx::Error>> + '_ {
+        let again = (sql.clone(), values.clone());
+        let first = DB::fetch_stream(&endpoint.pool, sql, values);
+        futures_util::stream::once(async move {
+            let (head, rest) = first.into_future().await;
+            match head {
+                Some(Err(e)) if connection_lost(&e) => {
+                    endpoint.broken.mark();
+                    DB::fetch_stream(&endpoint.pool, again.0, again.1).left_stream()
+                }
+                head => futures_util::stream::iter(head).chain(rest).right_stream(),
+            }
+        })
+        .flatten()
     }
 
     /// Runs a write on one shard's primary and returns the rows it affected.
@@ -1597,6 +1707,9 @@ impl<DB: Backend> Cluster<DB> {
         endpoint: &Endpoint<DB>,
         error: sqlx::Error,
     ) -> Error {
+        if connection_lost(&error) {
+            endpoint.broken.mark();
+        }
         let error = match error {
             sqlx::Error::PoolTimedOut => {
                 let options = endpoint.pool.connect_options();
@@ -1742,16 +1855,56 @@ impl<DB: Backend> Cluster<DB> {
         work: impl Future<Output = std::result::Result<T, sqlx::Error>>,
         rows: impl FnOnce(&T) -> u64,
     ) -> Result<T> {
+        self.bounded_retry(
+            model,
+            shard,
+            endpoint,
+            work,
+            None::<fn() -> std::future::Ready<std::result::Result<T, sqlx::Error>>>,
+            rows,
+        )
+        .await
+    }
+
+    /// [`Cluster::bounded`] of a read: `again` runs the statement once more, on another
+    /// connection, when the first attempt's connection turned out broken (the server closed
+    /// it: restarted, or ended idle sessions). Only reads are retried — a write whose
+    /// connection broke may have been applied, and running it twice could apply it twice.
+    async fn bounded_retry<T, Again, Retry>(
+        &self,
+        model: &'static str,
+        shard: ShardId,
+        endpoint: &Endpoint<DB>,
+        work: impl Future<Output = std::result::Result<T, sqlx::Error>>,
+        again: Option<Retry>,
+        rows: impl FnOnce(&T) -> u64,
+    ) -> Result<T>
+    where
+        Retry: FnOnce() -> Again,
+        Again: Future<Output = std::result::Result<T, sqlx::Error>>,
+    {
         let mut statement = Statement::start(model, endpoint.shard, endpoint.label);
         let started = Instant::now();
         // One deadline for the whole statement: the preflight of an endpoint known to be
         // failing, the statement, and the diagnosis of a pool with no connection to give.
         let attempt = async {
             self.preflight(model, shard, endpoint).await?;
-            match self.diagnosed(model, shard, endpoint, work).await? {
-                Ok(v) => Ok(v),
-                Err(e) => Err(self.shard_error(model, shard, endpoint, e).await),
-            }
+            let error = match self.diagnosed(model, shard, endpoint, work).await? {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let error = match again {
+                Some(again) if connection_lost(&error) => {
+                    // Every connection idle now is pinged before its next use.
+                    endpoint.broken.mark();
+                    match self.diagnosed(model, shard, endpoint, again()).await? {
+                        Ok(v) => return Ok(v),
+                        Err(e) => e,
+                    }
+                }
+                _ => error,
+            };
+            Err(self.shard_error(model, shard, endpoint, error).await)
         };
         let outcome = tokio::time::timeout(self.inner.timeout, attempt)
             .instrument(statement.span())
@@ -1783,14 +1936,14 @@ impl<DB: Backend> Cluster<DB> {
 }
 
 /// A shard in slot `slot` named `name` with primary `pool`.
-fn new_shard<DB: Backend>(slot: usize, name: String, pool: Pool<DB>, address: String) -> Shard<DB> {
+fn new_shard<DB: Backend>(slot: usize, name: String, pool: Pool<DB>, origin: Origin) -> Shard<DB> {
     // A ShardId holds a `&'static str`: each distinct shard name is leaked once per process.
     let leaked = crate::placement::intern(&name);
     Shard {
         name,
         removed: AtomicBool::new(false),
         id: ShardId::named(slot as u32, leaked),
-        primary: Endpoint::new("primary", leaked, pool, address),
+        primary: Endpoint::new("primary", leaked, pool, origin),
         replicas: Vec::new(),
         next_replica: AtomicUsize::new(0),
         last_write: AtomicU64::new(0),
