@@ -7,7 +7,11 @@
 //!   test harness (`initdb` + `pg_ctl`), or on the server `GRANT_PG_URL` names. Without either
 //!   the group is skipped with a line on stderr.
 //!
-//! Targets: Grant ≤ 1.10× plain sqlx on SQLite, ≤ 1.05× on PostgreSQL.
+//! On PostgreSQL the same statement also runs on one dedicated connection per shard (no
+//! pool), the floor an in-process layer can reach.
+//!
+//! Targets: Grant ≤ 1.10× plain sqlx on SQLite, ≤ 1.05× on PostgreSQL; Grant ≤ 1.15× the
+//! dedicated connection on PostgreSQL.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
@@ -76,9 +80,42 @@ where
         .unwrap()
 }
 
-/// The four benchmarks of one backend.
-fn group<DB>(c: &mut Criterion, rt: &Runtime, name: &str, cluster: &Cluster<DB>)
+/// The same statement on a dedicated connection (no pool: the floor an in-process layer can
+/// reach), prepared and cached by sqlx.
+async fn dedicated_find<DB>(conn: &mut DB::Connection, k: i64) -> (i64, String, i64)
 where
+    DB: Dialect,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut <DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = DB>,
+    i64: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB> + for<'r> sqlx::Decode<'r, DB>,
+    String: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
+    (i64, String, i64): for<'r> sqlx::FromRow<'r, <DB as sqlx::Database>::Row>,
+{
+    sqlx::query_as::<DB, (i64, String, i64)>(DB::FIND)
+        .bind(k)
+        .bind(1_i64)
+        .fetch_optional(&mut *conn)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Which side of a paired find benchmark runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Grant,
+    Pool,
+    Dedicated,
+}
+
+/// The benchmarks of one backend; `dedicated` holds one connection per shard (PostgreSQL).
+fn group<DB>(
+    c: &mut Criterion,
+    rt: &Runtime,
+    name: &str,
+    cluster: &Cluster<DB>,
+    dedicated: Option<&tokio::sync::Mutex<Vec<DB::Connection>>>,
+) where
     DB: Dialect,
     User: FromShardRow<DB>,
     for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
@@ -92,57 +129,87 @@ where
         .map(|i| cluster.pool(&format!("shard_{i}")).unwrap().clone())
         .collect();
     let mut group = c.benchmark_group(name);
-    // Grant and plain sqlx run interleaved — one find each, in alternating order — and each
-    // benchmark reports its own side. A sample is the median find of the sample times the
-    // iteration count: on a shared, loaded machine both sides see the same load, and a
-    // scheduler hiccup in one find does not decide a sample.
-    // Grant / plain median ratio of every sample of both benchmarks: the paired figure.
-    let paired = std::sync::Mutex::new(Vec::<f64>::new());
-    for (label, grant_side) in [
-        ("grant User::find", true),
-        ("plain sqlx, same statement, same shard pool", false),
-    ] {
+    // Grant, plain sqlx on the same pool and (PostgreSQL) plain sqlx on a dedicated
+    // connection run interleaved — one find each, in rotating order — and each benchmark
+    // reports its own side. A sample is the median find of the sample times the iteration
+    // count: on a shared, loaded machine every side sees the same load, and a scheduler
+    // hiccup in one find does not decide a sample. Grant / reference median ratio of every
+    // sample: the paired figures.
+    let paired = std::sync::Mutex::new((Vec::<f64>::new(), Vec::<f64>::new()));
+    let mut sides = vec![
+        ("grant User::find", Side::Grant),
+        ("plain sqlx, same statement, same shard pool", Side::Pool),
+    ];
+    if dedicated.is_some() {
+        sides.push((
+            "plain sqlx, same statement, one dedicated connection per shard",
+            Side::Dedicated,
+        ));
+    }
+    let sides = &sides;
+    for &(label, side) in sides {
         group.bench_function(label, |b| {
             b.to_async(rt).iter_custom(|iters| {
                 let pools = &pools;
                 let paired = &paired;
                 async move {
-                    let mut grant = Vec::with_capacity(iters as usize);
-                    let mut plain = Vec::with_capacity(iters as usize);
+                    let mut conns = match dedicated {
+                        Some(d) => Some(d.lock().await),
+                        None => None,
+                    };
+                    let mut took: [Vec<Duration>; 3] = Default::default();
                     for i in 0..iters {
                         let k = (i as i64 * 7919) % ROWS;
-                        for grant_turn in [i % 2 == 0, i % 2 == 1] {
+                        let shard = User::shard_for(&k).index() as usize;
+                        for turn in 0..sides.len() {
+                            let (_, run) = sides[(i as usize + turn) % sides.len()];
                             let started = Instant::now();
-                            if grant_turn {
-                                black_box(User::find(cluster, k).await.unwrap().unwrap());
-                                grant.push(started.elapsed());
-                            } else {
+                            match run {
+                                Side::Grant => {
+                                    black_box(User::find(cluster, k).await.unwrap().unwrap());
+                                }
                                 // The routing a hand-written application would do too.
-                                let pool = &pools[User::shard_for(&k).index() as usize];
-                                black_box(plain_find(pool, k).await);
-                                plain.push(started.elapsed());
+                                Side::Pool => {
+                                    black_box(plain_find(&pools[shard], k).await);
+                                }
+                                Side::Dedicated => {
+                                    let conns = conns.as_mut().unwrap();
+                                    black_box(dedicated_find::<DB>(&mut conns[shard], k).await);
+                                }
                             }
+                            took[run as usize].push(started.elapsed());
                         }
                     }
-                    grant.sort_unstable();
-                    plain.sort_unstable();
-                    let (g, p) = (grant[grant.len() / 2], plain[plain.len() / 2]);
-                    paired
-                        .lock()
-                        .unwrap()
-                        .push(g.as_secs_f64() / p.as_secs_f64());
-                    if grant_side { g } else { p }.saturating_mul(iters as u32)
+                    let median = |v: &mut Vec<Duration>| {
+                        v.sort_unstable();
+                        v.get(v.len() / 2).copied().unwrap_or_default()
+                    };
+                    let [g, p, d] = took.each_mut().map(median);
+                    let mut paired = paired.lock().unwrap();
+                    paired.0.push(g.as_secs_f64() / p.as_secs_f64());
+                    if !d.is_zero() {
+                        paired.1.push(g.as_secs_f64() / d.as_secs_f64());
+                    }
+                    [g, p, d][side as usize].saturating_mul(iters as u32)
                 }
             })
         });
     }
-    let mut ratios = paired.into_inner().unwrap();
-    ratios.sort_by(f64::total_cmp);
-    if let Some(median) = ratios.get(ratios.len() / 2) {
-        eprintln!(
-            "{name}: Grant / plain sqlx, median of {} paired samples: {median:.3}",
-            ratios.len()
-        );
+    let (mut pool_ratios, mut dedicated_ratios) = paired.into_inner().unwrap();
+    for (ratios, what) in [
+        (&mut pool_ratios, "plain sqlx on the same pool"),
+        (
+            &mut dedicated_ratios,
+            "plain sqlx on a dedicated connection",
+        ),
+    ] {
+        ratios.sort_by(f64::total_cmp);
+        if let Some(median) = ratios.get(ratios.len() / 2) {
+            eprintln!(
+                "{name}: Grant / {what}, median of {} paired samples: {median:.3}",
+                ratios.len()
+            );
+        }
     }
     // Throughput: 8 tasks x 100 finds, Grant and plain sqlx batches interleaved the same way
     // (here each side reports its total time).
@@ -239,6 +306,76 @@ where
     }
 }
 
+/// A count over the 4 PostgreSQL shards through Grant against the slowest of the same four
+/// statements, each alone on its dedicated connection (target: Grant ≤ 1.2× the slowest).
+fn count_group(
+    c: &mut Criterion,
+    rt: &Runtime,
+    cluster: &Cluster<Postgres>,
+    dedicated: &tokio::sync::Mutex<Vec<sqlx::PgConnection>>,
+) {
+    let mut group = c.benchmark_group("count_postgres_4_shards");
+    let paired = std::sync::Mutex::new(Vec::<f64>::new());
+    for (label, grant_side) in [
+        ("grant on_all_shards().count()", true),
+        (
+            "slowest shard's COUNT(*) alone, dedicated connection",
+            false,
+        ),
+    ] {
+        group.bench_function(label, |b| {
+            b.to_async(rt).iter_custom(|iters| {
+                let paired = &paired;
+                async move {
+                    let mut conns = dedicated.lock().await;
+                    let (mut grant, mut slowest) = (Vec::new(), Vec::new());
+                    for i in 0..iters {
+                        for grant_turn in [i % 2 == 0, i % 2 == 1] {
+                            if grant_turn {
+                                let started = Instant::now();
+                                let n = User::on_all_shards().count(cluster).await.unwrap();
+                                grant.push(started.elapsed());
+                                assert_eq!(n, ROWS as u64);
+                            } else {
+                                let mut worst = Duration::ZERO;
+                                for conn in conns.iter_mut() {
+                                    let started = Instant::now();
+                                    let n: i64 =
+                                        sqlx::query_scalar(r#"SELECT COUNT(*) FROM "users""#)
+                                            .fetch_one(&mut *conn)
+                                            .await
+                                            .unwrap();
+                                    worst = worst.max(started.elapsed());
+                                    black_box(n);
+                                }
+                                slowest.push(worst);
+                            }
+                        }
+                    }
+                    grant.sort_unstable();
+                    slowest.sort_unstable();
+                    let (g, s) = (grant[grant.len() / 2], slowest[slowest.len() / 2]);
+                    paired
+                        .lock()
+                        .unwrap()
+                        .push(g.as_secs_f64() / s.as_secs_f64());
+                    if grant_side { g } else { s }.saturating_mul(iters as u32)
+                }
+            })
+        });
+    }
+    let mut ratios = paired.into_inner().unwrap();
+    ratios.sort_by(f64::total_cmp);
+    if let Some(median) = ratios.get(ratios.len() / 2) {
+        eprintln!(
+            "count_postgres_4_shards: Grant / slowest shard alone, median of {} paired \
+             samples: {median:.3}",
+            ratios.len()
+        );
+    }
+    group.finish();
+}
+
 /// Where the PostgreSQL shard databases live: `GRANT_PG_URL`, or a server of our own.
 fn postgres() -> Option<(PgEnv, Option<PgServer>)> {
     if let Some(url) = std::env::var(grant_sharding::testing::postgres::URL_VAR)
@@ -269,7 +406,7 @@ fn bench(c: &mut Criterion) {
         User::insert_many(&cluster, &users()).await.unwrap();
         cluster
     });
-    group(c, &rt, "find_sqlite_memory", &sqlite);
+    group(c, &rt, "find_sqlite_memory", &sqlite, None);
 
     // Declared before the cluster: dropped (stopped) after it.
     let Some((env, _server)) = postgres() else {
@@ -289,7 +426,20 @@ fn bench(c: &mut Criterion) {
         User::insert_many(&cluster, &users()).await.unwrap();
         cluster
     });
-    group(c, &rt, "find_postgres", &pg);
+    let dedicated = rt.block_on(async {
+        let mut conns = Vec::new();
+        for i in 0..4 {
+            let url = env.url(&database_name("bench_find", &format!("shard_{i}")));
+            conns.push(
+                <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                    .await
+                    .unwrap(),
+            );
+        }
+        tokio::sync::Mutex::new(conns)
+    });
+    group(c, &rt, "find_postgres", &pg, Some(&dedicated));
+    count_group(c, &rt, &pg, &dedicated);
 }
 
 criterion_group!(benches, bench);

@@ -1801,6 +1801,107 @@ impl<DB: Backend> Cluster<DB> {
         }
     }
 
+    /// A statement on a connection the caller holds (a transaction's, two-phase commit's,
+    /// recovery's) on `shard`'s primary: the statement path without the pool — its
+    /// `grant.statement` span and metrics, the breaker's outcome, the cluster's timeout and
+    /// the error classification every other statement gets.
+    pub(crate) async fn on_held<T>(
+        &self,
+        model: &'static str,
+        shard: ShardId,
+        work: impl Future<Output = std::result::Result<T, sqlx::Error>>,
+        rows: impl FnOnce(&T) -> u64,
+    ) -> Result<T> {
+        let endpoint = &self.shard_ref(model, shard)?.primary;
+        let mut statement = Statement::start(model, endpoint.shard, endpoint.label);
+        let started = Instant::now();
+        let attempt = async {
+            match work.await {
+                Ok(v) => Ok(v),
+                Err(e) => Err(self.shard_error(model, shard, endpoint, e).await),
+            }
+        };
+        let outcome = tokio::time::timeout(self.inner.timeout, attempt)
+            .instrument(statement.span())
+            .await;
+        self.settle(
+            model,
+            shard,
+            endpoint,
+            &mut statement,
+            started,
+            outcome,
+            rows,
+        )
+    }
+
+    /// A connection from `shard`'s primary pool for a transaction: the endpoint's preflight,
+    /// the diagnosis of a pool that cannot connect, the cluster's timeout and the error
+    /// classification of the statement path (no span: nothing is sent yet).
+    pub(crate) async fn acquire_primary(
+        &self,
+        model: &'static str,
+        shard: ShardId,
+    ) -> Result<sqlx::pool::PoolConnection<DB>> {
+        let endpoint = &self.writable(model, shard)?.primary;
+        let attempt = async {
+            self.preflight(model, shard, endpoint).await?;
+            match self
+                .diagnosed(model, shard, endpoint, endpoint.pool.acquire())
+                .await?
+            {
+                Ok(conn) => Ok(conn),
+                Err(e) => Err(self.shard_error(model, shard, endpoint, e).await),
+            }
+        };
+        match tokio::time::timeout(self.inner.timeout, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(self.timed_out(model, shard, endpoint)),
+        }
+    }
+
+    /// The statement timeout's error, fed to the endpoint's health.
+    fn timed_out(&self, model: &'static str, shard: ShardId, endpoint: &Endpoint<DB>) -> Error {
+        let error = Error::Timeout {
+            model,
+            shards: shard.name(),
+            millis: self.inner.timeout.as_millis(),
+        };
+        endpoint
+            .health
+            .failure(&error.to_string(), self.inner.health.failures_to_open);
+        error
+    }
+
+    /// The end of a statement: its outcome recorded in its span, metrics and endpoint health.
+    #[allow(clippy::too_many_arguments)]
+    fn settle<T>(
+        &self,
+        model: &'static str,
+        shard: ShardId,
+        endpoint: &Endpoint<DB>,
+        statement: &mut Statement,
+        started: Instant,
+        outcome: std::result::Result<Result<T>, tokio::time::error::Elapsed>,
+        rows: impl FnOnce(&T) -> u64,
+    ) -> Result<T> {
+        match outcome {
+            Ok(Ok(v)) => {
+                endpoint.health.success(started.elapsed());
+                statement.add_rows(rows(&v));
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                statement.fail();
+                Err(e)
+            }
+            Err(_) => {
+                statement.fail();
+                Err(self.timed_out(model, shard, endpoint))
+            }
+        }
+    }
+
     /// Runs `work`; when it is still waiting after the connect timeout, the server is also
     /// tried directly, alongside (idle connections may be ones the server has gone away
     /// from, so the pool's state proves nothing): sqlx's pool keeps
@@ -1909,29 +2010,15 @@ impl<DB: Backend> Cluster<DB> {
         let outcome = tokio::time::timeout(self.inner.timeout, attempt)
             .instrument(statement.span())
             .await;
-        match outcome {
-            Ok(Ok(v)) => {
-                endpoint.health.success(started.elapsed());
-                statement.add_rows(rows(&v));
-                Ok(v)
-            }
-            Ok(Err(e)) => {
-                statement.fail();
-                Err(e)
-            }
-            Err(_) => {
-                statement.fail();
-                let error = Error::Timeout {
-                    model,
-                    shards: shard.name(),
-                    millis: self.inner.timeout.as_millis(),
-                };
-                endpoint
-                    .health
-                    .failure(&error.to_string(), self.inner.health.failures_to_open);
-                Err(error)
-            }
-        }
+        self.settle(
+            model,
+            shard,
+            endpoint,
+            &mut statement,
+            started,
+            outcome,
+            rows,
+        )
     }
 }
 

@@ -92,14 +92,12 @@ impl<DB: Backend> Cluster<DB> {
     /// `sql` is trusted text (DDL and maintenance statements): never build it from user input.
     pub async fn execute_on_all_shards(&self, sql: &str) -> Vec<(String, Result<u64>)> {
         let names: Vec<String> = self.shard_names().map(str::to_owned).collect();
-        let results = join_all(names.iter().enumerate().map(|(i, name)| async move {
-            let pool = self
-                .pool(name)
-                .ok_or_else(|| Error::Config(format!("no shard {name}")))?;
-            DB::execute(pool, sql.to_owned(), no_values())
-                .await
-                .map_err(|e| Error::on_shard("-", self.id_at(i), e))
-        }))
+        let results = join_all(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, _)| self.execute("-", self.id_at(i), (sql.to_owned(), no_values()))),
+        )
         .await;
         // The statement may have changed tables: check them again before their next use.
         self.forget_schemas();
@@ -126,16 +124,13 @@ impl<DB: Backend> Cluster<DB> {
                 skipped: Vec::new(),
                 failed: None,
             };
-            let Some(pool) = self.pool(&shard) else {
-                return outcome;
-            };
             let id = self.id_at(i);
             let ledger = format!(
                 "CREATE TABLE IF NOT EXISTS {LEDGER} (name VARCHAR(255) PRIMARY KEY, \
                  applied_at VARCHAR(64) NOT NULL)"
             );
-            if let Err(e) = DB::execute(pool, ledger, no_values()).await {
-                outcome.failed = Some(("(ledger)", Error::on_shard("-", id, e)));
+            if let Err(e) = self.execute("-", id, (ledger, no_values())).await {
+                outcome.failed = Some(("(ledger)", e));
                 return outcome;
             }
             for m in migrations {
@@ -143,15 +138,18 @@ impl<DB: Backend> Cluster<DB> {
                 check.expr(sea_query::Expr::val(1)).from(LEDGER).and_where(
                     sea_query::ExprTrait::eq(sea_query::Expr::col("name"), m.name),
                 );
-                let (sql, values) = sea_query_sqlx::SqlxBinder::build_sqlx(&check, DB::builder());
-                match DB::fetch_all(pool, sql, values).await {
+                let statement = sea_query_sqlx::SqlxBinder::build_sqlx(&check, DB::builder());
+                match self
+                    .fetch("-", id, Some(crate::ReadPolicy::Primary), statement)
+                    .await
+                {
                     Ok(rows) if !rows.is_empty() => {
                         outcome.skipped.push(m.name);
                         continue;
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        outcome.failed = Some((m.name, Error::on_shard("-", id, e)));
+                        outcome.failed = Some((m.name, e));
                         return outcome;
                     }
                 }
@@ -164,10 +162,10 @@ impl<DB: Backend> Cluster<DB> {
                     (m.sql.to_owned(), no_values()),
                     sea_query_sqlx::SqlxBinder::build_sqlx(&record, DB::builder()),
                 ];
-                match DB::execute_atomic(pool, statements).await {
+                match self.execute_atomic("-", id, statements).await {
                     Ok(_) => outcome.applied.push(m.name),
                     Err(e) => {
-                        outcome.failed = Some((m.name, Error::on_shard("-", id, e)));
+                        outcome.failed = Some((m.name, e));
                         return outcome;
                     }
                 }

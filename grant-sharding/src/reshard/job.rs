@@ -847,9 +847,9 @@ where
     async fn locked(&self, source: ShardId) -> Result<sqlx::Transaction<'static, DB>> {
         self.step().await?;
         let pool = self.cluster.shard_pool(M::META.name, source)?;
-        DB::begin_locked(pool)
+        self.cluster
+            .on_held(M::META.name, source, DB::begin_locked(pool), |_| 0)
             .await
-            .map_err(self.shard_error(source))
     }
 
     /// Runs one statement inside `source`'s transaction.
@@ -860,14 +860,21 @@ where
         (sql, values): sql::Statement,
     ) -> Result<Vec<DB::Row>> {
         self.step().await?;
-        DB::fetch_in(tx, sql, values)
+        self.cluster
+            .on_held(
+                M::META.name,
+                source,
+                DB::fetch_in(tx, sql, values),
+                |rows| rows.len() as u64,
+            )
             .await
-            .map_err(self.shard_error(source))
     }
 
     async fn commit(&self, tx: sqlx::Transaction<'static, DB>, source: ShardId) -> Result<()> {
         self.step().await?;
-        tx.commit().await.map_err(self.shard_error(source))
+        self.cluster
+            .on_held(M::META.name, source, tx.commit(), |_| 0)
+            .await
     }
 
     /// The next page of `source`'s rows (primary-key order) after `cursor`, read and locked

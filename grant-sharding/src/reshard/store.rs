@@ -48,23 +48,50 @@ pub(crate) fn now_millis() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn first_pool<DB: Backend>(cluster: &Cluster<DB>) -> Result<(String, &sqlx::Pool<DB>)> {
+/// The shard the job table lives on: the cluster's first.
+fn first_shard<DB: Backend>(cluster: &Cluster<DB>) -> Result<(String, ShardId)> {
     let name = cluster
         .shard_names()
         .next()
         .ok_or_else(|| Error::Config("the cluster has no shard to keep resharding jobs on".into()))?
         .to_owned();
-    let pool = cluster
-        .pool(&name)
-        .ok_or_else(|| Error::Config(format!("shard `{name}` has no pool")))?;
-    Ok((name, pool))
+    let id = cluster
+        .shard_id(0)
+        .ok_or_else(|| Error::Config(format!("shard `{name}` is not in the cluster")))?;
+    Ok((name, id))
 }
 
-fn db_error(shard: &str, what: &str, e: sqlx::Error) -> Error {
+fn db_error(shard: &str, what: &str, e: impl std::fmt::Display) -> Error {
     Error::Config(format!(
         "resharding job table `{TABLE}` on shard `{shard}`: {what} failed: {e}; check that the \
          shard is reachable and writable"
     ))
+}
+
+/// A statement on the job table's shard, through the cluster's statement path.
+async fn execute<DB: Backend>(
+    cluster: &Cluster<DB>,
+    (name, id): &(String, ShardId),
+    what: &str,
+    statement: (String, SqlxValues),
+) -> Result<u64> {
+    cluster
+        .execute("-", *id, statement)
+        .await
+        .map_err(|e| db_error(name, what, e))
+}
+
+/// A read on the job table's shard (its primary), through the cluster's statement path.
+async fn fetch<DB: Backend>(
+    cluster: &Cluster<DB>,
+    (name, id): &(String, ShardId),
+    what: &str,
+    statement: (String, SqlxValues),
+) -> Result<Vec<DB::Row>> {
+    cluster
+        .fetch("-", *id, Some(crate::ReadPolicy::Primary), statement)
+        .await
+        .map_err(|e| db_error(name, what, e))
 }
 
 fn encode_cursors(cursors: &BTreeMap<String, String>) -> String {
@@ -88,10 +115,14 @@ fn no_values() -> SqlxValues {
 }
 
 /// Creates the job table if missing, with every column.
-async fn ensure_table<DB: Backend>(shard: &str, pool: &sqlx::Pool<DB>) -> Result<()> {
-    DB::execute(pool, CREATE.to_owned(), no_values())
-        .await
-        .map_err(|e| db_error(shard, "create table", e))?;
+async fn ensure_table<DB: Backend>(cluster: &Cluster<DB>, at: &(String, ShardId)) -> Result<()> {
+    execute(
+        cluster,
+        at,
+        "create table",
+        (CREATE.to_owned(), no_values()),
+    )
+    .await?;
     // PostgreSQL says `IF NOT EXISTS`; SQLite has no such clause and answers "duplicate
     // column", which is the same fact.
     let add = if <DB as Backend>::NAME == "PostgreSQL" {
@@ -99,10 +130,10 @@ async fn ensure_table<DB: Backend>(shard: &str, pool: &sqlx::Pool<DB>) -> Result
     } else {
         ADD_SOURCE.to_owned()
     };
-    if let Err(e) = DB::execute(pool, add, no_values()).await {
+    if let Err(e) = cluster.execute("-", at.1, (add, no_values())).await {
         let text = e.to_string();
         if !(text.contains("duplicate column") || text.contains("already exists")) {
-            return Err(db_error(shard, "add column `source`", e));
+            return Err(db_error(&at.0, "add column `source`", e));
         }
     }
     Ok(())
@@ -110,8 +141,8 @@ async fn ensure_table<DB: Backend>(shard: &str, pool: &sqlx::Pool<DB>) -> Result
 
 /// Creates the job table (idempotent) and inserts `row`.
 pub(crate) async fn create<DB: Backend>(cluster: &Cluster<DB>, row: &JobRow) -> Result<()> {
-    let (shard, pool) = first_pool(cluster)?;
-    ensure_table(&shard, pool).await?;
+    let at = first_shard(cluster)?;
+    ensure_table(cluster, &at).await?;
     let now = now_millis();
     let (sql, values) = sea_query::Query::insert()
         .into_table(Alias::new(TABLE))
@@ -143,15 +174,13 @@ pub(crate) async fn create<DB: Backend>(cluster: &Cluster<DB>, row: &JobRow) -> 
             row.source.clone().into(),
         ])
         .build_sqlx(DB::builder());
-    DB::execute(pool, sql, values)
-        .await
-        .map_err(|e| db_error(&shard, "insert job", e))?;
+    execute(cluster, &at, "insert job", (sql, values)).await?;
     Ok(())
 }
 
 /// Writes the job's phase, cursors and counts.
 pub(crate) async fn save<DB: Backend>(cluster: &Cluster<DB>, row: &JobRow) -> Result<()> {
-    let (shard, pool) = first_pool(cluster)?;
+    let at = first_shard(cluster)?;
     let (sql, values) = sea_query::Query::update()
         .table(Alias::new(TABLE))
         .value(Alias::new("phase"), row.phase.clone())
@@ -161,16 +190,14 @@ pub(crate) async fn save<DB: Backend>(cluster: &Cluster<DB>, row: &JobRow) -> Re
         .value(Alias::new("updated_at"), now_millis())
         .and_where(Expr::col(Alias::new("id")).eq(row.id.clone()))
         .build_sqlx(DB::builder());
-    DB::execute(pool, sql, values)
-        .await
-        .map_err(|e| db_error(&shard, "update job", e))?;
+    execute(cluster, &at, "update job", (sql, values)).await?;
     Ok(())
 }
 
 /// Loads job `id`.
 pub(crate) async fn load<DB: Backend>(cluster: &Cluster<DB>, id: &str) -> Result<JobRow> {
-    let (shard, pool) = first_pool(cluster)?;
-    ensure_table(&shard, pool).await?;
+    let at = first_shard(cluster)?;
+    ensure_table(cluster, &at).await?;
     let (sql, values) = sea_query::Query::select()
         .columns(
             [
@@ -188,9 +215,8 @@ pub(crate) async fn load<DB: Backend>(cluster: &Cluster<DB>, id: &str) -> Result
         .from(Alias::new(TABLE))
         .and_where(Expr::col(Alias::new("id")).eq(id.to_owned()))
         .build_sqlx(DB::builder());
-    let rows = DB::fetch_all(pool, sql, values)
-        .await
-        .map_err(|e| db_error(&shard, "read job", e))?;
+    let rows = fetch(cluster, &at, "read job", (sql, values)).await?;
+    let shard = &at.0;
     let row = rows.first().ok_or_else(|| {
         Error::Config(format!(
             "no resharding job `{id}` in `{TABLE}` on shard `{shard}`; pass the id \
@@ -198,7 +224,7 @@ pub(crate) async fn load<DB: Backend>(cluster: &Cluster<DB>, id: &str) -> Result
         ))
     })?;
     let text = |i: usize| -> Result<String> {
-        match DB::get_value(row, i, ValueKind::String).map_err(|e| db_error(&shard, "decode", e))? {
+        match DB::get_value(row, i, ValueKind::String).map_err(|e| db_error(shard, "decode", e))? {
             Value::String(Some(s)) => Ok(s),
             other => Err(Error::Config(format!(
                 "job `{id}`: column {i} is {other:?}"
@@ -206,7 +232,7 @@ pub(crate) async fn load<DB: Backend>(cluster: &Cluster<DB>, id: &str) -> Result
         }
     };
     let int = |i: usize| -> Result<i64> {
-        match DB::get_value(row, i, ValueKind::I64).map_err(|e| db_error(&shard, "decode", e))? {
+        match DB::get_value(row, i, ValueKind::I64).map_err(|e| db_error(shard, "decode", e))? {
             Value::BigInt(Some(v)) => Ok(v),
             other => Err(Error::Config(format!(
                 "job `{id}`: column {i} is {other:?}"
@@ -231,8 +257,8 @@ pub(crate) async fn unfinished<DB: Backend>(
     cluster: &Cluster<DB>,
     table: &str,
 ) -> Result<Vec<(String, String)>> {
-    let (shard, pool) = first_pool(cluster)?;
-    ensure_table(&shard, pool).await?;
+    let at = first_shard(cluster)?;
+    ensure_table(cluster, &at).await?;
     let (sql, values) = sea_query::Query::select()
         .columns([Alias::new("id"), Alias::new("phase")])
         .from(Alias::new(TABLE))
@@ -241,9 +267,8 @@ pub(crate) async fn unfinished<DB: Backend>(
         .order_by(Alias::new("started_at"), sea_query::Order::Asc)
         .order_by(Alias::new("id"), sea_query::Order::Asc)
         .build_sqlx(DB::builder());
-    let rows = DB::fetch_all(pool, sql, values)
-        .await
-        .map_err(|e| db_error(&shard, "list jobs", e))?;
+    let rows = fetch(cluster, &at, "list jobs", (sql, values)).await?;
+    let shard = &at.0;
     rows.iter()
         .map(|row| {
             let text = |i: usize| match DB::get_value(row, i, ValueKind::String) {
@@ -251,7 +276,7 @@ pub(crate) async fn unfinished<DB: Backend>(
                 Ok(other) => Err(Error::Config(format!(
                     "`{TABLE}` on shard `{shard}`: column {i} is {other:?}"
                 ))),
-                Err(e) => Err(db_error(&shard, "decode", e)),
+                Err(e) => Err(db_error(shard, "decode", e)),
             };
             Ok((text(0)?, text(1)?))
         })

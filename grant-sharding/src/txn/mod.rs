@@ -258,8 +258,7 @@ impl<DB: Backend> Open<DB> {
         index: usize,
     ) -> Result<Self> {
         let shard = cluster.txn_shard_id(index);
-        let pool = cluster.shard_pool(model, shard)?;
-        let conn = bounded(cluster, model, shard, pool.acquire()).await?;
+        let conn = cluster.acquire_primary(model, shard).await?;
         let mut open = Open {
             index,
             shard,
@@ -274,8 +273,7 @@ impl<DB: Backend> Open<DB> {
     /// A connection to the shard at `index` with no transaction (for phase two and recovery).
     pub(crate) async fn idle(cluster: &Cluster<DB>, index: usize) -> Result<Self> {
         let shard = cluster.txn_shard_id(index);
-        let pool = cluster.shard_pool("-", shard)?;
-        let conn = bounded(cluster, "-", shard, pool.acquire()).await?;
+        let conn = cluster.acquire_primary("-", shard).await?;
         Ok(Open {
             index,
             shard,
@@ -298,7 +296,9 @@ impl<DB: Backend> Open<DB> {
             &SqlxValues(sea_query::Values(Vec::new())),
         );
         let shard = self.shard;
-        bounded(cluster, model, shard, DB::raw_on(&mut self.conn, sql)).await
+        cluster
+            .on_held(model, shard, DB::raw_on(&mut self.conn, sql), |_| 0)
+            .await
     }
 
     /// The schema check of model `M`'s table on this shard (see
@@ -310,13 +310,14 @@ impl<DB: Backend> Open<DB> {
         }
         let (sql, values) = crate::schema::columns_query::<DB>(M::META.table);
         let shard = self.shard;
-        let rows = bounded(
-            cluster,
-            M::META.name,
-            shard,
-            DB::fetch_all_on(&mut self.conn, sql, values),
-        )
-        .await?;
+        let rows = cluster
+            .on_held(
+                M::META.name,
+                shard,
+                DB::fetch_all_on(&mut self.conn, sql, values),
+                |rows| rows.len() as u64,
+            )
+            .await?;
         cluster.compare_columns::<M>(shard, &rows)
     }
 
@@ -329,13 +330,14 @@ impl<DB: Backend> Open<DB> {
         cluster.log().record(self.shard, "primary", &sql, &values);
         self.wrote = true;
         let shard = self.shard;
-        bounded(
-            cluster,
-            model,
-            shard,
-            DB::execute_on(&mut self.conn, sql, values),
-        )
-        .await
+        cluster
+            .on_held(
+                model,
+                shard,
+                DB::execute_on(&mut self.conn, sql, values),
+                |n| *n,
+            )
+            .await
     }
 
     pub(crate) async fn fetch(
@@ -346,13 +348,14 @@ impl<DB: Backend> Open<DB> {
     ) -> Result<Vec<DB::Row>> {
         cluster.log().record(self.shard, "primary", &sql, &values);
         let shard = self.shard;
-        bounded(
-            cluster,
-            model,
-            shard,
-            DB::fetch_all_on(&mut self.conn, sql, values),
-        )
-        .await
+        cluster
+            .on_held(
+                model,
+                shard,
+                DB::fetch_all_on(&mut self.conn, sql, values),
+                |rows| rows.len() as u64,
+            )
+            .await
     }
 
     /// `COMMIT`. A connection failure during it leaves the outcome unknown: [`Error::InDoubt`].
@@ -394,34 +397,6 @@ impl<DB: Backend> Open<DB> {
     /// Marks the connection as outside any transaction (after `PREPARE TRANSACTION`).
     pub(crate) fn left_transaction(&mut self) {
         self.in_tx = false;
-    }
-}
-
-/// Runs `work` within the cluster's statement timeout, errors naming the model and shard.
-pub(crate) async fn bounded<T>(
-    cluster: &Cluster<impl Backend>,
-    model: &'static str,
-    shard: ShardId,
-    work: impl Future<Output = std::result::Result<T, sqlx::Error>>,
-) -> Result<T> {
-    match tokio::time::timeout(cluster.timeout(), work).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(sqlx::Error::PoolTimedOut)) => Err(Error::Timeout {
-            model,
-            shards: format!("{shard} (no free connection in its pool)"),
-            millis: cluster.timeout().as_millis(),
-        }),
-        Ok(Err(e)) => {
-            if crate::cluster::names_missing_schema(&e) {
-                cluster.forget_schemas(); // checked again before the next statements
-            }
-            Err(Error::on_shard(model, shard, e))
-        }
-        Err(_) => Err(Error::Timeout {
-            model,
-            shards: shard.name(),
-            millis: cluster.timeout().as_millis(),
-        }),
     }
 }
 
