@@ -123,6 +123,21 @@ async fn ensure_table<DB: Backend>(cluster: &Cluster<DB>, at: &(String, ShardId)
         (CREATE.to_owned(), no_values()),
     )
     .await?;
+    // The `source` column, added by a later version: only when missing — `ALTER TABLE` takes
+    // an exclusive lock on the job table even when there is nothing to add.
+    let columns = fetch(
+        cluster,
+        at,
+        "list columns",
+        crate::schema::columns_query::<DB>(TABLE),
+    )
+    .await?;
+    let has_source = columns
+        .iter()
+        .any(|row| matches!(DB::get_string(row, 0), Ok(Some(name)) if name == "source"));
+    if has_source {
+        return Ok(());
+    }
     // PostgreSQL says `IF NOT EXISTS`; SQLite has no such clause and answers "duplicate
     // column", which is the same fact.
     let add = if <DB as Backend>::NAME == "PostgreSQL" {
