@@ -40,8 +40,8 @@ pub use grant_core::{
 };
 pub use grant_derive::{Model, Sharded};
 pub use grant_sharding::distribution::{Distribution, ShardRows};
+pub use grant_sharding::placement::directory::{Directory, NewKeys};
 pub use grant_sharding::placement::{Placement, PlacementState, Resolver};
-pub use grant_sharding::resolve::directory::{Directory, NewKeys};
 pub use grant_sharding::{
     Balance, Circuit, Cluster, ClusterBuilder, EndpointStatus, Executed, HealthConfig, Migration,
     Partial, PartialQuery, Query, QueryLog, ReadPolicy, RecoveryReport, SchemaReport, Select,
@@ -74,6 +74,7 @@ pub mod observe {
 
 /// Strategies (resolvers) usable without the derive.
 pub mod resolve {
+    pub use grant_sharding::placement::directory::{self, Directory, NewKeys};
     pub use grant_sharding::resolve::*;
 }
 
@@ -103,8 +104,9 @@ pub mod __private {
         Backend, Column, ColumnMeta, DirectorySpec, Error, FromShardRow, Model, ModelMeta, Result,
         ShardId, ShardKey, Sharded, SqlType,
     };
+    pub use grant_sharding::placement::directory;
     pub use grant_sharding::resolve;
+    pub use grant_sharding::resolve::custom;
     pub use grant_sharding::resolve::hash;
-    pub use grant_sharding::resolve::{custom, directory};
     pub use grant_sharding::{Cluster, Query, Tracked, crud, txn};
 }

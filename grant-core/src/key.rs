@@ -128,7 +128,7 @@ impl ShardKey for Vec<u8> {
         visitor.part(KeyPart::Bytes(self));
     }
     fn describe(&self) -> String {
-        format!("{self:?}")
+        describe_part(&KeyPart::Bytes(self))
     }
 }
 
@@ -276,11 +276,30 @@ pub fn describe_values(values: &[Value]) -> String {
     }
 }
 
-/// Renders one value for messages.
+/// Renders one value for messages: a key part as [`describe_part`] does, anything else (NULL,
+/// floats, ..) as its `Debug` form.
 pub fn describe_value(value: &Value) -> String {
     match KeyPart::from_value(value) {
-        Some(KeyPart::Int(v)) => v.to_string(),
-        Some(KeyPart::Text(s)) => format!("{s:?}"),
-        _ => format!("{value:?}"),
+        Some(part) => describe_part(&part),
+        None => format!("{value:?}"),
+    }
+}
+
+/// The one rendering of a key part in messages (every error that names a key uses it): an
+/// integer as itself, text quoted (`"acme"`), bytes as `0x` and hex digits, a UUID in its
+/// canonical `8-4-4-4-12` form.
+pub fn describe_part(part: &KeyPart<'_>) -> String {
+    match part {
+        KeyPart::Int(v) => v.to_string(),
+        KeyPart::Text(s) => format!("{s:?}"),
+        KeyPart::Bytes(b) => {
+            let mut out = String::with_capacity(2 + 2 * b.len());
+            out.push_str("0x");
+            for byte in *b {
+                out.push_str(&format!("{byte:02x}"));
+            }
+            out
+        }
+        KeyPart::Uuid(u) => describe_uuid(u),
     }
 }

@@ -75,7 +75,7 @@ impl ModelMeta {
 }
 
 /// What `#[shard(strategy = "directory", ..)]` says about a model whose key → shard entries
-/// live in a directory table of the cluster (see `grant_sharding::resolve::directory`).
+/// live in a directory table of the cluster (see `grant_sharding::placement::directory`).
 ///
 /// Routing such a model needs the cluster (a directory lookup), so its pure placement functions
 /// (`shard_of_key`, `shard_for`) cannot answer; the cluster's operations consult the directory.

@@ -208,7 +208,7 @@ fn route(model: &Model<'_>, key: &TokenStream) -> TokenStream {
                 ::core::option::Option::unwrap_or(__GRANT_MAPPING.shard_for(#key), #p::ShardId::UNPLACED)
             },
             // The directory is in the cluster: pure routing cannot know.
-            Plan::Directory { .. } => quote!(#p::resolve::directory::unplaced_key(#key)),
+            Plan::Directory { .. } => quote!(#p::directory::unplaced_key(#key)),
             Plan::Custom { .. } => {
                 quote!(#p::resolve::custom::shard_for::<Self, _, _>(__grant_resolver(), #key))
             }
@@ -230,7 +230,7 @@ fn try_route(model: &Model<'_>, key: &TokenStream) -> Option<TokenStream> {
     match &sharding.plan {
         Plan::Directory { .. } => {
             return Some(quote! {
-                ::core::result::Result::Err(#p::resolve::directory::static_route::<Self>(
+                ::core::result::Result::Err(#p::directory::static_route::<Self>(
                     &#p::ShardKey::describe(#key),
                 ))
             });
@@ -640,7 +640,7 @@ fn placement_fns(model: &Model<'_>) -> TokenStream {
             quote!(#p::resolve::mapping::route_values::<Self>(&__GRANT_MAPPING, #values))
         }
         Plan::Directory { .. } => quote! {
-            ::core::result::Result::Err(#p::resolve::directory::static_route::<Self>(
+            ::core::result::Result::Err(#p::directory::static_route::<Self>(
                 &::std::format!("{:?}", #values),
             ))
         },

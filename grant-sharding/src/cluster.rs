@@ -16,9 +16,9 @@ use sqlx::Pool;
 use sqlx::pool::PoolOptions;
 use tracing::Instrument;
 
+use crate::extensions::Extensions;
 use crate::health::{EndpointStatus, Health, HealthConfig, ShardStatus};
 use crate::observe::Statement;
-use crate::placement::Placements;
 
 /// Default time a statement on one shard may take before [`Error::Timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -81,8 +81,8 @@ pub struct Cluster<DB: Backend> {
 
 struct Inner<DB: Backend> {
     shards: ShardSet<DB>,
-    /// Run-time placements by model (see [`crate::placement`]).
-    placements: Placements,
+    /// State that higher layers keep per cluster (run-time placements, two-phase commit).
+    extensions: Extensions,
     /// How every pool is built (the builder's and [`Cluster::add_shard`]'s).
     pool_settings: PoolSettings,
     /// Whether background health probes run (else an open circuit lets a trial request through
@@ -99,8 +99,6 @@ struct Inner<DB: Backend> {
     health: HealthConfig,
     epoch: Instant,
     log: QueryLog,
-    /// Two-phase commit settings and state (`crate::txn`).
-    txn: crate::txn::TxnState,
 }
 
 /// How every endpoint pool is configured (the builder's settings): the one pool factory, used
@@ -656,10 +654,18 @@ pub struct ClusterBuilder<DB: Backend> {
     read_your_writes: Duration,
     health: HealthConfig,
     health_checks: bool,
-    /// Two-phase commit settings (`.two_phase(..)`, in `crate::txn`).
-    pub(crate) two_phase: crate::txn::TwoPhase,
+    /// Extension slots handed to the cluster (settings of higher layers, e.g. `.two_phase(..)`).
+    pub(crate) extensions: Extensions,
+    /// Run once the cluster is connected (not with `.lazy(true)`), in order; an error fails the
+    /// connect.
+    on_connect: Vec<ConnectHook<DB>>,
     _db: std::marker::PhantomData<DB>,
 }
+
+/// A hook run when a cluster has connected (see [`ClusterBuilder::on_connect`]): how a feature
+/// such as two-phase recovery acts at start-up without the cluster naming it.
+pub(crate) type ConnectHook<DB> =
+    for<'a> fn(&'a Cluster<DB>) -> futures_util::future::BoxFuture<'a, Result<()>>;
 
 impl<DB: Backend> fmt::Debug for ClusterBuilder<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -678,6 +684,13 @@ impl<DB: Backend> fmt::Debug for ClusterBuilder<DB> {
 }
 
 impl<DB: Backend> ClusterBuilder<DB> {
+    /// Runs `hook` once the cluster has connected (after the hooks added before it; not with
+    /// `.lazy(true)`).
+    pub(crate) fn on_connect(mut self, hook: ConnectHook<DB>) -> Self {
+        self.on_connect.push(hook);
+        self
+    }
+
     /// Adds a shard named `name` whose primary is at `url` (for SQLite a `sqlite:` URL or a file
     /// path; the file is created if missing).
     pub fn shard(mut self, name: impl Into<String>, url: impl Into<String>) -> Self {
@@ -807,7 +820,7 @@ impl<DB: Backend> ClusterBuilder<DB> {
     /// for an endpoint that cannot be connected within the connect timeout, naming the shard,
     /// the endpoint and the cause (connection refused, unknown host, authentication failed,
     /// no such database, no answer).
-    pub async fn connect(self) -> Result<Cluster<DB>> {
+    pub async fn connect(mut self) -> Result<Cluster<DB>> {
         if self.shards.is_empty() {
             return Err(Error::Config(
                 "a cluster needs at least one shard: call `.shard(name, url)`".into(),
@@ -824,7 +837,7 @@ impl<DB: Backend> ClusterBuilder<DB> {
         let settings = self.pool_settings();
         let id = |name: &str| {
             let slot = self.shards.iter().position(|(n, _)| n == name).unwrap_or(0);
-            ShardId::named(slot as u32, crate::placement::intern(name))
+            ShardId::named(slot as u32, intern(name))
         };
         let primaries = futures_util::future::try_join_all(
             self.shards
@@ -861,7 +874,7 @@ impl<DB: Backend> ClusterBuilder<DB> {
             inner.health = self.health;
             inner.probes = self.health_checks;
             inner.pool_settings = settings;
-            inner.txn = crate::txn::TxnState::new(self.two_phase.clone());
+            inner.extensions = std::mem::take(&mut self.extensions);
             for ((shard, _), pool) in self.replicas.iter().zip(replicas) {
                 let Some(i) = inner.shards.find(shard) else {
                     continue;
@@ -881,7 +894,9 @@ impl<DB: Backend> ClusterBuilder<DB> {
             spawn_health_checks(Arc::downgrade(&cluster.inner), self.health);
         }
         if !self.lazy {
-            crate::txn::at_connect(&cluster).await?;
+            for hook in &self.on_connect {
+                hook(&cluster).await?;
+            }
         }
         Ok(cluster)
     }
@@ -937,8 +952,8 @@ async fn probe<DB: Backend>(endpoint: &Endpoint<DB>, config: HealthConfig) {
 }
 
 impl<DB: Backend> Cluster<DB> {
-    /// A builder for a cluster of named shards.
-    pub fn builder() -> ClusterBuilder<DB> {
+    /// A builder without any feature's connect hook (see `Cluster::builder`, which adds them).
+    pub(crate) fn bare_builder() -> ClusterBuilder<DB> {
         ClusterBuilder {
             shards: Vec::new(),
             replicas: Vec::new(),
@@ -955,7 +970,8 @@ impl<DB: Backend> Cluster<DB> {
             read_your_writes: DEFAULT_READ_YOUR_WRITES,
             health: HealthConfig::default(),
             health_checks: false,
-            two_phase: crate::txn::TwoPhase::default(),
+            extensions: Extensions::default(),
+            on_connect: Vec::new(),
             _db: std::marker::PhantomData,
         }
     }
@@ -990,7 +1006,7 @@ impl<DB: Backend> Cluster<DB> {
         Ok(Cluster {
             inner: Arc::new(Inner {
                 shards,
-                placements: Placements::default(),
+                extensions: Extensions::default(),
                 pool_settings: PoolSettings::default(),
                 probes: false,
                 timeout,
@@ -1003,7 +1019,6 @@ impl<DB: Backend> Cluster<DB> {
                 health: HealthConfig::default(),
                 epoch: Instant::now(),
                 log: QueryLog::default(),
-                txn: crate::txn::TxnState::default(),
             }),
         })
     }
@@ -1031,9 +1046,9 @@ impl<DB: Backend> Cluster<DB> {
         shard.replicas.get(replica).map(|e| &e.pool)
     }
 
-    /// The run-time placements (see [`crate::placement`]).
-    pub(crate) fn placements(&self) -> &Placements {
-        &self.inner.placements
+    /// The cluster's extension slots: per-cluster state of higher layers.
+    pub(crate) fn extensions(&self) -> &Extensions {
+        &self.inner.extensions
     }
 
     /// Adds a shard named `name` whose primary is at `url` to the live cluster, connecting it
@@ -1057,10 +1072,7 @@ impl<DB: Backend> Cluster<DB> {
                 "cannot add shard `{name}`: the cluster already has a shard of that name"
             )));
         }
-        let next = ShardId::named(
-            self.inner.shards.len() as u32,
-            crate::placement::intern(&name),
-        );
+        let next = ShardId::named(self.inner.shards.len() as u32, intern(&name));
         let (pool, origin) = self
             .inner
             .pool_settings
@@ -1093,21 +1105,13 @@ impl<DB: Backend> Cluster<DB> {
             .ok_or_else(|| Error::Config(format!("shard slot {i} is empty")))
     }
 
-    /// Removes the shard called `name` from the live cluster and closes its pools — only when
-    /// nothing would be lost: no run-time placement of a model still names it and none of its
-    /// tables holds a row (Grant's migration ledger aside). Statements already running on it
-    /// finish; new ones fail with [`Error::UnknownShard`].
-    ///
-    /// Move a model's rows off the shard first (change its placement, or reshard), then remove
-    /// it. Models with a static placement that names the shard fail with
-    /// [`Error::UnknownShard`] once it is gone (`cluster.check::<M>()` tells in advance).
+    /// Takes the shard called `name` out of the cluster and closes its pools unless one of its
+    /// tables holds a row (see [`Cluster::remove_shard`], which first checks the placements).
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] naming the shard and the model placement or table (with its row
-    /// count) that still uses it — then the shard stays in the cluster, untouched — or when
-    /// the cluster has no such shard or it is the last one.
-    pub async fn remove_shard(&self, name: &str) -> Result<()> {
+    /// As `remove_shard`, for the shard itself.
+    pub(crate) async fn remove_endpoint(&self, name: &str) -> Result<()> {
         let Some(i) = self.inner.shards.find(name) else {
             return Err(Error::Config(format!(
                 "cannot remove shard `{name}`: the cluster has no such shard (it has {})",
@@ -1118,21 +1122,6 @@ impl<DB: Backend> Cluster<DB> {
             return Err(Error::Config(format!(
                 "cannot remove shard `{name}`: it is the cluster's last shard"
             )));
-        }
-        for (table, state) in self.inner.placements.all() {
-            if let Some(shard) = state
-                .placement
-                .dynamic_shards()
-                .into_iter()
-                .find(|s| s.is_named(name))
-            {
-                return Err(Error::Config(format!(
-                    "cannot remove shard `{name}`: the placement of table `{table}` (epoch {}) \
-                     still places keys on `{shard}`; change it with `cluster.set_placement` (or \
-                     reshard its rows) first",
-                    state.epoch
-                )));
-            }
         }
         let Some(shard) = self.inner.shards.slot(i) else {
             return Err(Error::Config(format!("shard slot {i} is empty")));
@@ -1196,7 +1185,7 @@ impl<DB: Backend> Cluster<DB> {
             let table = DB::get_string(row, 0)
                 .map_err(|e| Error::on_shard("-", id, e))?
                 .unwrap_or_default();
-            if table == crate::schema::LEDGER {
+            if table == MIGRATION_LEDGER {
                 continue;
             }
             let count = format!("SELECT COUNT(*) FROM \"{}\"", table.replace('"', "\"\""));
@@ -1235,11 +1224,6 @@ impl<DB: Backend> Cluster<DB> {
     /// The query log: record which shards (and endpoints) statements touched.
     pub fn log(&self) -> &QueryLog {
         &self.inner.log
-    }
-
-    /// Two-phase commit settings and state.
-    pub(crate) fn txn(&self) -> &crate::txn::TxnState {
-        &self.inner.txn
     }
 
     /// Health, latency, error rate and pool use of every endpoint of every shard.
@@ -2025,7 +2009,7 @@ impl<DB: Backend> Cluster<DB> {
 /// A shard in slot `slot` named `name` with primary `pool`.
 fn new_shard<DB: Backend>(slot: usize, name: String, pool: Pool<DB>, origin: Origin) -> Shard<DB> {
     // A ShardId holds a `&'static str`: each distinct shard name is leaked once per process.
-    let leaked = crate::placement::intern(&name);
+    let leaked = intern(&name);
     Shard {
         name,
         removed: AtomicBool::new(false),
@@ -2133,4 +2117,23 @@ impl QueryLog {
             });
         }
     }
+}
+
+/// The table of applied migrations (`crate::schema`): Grant's own, it holds no rows of a model.
+pub(crate) const MIGRATION_LEDGER: &str = "grant_migrations";
+
+/// A `&'static str` for a shard name given at run time: each distinct name is leaked once per
+/// process ([`ShardId`] holds `&'static str` names).
+pub fn intern(name: &str) -> &'static str {
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(&known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
 }

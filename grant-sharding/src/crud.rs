@@ -1,27 +1,18 @@
 //! Schema and row writes: `create_table`, `insert`, `insert_many`, `update`, `delete`, `find`,
 //! and [`Tracked`] records that refuse shard-key changes.
 
-use std::any::TypeId;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
-use std::sync::{LazyLock, RwLock};
 
 use futures_util::future::try_join_all;
 use grant_core::key::describe_values;
 use grant_core::{Backend, Error, FromShardRow, Model, Result, ShardId};
-use sea_query::{ColumnDef, Condition, Expr, ExprTrait, Index, Table};
-use sea_query_sqlx::{SqlxBinder, SqlxValues};
+use sea_query_sqlx::SqlxValues;
 
 use crate::cluster::{Cluster, ReadPolicy};
 use crate::placement::{self, Placement};
-
-/// A statement built once, sent to several shards (dual writes).
-fn copy(statement: &(String, SqlxValues)) -> (String, SqlxValues) {
-    (
-        statement.0.clone(),
-        SqlxValues(sea_query::Values(statement.1.0.0.clone())),
-    )
-}
+use crate::stmt::{self, copy};
+pub use crate::stmt::{build_find_statement, find_statement};
 
 /// Creates the model's table (with its primary key, composite or not) on every shard the model
 /// uses, in parallel. Idempotent (`IF NOT EXISTS`).
@@ -46,7 +37,7 @@ pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Resul
         }
         None => M::shards().to_vec(),
     };
-    let sql = create_table_sql::<M, DB>();
+    let sql = stmt::create_table::<M, DB>();
     try_join_all(shards.iter().map(|&shard| {
         let sql = sql.clone();
         async move {
@@ -111,58 +102,13 @@ async fn fetch_optional<M: Model, DB: Backend>(
         .await
 }
 
-/// `CREATE TABLE IF NOT EXISTS` for the model's table, in `DB`'s dialect.
-pub(crate) fn create_table_sql<M: Model, DB: Backend>() -> String {
-    let mut table = Table::create();
-    table.table(M::META.table).if_not_exists();
-    for column in M::META.columns {
-        let column_type = (column.column_type)();
-        let text = grant_core::cond::is_text_type(&column_type);
-        let mut def = ColumnDef::new_with_type(column.name, column_type);
-        if !column.nullable {
-            def.not_null();
-        }
-        // Text in byte order, so indexes on it serve the per-shard sorts (`COLLATE "C"`).
-        if let (true, Some(collation)) = (text, DB::TEXT_COLLATION) {
-            def.extra(format!("COLLATE \"{collation}\""));
-        }
-        table.col(def);
-    }
-    let mut pk = Index::create();
-    for &i in M::META.primary_key {
-        pk.col(M::META.columns[i].name);
-    }
-    table.primary_key(&mut pk);
-    table.build(DB::builder())
-}
-
-pub(crate) fn pk_condition<M: Model>(key: &M::PrimaryKey) -> Condition {
-    let mut cond = Condition::all();
-    for (&i, value) in M::META.primary_key.iter().zip(M::primary_key_values(key)) {
-        cond = cond.add(Expr::col(M::META.columns[i].name).eq(value));
-    }
-    cond
-}
-
-pub(crate) fn insert_statement<M: Model>(rows: &[&M]) -> sea_query::InsertStatement {
-    let mut insert = sea_query::Query::insert();
-    insert
-        .into_table(M::META.table)
-        .columns(M::META.column_names());
-    for row in rows {
-        // The column list and the values come from the same derive: the lengths always agree.
-        let _ = insert.values(row.values().into_iter().map(Expr::val));
-    }
-    insert
-}
-
 /// Inserts one row on the shard its key names.
 ///
 /// # Errors
 ///
 /// [`Error::UnknownShard`]; the shard's error (e.g. a duplicate primary key).
 pub async fn insert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<()> {
-    let statement = insert_statement::<M>(&[row]).build_sqlx(DB::builder());
+    let statement = stmt::insert::<M, DB>(&[row]);
     // resharding: the placement is read under the model's gate, held for the whole operation
     // (a cutover waits for it).
     if let Some(state) = cluster.gated_placement::<M>().await {
@@ -170,19 +116,14 @@ pub async fn insert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Re
         let targets =
             placement::write_targets::<M, DB>(cluster, &state.placement, &values, true).await?;
         // resharding: journal the key; the `new` side of a dual write is an upsert.
-        crate::reshard::note_write::<M, DB>(cluster, &state.placement, || {
+        placement::note_write::<M, DB>(cluster, &state.placement, || {
             M::primary_key_values(&row.primary_key())
         });
         if let Some(shard) = targets.main {
             exec::<M, DB>(cluster, shard, copy(&statement)).await?;
         }
         for shard in &targets.also {
-            exec_atomic::<M, DB>(
-                cluster,
-                *shard,
-                crate::reshard::dual_write_inserts::<M, DB>(&[row]),
-            )
-            .await?;
+            exec_atomic::<M, DB>(cluster, *shard, stmt::upserts::<M, DB>(&[row])).await?;
         }
         if let Some(main) = targets.main {
             placement::note_rows(&state.placement, main, 1);
@@ -191,12 +132,6 @@ pub async fn insert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Re
     }
     exec::<M, DB>(cluster, row.try_shard_of()?, statement).await?;
     Ok(())
-}
-
-/// How many rows of `M` one multi-row `INSERT` carries: under the backend's bind-parameter
-/// limit, at most 1,000.
-pub(crate) fn rows_per_insert<M: Model, DB: Backend>() -> usize {
-    (DB::MAX_BIND_PARAMS / M::META.columns.len().max(1)).clamp(1, 1000)
 }
 
 /// Inserts many rows: grouped per shard, sent as multi-row `INSERT`s in batches under the
@@ -225,7 +160,7 @@ pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M
                     placement::write_targets::<M, DB>(cluster, &state.placement, &values, true)
                         .await?;
                 // resharding: journal the key; the `new` side is upserted (below).
-                crate::reshard::note_write::<M, DB>(cluster, &state.placement, || {
+                placement::note_write::<M, DB>(cluster, &state.placement, || {
                     M::primary_key_values(&row.primary_key())
                 });
                 if let Some(shard) = targets.main {
@@ -258,15 +193,12 @@ pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M
     for (shard, _) in groups.values() {
         cluster.shard_pool(M::META.name, *shard)?;
     }
-    let per_batch = rows_per_insert::<M, DB>();
+    let per_batch = stmt::rows_per_insert::<M, DB>();
     let written = try_join_all(groups.into_values().map(|(shard, rows)| {
-        let mut statements: Vec<_> = rows
-            .chunks(per_batch)
-            .map(|chunk| insert_statement::<M>(chunk).build_sqlx(DB::builder()))
-            .collect();
+        let mut statements: Vec<_> = rows.chunks(per_batch).map(stmt::insert::<M, DB>).collect();
         // resharding: the dual-write rows of this shard, as upserts.
         if let Some(rows) = also.get(&shard) {
-            statements.extend(crate::reshard::dual_write_inserts::<M, DB>(rows));
+            statements.extend(stmt::upserts::<M, DB>(rows));
         }
         exec_atomic::<M, DB>(cluster, shard, statements)
     }))
@@ -288,7 +220,7 @@ pub async fn update<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Re
     let (shard, also) = match &placed {
         Some(state) => {
             // resharding: journal the key.
-            crate::reshard::note_write::<M, DB>(cluster, &state.placement, || {
+            placement::note_write::<M, DB>(cluster, &state.placement, || {
                 M::primary_key_values(&key)
             });
             let values = placement::row_key_values::<M>(row);
@@ -302,17 +234,7 @@ pub async fn update<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Re
         }
         None => (row.try_shard_of()?, Vec::new()),
     };
-    let mut update = sea_query::Query::update();
-    update.table(M::META.table);
-    let values = row.values();
-    let mut any = false;
-    for (column, value) in M::META.columns.iter().zip(values) {
-        if !column.primary_key {
-            update.value(column.name, value);
-            any = true;
-        }
-    }
-    if !any {
+    let Some(statement) = stmt::update::<M, DB>(row) else {
         // Only key columns: nothing can change; still report whether the row exists.
         let exists = find_row_exists::<M, DB>(cluster, &key, shard).await?;
         return if exists {
@@ -320,9 +242,7 @@ pub async fn update<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Re
         } else {
             Err(not_found::<M>(shard, &key))
         };
-    }
-    update.cond_where(pk_condition::<M>(&key));
-    let statement = update.build_sqlx(DB::builder());
+    };
     let n = exec::<M, DB>(cluster, shard, copy(&statement)).await?;
     if n == 0 {
         return Err(not_found::<M>(shard, &key));
@@ -339,17 +259,11 @@ async fn find_row_exists<M: Model, DB: Backend>(
     key: &M::PrimaryKey,
     shard: ShardId,
 ) -> Result<bool> {
-    let mut select = sea_query::Query::select();
-    select
-        .expr(Expr::val(1))
-        .from(M::META.table)
-        .cond_where(pk_condition::<M>(key))
-        .limit(1);
     let rows = fetch::<M, DB>(
         cluster,
         shard,
         Some(ReadPolicy::Primary),
-        select.build_sqlx(DB::builder()),
+        stmt::exists::<M, DB>(key),
     )
     .await?;
     Ok(!rows.is_empty())
@@ -381,21 +295,15 @@ pub async fn delete_key<M: Model, DB: Backend>(
     cluster: &Cluster<DB>,
     key: &M::PrimaryKey,
 ) -> Result<bool> {
-    let mut delete = sea_query::Query::delete();
-    delete
-        .from_table(M::META.table)
-        .cond_where(pk_condition::<M>(key));
+    let statement = stmt::delete::<M, DB>(key);
     // resharding: the placement is read under the model's gate, held for the whole operation
     // (a cutover waits for it).
     if let Some(state) = cluster.gated_placement::<M>().await {
         // resharding: journal the key.
-        crate::reshard::note_write::<M, DB>(cluster, &state.placement, || {
-            M::primary_key_values(key)
-        });
+        placement::note_write::<M, DB>(cluster, &state.placement, || M::primary_key_values(key));
         let values = placement::pk_key_values::<M>(key);
         let targets =
             placement::write_targets::<M, DB>(cluster, &state.placement, &values, false).await?;
-        let statement = delete.build_sqlx(DB::builder());
         let mut deleted = false;
         for (i, shard) in targets.all().enumerate() {
             let n = exec::<M, DB>(cluster, shard, copy(&statement)).await?;
@@ -406,12 +314,7 @@ pub async fn delete_key<M: Model, DB: Backend>(
         }
         return Ok(deleted);
     }
-    let n = exec::<M, DB>(
-        cluster,
-        M::try_shard_of_key(key)?,
-        delete.build_sqlx(DB::builder()),
-    )
-    .await?;
+    let n = exec::<M, DB>(cluster, M::try_shard_of_key(key)?, statement).await?;
     Ok(n > 0)
 }
 
@@ -454,55 +357,6 @@ where
             })
         })
         .transpose()
-}
-
-/// The shard and the statement (SQL and bound values) [`find`] sends for `key`: pure, no I/O.
-///
-/// The SQL text depends only on the model and the backend (the key travels as bound values), so
-/// it is built by sea-query once per (model, backend) and kept; later calls only gather the
-/// values: the key's, then the `LIMIT`.
-pub fn find_statement<M: Model, DB: Backend>(
-    key: &M::PrimaryKey,
-) -> (ShardId, (String, SqlxValues)) {
-    let shard = M::shard_of_key(key);
-    let cache_key = (TypeId::of::<M>(), TypeId::of::<DB>());
-    let cached = FIND_SQL
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&cache_key)
-        .copied();
-    if let Some(sql) = cached {
-        let mut values = M::primary_key_values(key);
-        values.push(sea_query::Value::BigUnsigned(Some(1)));
-        return (
-            shard,
-            (sql.to_owned(), SqlxValues(sea_query::Values(values))),
-        );
-    }
-    let built = build_find_statement::<M, DB>(key);
-    // Leaked once per (model, backend) pair: a few hundred bytes per model for the process.
-    let sql: &'static str = Box::leak(built.0.clone().into_boxed_str());
-    FIND_SQL
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(cache_key)
-        .or_insert(sql);
-    (shard, built)
-}
-
-/// [`find`]'s SQL text per (model, backend), see [`find_statement`].
-static FIND_SQL: LazyLock<RwLock<HashMap<(TypeId, TypeId), &'static str>>> =
-    LazyLock::new(Default::default);
-
-/// [`find_statement`] without the cache: sea-query builds the statement.
-pub fn build_find_statement<M: Model, DB: Backend>(key: &M::PrimaryKey) -> (String, SqlxValues) {
-    let mut select = sea_query::Query::select();
-    select
-        .columns(M::META.column_names())
-        .from(M::META.table)
-        .cond_where(pk_condition::<M>(key))
-        .limit(1);
-    select.build_sqlx(DB::builder())
 }
 
 /// Like [`find`], returning a [`Tracked`] record that remembers its original key.

@@ -1,16 +1,50 @@
 //! Grant's sharding engine: resolvers, the cluster of shards, the router, scatter-gather
-//! execution and the merger.
+//! execution and the merger, and the features built on them (transactions, sagas,
+//! resharding).
 //!
-//! Data moves forward through the modules: [`resolve`] (key → shard) → `router` (query →
-//! shards, narrowed filters) → [`cluster`] (one statement per shard, in parallel, with a
-//! timeout) → [`merge`] (per-shard answers → one answer). [`query`] and [`crud`] are the entry
-//! points the derive's generated methods call.
+//! # Map
+//!
+//! The modules form layers; each imports only the layers below it. Features reach lower layers
+//! through hooks those expose: typed extension slots (`extensions`: the cluster keeps
+//! placements and two-phase state without naming them), connect hooks (two-phase recovery at
+//! start-up, installed by `Cluster::builder` in `features`), write observers (resharding's
+//! dirty-key journal, [`placement`]).
+//!
+//! | layer | modules | what they decide |
+//! |---|---|---|
+//! | L5 features | [`txn`], [`saga`], [`reshard`], `features` | transactions and 2PC, sagas, online resharding; the standard cluster's hooks |
+//! | L4 operations | [`crud`], [`query`], [`select`], [`schema`], [`distribution`] | writes and finds by key, routed queries and aggregates, DDL and migrations, row counts |
+//! | L3 execution | `exec`, [`merge`], `stmt` | running one statement per shard in parallel under one deadline; merging ordered rows; every SQL builder |
+//! | L2 placement | `router`, [`placement`] (with [`placement::directory`]), [`context`] | which shards a query visits; where a write goes (main and dual-write shards); operation gates |
+//! | L1 topology | [`cluster`], [`health`], [`observe`], `extensions` | shards, endpoints, pools, replicas, breakers, **the statement path** |
+//! | L0 resolve | [`resolve`] | pure key → shard: the [`Resolver`] trait, the strategies |
+//!
+//! Where to look:
+//!
+//! - **which shard a key lives on**: `resolve` (the strategies) and [`placement::Placement`]
+//!   (a run-time override); **which shards a query visits**: `router`;
+//! - **where a write goes**: `placement::write_targets` (the main shard and, while a model
+//!   migrates, the new one), called by [`crud`];
+//! - **how results merge**: [`merge`] for rows, [`select`] for aggregates;
+//! - **where a statement runs**: `Cluster::fetch` / `Cluster::execute` / `Cluster::on_held` in
+//!   [`cluster`] — every statement of every layer (queries, writes, transactions, two-phase
+//!   commit, recovery, migrations, schema checks, the resharding backfill) goes through them:
+//!   one `grant.statement` span, the metrics, the circuit breaker's outcome, the timeout
+//!   classification and the query log;
+//! - **what SQL is sent**: `stmt` (rows by key, DDL, resharding's scans), `query` (filters,
+//!   order, pages), [`select`] (projections, aggregates).
+//!
+//! One query: `User::query().filter(..)` ([`query`]) → `router` → `exec::scatter` runs one
+//! statement per shard through the statement path → [`merge`] → `Vec<User>`.
+//! One write: [`crud::insert`] → write targets ([`placement`]) → the statement path.
 
 pub mod cluster;
 pub mod context;
 pub mod crud;
 pub mod distribution;
 mod exec;
+mod extensions;
+mod features;
 pub mod health;
 pub mod merge;
 pub mod observe;
@@ -23,6 +57,7 @@ mod router;
 pub mod saga;
 pub mod schema;
 pub mod select;
+mod stmt;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod txn;

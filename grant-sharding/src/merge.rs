@@ -1,11 +1,16 @@
-//! The merger: combines per-shard answers into the answer one database would give.
+//! The merger (L3): per-shard row streams into the one ordered answer one database would give.
 //!
 //! * ordered rows: a streaming k-way merge (a heap over one row stream per shard), so memory is
 //!   O(shards × stream buffer), not O(rows); the offset is skipped once, after the merge;
 //! * `DISTINCT`: duplicates across shards are dropped during the merge;
-//! * aggregates: partial results per shard and group are combined (counts and sums added,
-//!   minima and maxima compared, averages as total sum over total count, distinct counts as the
-//!   size of the union of the distinct values).
+//! * how values compare: [`compare_values`] orders values the way both backends do (NULLs
+//!   first or last, `-0.0 = 0.0`, text in byte order), and `values_key` is the canonical
+//!   encoding of a key used to tell values apart.
+//!
+//! Aggregates are combined elsewhere: partial results per shard and group are folded by the
+//! `Acc` accumulators in [`crate::select`] (counts and sums added, minima and maxima compared,
+//! averages as total sum over total count, distinct counts as the size of the union of the
+//! distinct values).
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashSet};

@@ -22,6 +22,7 @@ use sea_query::Value;
 
 use crate::context::current_shard;
 use crate::placement::Placement;
+use crate::resolve::key_columns;
 
 /// The shard of dynamic key `values` under `placement` (static when `None`); `None` when a
 /// directory knows no such key.
@@ -150,14 +151,6 @@ pub(crate) fn key_values_in<M: Model>(node: &Node) -> Vec<&Value> {
 /// The most key combinations a composite-key `AND` of `IN` lists is placed one by one; above it
 /// the `AND` does not prune.
 pub(crate) const MAX_COMBINATIONS: usize = 1024;
-
-/// The positions of the shard-key columns of `M`, in key order (empty when unsharded).
-fn key_columns<M: Model>() -> &'static [usize] {
-    match M::META.shard_key_columns {
-        [] => M::META.shard_key.as_slice(),
-        columns => columns,
-    }
-}
 
 /// The shards the filter allows, or `None` when it does not constrain the shard key.
 fn key_shards<M: Model>(

@@ -9,7 +9,7 @@ use sea_query_sqlx::SqlxValues;
 use crate::cluster::Cluster;
 
 /// The ledger table [`Cluster::migrate`] keeps on every shard.
-pub const LEDGER: &str = "grant_migrations";
+pub const LEDGER: &str = crate::cluster::MIGRATION_LEDGER;
 
 /// One named, ordered schema change.
 #[derive(Debug, Clone, Copy)]

@@ -14,13 +14,14 @@ use grant_core::{Error, FromShardRow, Model, Result, ShardId};
 use sea_query::Value;
 use tokio::sync::OwnedRwLockWriteGuard;
 
+use super::Journal;
 use super::backend::ReshardBackend;
-use super::plan::{ReshardPlan, key_columns, shard_of};
+use super::plan::{ReshardPlan, shard_of};
 use super::store::{self, JobRow};
-use super::{Journal, sql};
 use crate::cluster::{Cluster, ReadPolicy};
 use crate::merge::values_key;
-use crate::placement::Placement;
+use crate::placement::{Placement, WriteObserver};
+use crate::stmt;
 
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,16 +372,7 @@ static JOB_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// The shard-key values inside primary-key `values`.
 fn key_of_pk<M: Model>(pk: &[Value]) -> Vec<Value> {
-    key_columns::<M>()
-        .iter()
-        .filter_map(|column| {
-            M::META
-                .primary_key
-                .iter()
-                .position(|p| p == column)
-                .and_then(|at| pk.get(at).cloned())
-        })
-        .collect()
+    crate::placement::shard_key_of_pk::<M>(pk)
 }
 
 impl<M, DB> ReshardJob<M, DB>
@@ -617,12 +609,11 @@ where
     fn install_journal(&self) {
         self.cluster
             .placements()
-            .reshard
-            .set_journal(M::META.table, Some(Arc::clone(&self.journal)));
+            .observe(M::META.table, Some(Arc::clone(&self.journal) as _));
     }
 
     fn gate(&self) -> Arc<tokio::sync::RwLock<()>> {
-        self.cluster.placements().reshard.gate(M::META.table)
+        self.cluster.placements().gate(M::META.table)
     }
 
     /// The gate in write mode: the one a failed cutover kept, or a new hold.
@@ -786,7 +777,7 @@ where
 
     async fn copy_source(&self, source: ShardId) -> Result<()> {
         let mut cursor = match self.row.lock().await.cursors.get(&source.name()) {
-            Some(text) => Some(sql::decode_key::<M>(text)?),
+            Some(text) => Some(stmt::decode_key::<M>(text)?),
             None => None,
         };
         while let Some((last, moved)) = self.batch(source, cursor.as_deref(), Mode::Copy).await? {
@@ -798,7 +789,7 @@ where
             {
                 let mut row = self.row.lock().await;
                 row.cursors
-                    .insert(source.name().to_owned(), sql::encode_key(&last)?);
+                    .insert(source.name().to_owned(), stmt::encode_key(&last)?);
                 row.rows_copied = self.progress.copied.load(Ordering::Relaxed) as i64;
                 store::save(&self.cluster, &row).await?;
             }
@@ -857,7 +848,7 @@ where
         &self,
         tx: &mut sqlx::Transaction<'static, DB>,
         source: ShardId,
-        (sql, values): sql::Statement,
+        (sql, values): stmt::Statement,
     ) -> Result<Vec<DB::Row>> {
         self.step().await?;
         self.cluster
@@ -886,7 +877,7 @@ where
         cursor: &mut Option<Vec<Value>>,
     ) -> Result<Vec<M>> {
         let statement =
-            sql::scan::<M, DB>(cursor.as_deref(), self.options.batch_size, DB::LOCK_CLAUSE);
+            stmt::scan::<M, DB>(cursor.as_deref(), self.options.batch_size, DB::LOCK_CLAUSE);
         let rows = self.in_tx(tx, source, statement).await?;
         let rows = self.decode(source, &rows)?;
         if let Some(last) = rows.last() {
@@ -948,10 +939,10 @@ where
         &self,
         shard: ShardId,
         keys: &[Vec<Value>],
-        statement: fn(&[Vec<Value>]) -> sql::Statement,
+        statement: fn(&[Vec<Value>]) -> stmt::Statement,
     ) -> Result<Vec<DB::Row>> {
         let mut out = Vec::new();
-        for chunk in keys.chunks(sql::keys_per_statement::<M, DB>()) {
+        for chunk in keys.chunks(stmt::keys_per_statement::<M, DB>()) {
             self.step().await?;
             out.extend(
                 self.cluster
@@ -970,7 +961,7 @@ where
     /// Rows of `shard` with these keys, by key.
     async fn fetch_keys(&self, shard: ShardId, keys: &[Vec<Value>]) -> Result<HashMap<Vec<u8>, M>> {
         let rows = self
-            .fetch_by_keys(shard, keys, sql::fetch_keys::<M, DB>)
+            .fetch_by_keys(shard, keys, stmt::fetch_keys::<M, DB>)
             .await?;
         Ok(self
             .decode(shard, &rows)?
@@ -982,7 +973,7 @@ where
     async fn upsert(&self, target: ShardId, rows: &[&M]) -> Result<()> {
         self.step().await?;
         self.cluster
-            .execute_atomic(M::META.name, target, sql::upserts::<M, DB>(rows))
+            .execute_atomic(M::META.name, target, stmt::upserts::<M, DB>(rows))
             .await?;
         Ok(())
     }
@@ -1033,7 +1024,7 @@ where
     /// Proves that `target` holds each of `rows` exactly (copying what is missing or
     /// different, then reading it back): the check before their source copies are deleted.
     async fn prove_at(&self, target: ShardId, rows: &[&M]) -> Result<()> {
-        for chunk in rows.chunks(sql::keys_per_statement::<M, DB>()) {
+        for chunk in rows.chunks(stmt::keys_per_statement::<M, DB>()) {
             if self.sync_target(target, chunk, Mode::Verify).await? == 0 {
                 continue;
             }
@@ -1203,7 +1194,7 @@ where
                 M::META.name,
                 shard,
                 Some(ReadPolicy::Primary),
-                sql::scan::<M, DB>(cursor.as_deref(), self.options.batch_size, ""),
+                stmt::scan::<M, DB>(cursor.as_deref(), self.options.batch_size, ""),
             )
             .await?;
         let rows = self.decode(shard, &rows)?;
@@ -1219,8 +1210,8 @@ where
         }
         self.step().await?;
         let statements = keys
-            .chunks(sql::keys_per_statement::<M, DB>())
-            .map(sql::delete_keys::<M, DB>)
+            .chunks(stmt::keys_per_statement::<M, DB>())
+            .map(stmt::delete_keys::<M, DB>)
             .collect();
         self.cluster
             .execute_atomic(M::META.name, shard, statements)
@@ -1267,7 +1258,7 @@ where
         if let Err(e) = self.reverify(&dirty, &mut moved).await {
             // Nothing left any source: put the journal back and let writers go on.
             for key in dirty {
-                self.journal.note(key);
+                self.journal.written(key);
             }
             *self.moved.lock().unwrap_or_else(|e| e.into_inner()) = moved;
             return Err(e);
@@ -1354,8 +1345,8 @@ where
             Selection::Keys(keys) if !done => self.hand_over_keys(&mut tx, source, keys).await?,
             _ => self.hand_over_all(&mut tx, source, done).await?,
         };
-        for chunk in keys.chunks(sql::keys_per_statement::<M, DB>()) {
-            self.in_tx(&mut tx, source, sql::delete_keys::<M, DB>(chunk))
+        for chunk in keys.chunks(stmt::keys_per_statement::<M, DB>()) {
+            self.in_tx(&mut tx, source, stmt::delete_keys::<M, DB>(chunk))
                 .await?;
         }
         self.commit(tx, source).await
@@ -1387,8 +1378,8 @@ where
                 .cloned()
                 .collect();
             let mut rows: Vec<M> = Vec::new();
-            for chunk in missing.chunks(sql::keys_per_statement::<M, DB>()) {
-                let (mut sql, values) = sql::fetch_keys::<M, DB>(chunk);
+            for chunk in missing.chunks(stmt::keys_per_statement::<M, DB>()) {
+                let (mut sql, values) = stmt::fetch_keys::<M, DB>(chunk);
                 sql.push_str(DB::LOCK_CLAUSE);
                 let found = self.in_tx(tx, source, (sql, values)).await?;
                 rows.extend(self.decode(source, &found)?);
@@ -1454,11 +1445,11 @@ where
         keys: &[Vec<Value>],
     ) -> Result<std::collections::HashSet<Vec<u8>>> {
         let rows = self
-            .fetch_by_keys(shard, keys, sql::fetch_pks::<M, DB>)
+            .fetch_by_keys(shard, keys, stmt::fetch_pks::<M, DB>)
             .await?;
         rows.iter()
             .map(|row| {
-                sql::decode_pk::<M, DB>(row)
+                stmt::decode_pk::<M, DB>(row)
                     .map(|key| values_key(&key))
                     .map_err(self.shard_error(shard))
             })
@@ -1521,10 +1512,7 @@ where
     }
 
     async fn finish(&self, phase: Phase) -> Result<()> {
-        self.cluster
-            .placements()
-            .reshard
-            .set_journal(M::META.table, None);
+        self.cluster.placements().observe(M::META.table, None);
         self.set_phase(phase).await
     }
 
@@ -1601,10 +1589,7 @@ where
             if migrating {
                 self.cluster.abort_migration::<M>(epoch)?;
             }
-            self.cluster
-                .placements()
-                .reshard
-                .set_journal(M::META.table, None);
+            self.cluster.placements().observe(M::META.table, None);
             drop(held);
             self.set_phase(Phase::RollingBack).await?;
         }
@@ -1660,7 +1645,7 @@ where
                         mine.push(row);
                     }
                 }
-                for statement in sql::upserts::<M, DB>(&mine) {
+                for statement in stmt::upserts::<M, DB>(&mine) {
                     self.in_tx(&mut tx, source, statement).await?;
                 }
             }

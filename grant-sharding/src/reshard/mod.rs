@@ -9,7 +9,7 @@
 //!    estimated rows.
 //! 2. [`ReshardJob::start`] persists the job (table `grant_reshard_jobs` on the cluster's first
 //!    shard), creates the table on the new shards and switches the model to
-//!    [`Placement::Migrating`]: reads stay on the old placement, every insert, update and delete
+//!    [`Placement::Migrating`](crate::placement::Placement::Migrating): reads stay on the old placement, every insert, update and delete
 //!    goes to the old shard **and** the new one (the new side of an insert is an upsert), and
 //!    every written primary key is recorded in the job's dirty-key journal.
 //! 3. The backfill ([`ReshardJob::copy`]) walks each source shard in primary-key order, one batch
@@ -53,8 +53,8 @@
 //!
 //! # Supported placements
 //!
-//! Old: the model's static placement or a run-time [`Placement::Resolver`]. New: any
-//! [`Placement::Resolver`] — a hash or `pg_hash` count change, a consistent-hash ring with a
+//! Old: the model's static placement or a run-time [`Placement::Resolver`](crate::placement::Placement::Resolver). New: any
+//! [`Placement::Resolver`](crate::placement::Placement::Resolver) — a hash or `pg_hash` count change, a consistent-hash ring with a
 //! shard added or removed, a mapping with entries changed, a custom resolver. Directory
 //! placements (old or new) are **not supported yet**: reassign directory entries with the
 //! directory API.
@@ -63,20 +63,16 @@
 //! the derive's `count`, or call `cluster.set_placement` at start-up) before the process restarts.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use grant_core::{Backend, Model};
 use sea_query::Value;
-use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
-use crate::cluster::Cluster;
 use crate::merge::values_key;
-use crate::placement::{Placement, PlacementState};
+use crate::placement::WriteObserver;
 
 mod backend;
 mod job;
 mod plan;
-mod sql;
 mod store;
 
 pub use backend::ReshardBackend;
@@ -85,63 +81,9 @@ pub use job::CrashPoint;
 pub use job::{Phase, ReshardJob, ReshardOptions, ReshardStatus};
 pub use plan::{Move, ReshardPlan, SAMPLE_LIMIT};
 
-/// A model's run-time placement, read under the model's gate (held until this is dropped).
-#[derive(Debug)]
-pub(crate) struct Gated {
-    _gate: OwnedRwLockReadGuard<()>,
-    state: Arc<PlacementState>,
-}
-
-impl std::ops::Deref for Gated {
-    type Target = PlacementState;
-
-    fn deref(&self) -> &PlacementState {
-        &self.state
-    }
-}
-
-/// Per-model gates and dirty-key journals of a cluster (kept beside its placements).
-#[derive(Debug, Default)]
-pub(crate) struct Hooks {
-    gates: std::sync::RwLock<HashMap<&'static str, Arc<RwLock<()>>>>,
-    journals: Mutex<HashMap<&'static str, Arc<Journal>>>,
-}
-
-impl Hooks {
-    /// The gate of `table` (created on first use).
-    pub(crate) fn gate(&self, table: &'static str) -> Arc<RwLock<()>> {
-        if let Some(gate) = self
-            .gates
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(table)
-        {
-            return Arc::clone(gate);
-        }
-        let mut gates = self.gates.write().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(gates.entry(table).or_default())
-    }
-
-    fn journal(&self, table: &'static str) -> Option<Arc<Journal>> {
-        let journals = self.journals.lock().unwrap_or_else(|e| e.into_inner());
-        journals.get(table).cloned()
-    }
-
-    fn set_journal(&self, table: &'static str, journal: Option<Arc<Journal>>) {
-        let mut journals = self.journals.lock().unwrap_or_else(|e| e.into_inner());
-        match journal {
-            Some(j) => {
-                journals.insert(table, j);
-            }
-            None => {
-                journals.remove(table);
-            }
-        }
-    }
-}
-
-/// The primary keys written while a model migrates (keyed by their `Debug` rendering, which is
-/// exact for the value types keys have).
+/// The primary keys written while a model migrates: the job's write observer (installed with
+/// [`Placements::observe`](crate::placement::Placements::observe), fed by every insert, update
+/// and delete of the migrating model).
 #[derive(Debug, Default)]
 pub(crate) struct Journal {
     /// Keyed by [`values_key`], the canonical encoding of a key's values.
@@ -149,52 +91,15 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
-    fn note(&self, key: Vec<Value>) {
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        keys.entry(values_key(&key)).or_insert(key);
-    }
-
     fn take(&self) -> Vec<Vec<Value>> {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::take(&mut *keys).into_values().collect()
     }
 }
 
-impl<DB: Backend> Cluster<DB> {
-    /// Model `M`'s run-time placement, read while holding the model's gate in read mode
-    /// (`None`, at the cost of one atomic load, when it has none). Keep it for the whole
-    /// operation: a resharding cutover waits for it, and the placement it holds is the one the
-    /// operation must follow.
-    pub(crate) async fn gated_placement<M: Model>(&self) -> Option<Gated> {
-        self.placements().get::<M>()?;
-        let gate = self
-            .placements()
-            .reshard
-            .gate(M::META.table)
-            .read_owned()
-            .await;
-        // Read again under the gate: a cutover may have switched the placement meanwhile.
-        let state = self.placements().get::<M>()?;
-        Some(Gated { _gate: gate, state })
-    }
-}
-
-/// The statements that write `rows` on the `new` side of a dual write: upserts, since the
-/// backfill may have copied the row there first.
-pub(crate) fn dual_write_inserts<M: Model, DB: Backend>(rows: &[&M]) -> Vec<sql::Statement> {
-    sql::upserts::<M, DB>(rows)
-}
-
-/// Records a write of the row with primary key `key` in the model's dirty-key journal when it
-/// is migrating under a resharding job (nothing otherwise).
-pub(crate) fn note_write<M: Model, DB: Backend>(
-    cluster: &Cluster<DB>,
-    placement: &Placement,
-    key: impl FnOnce() -> Vec<Value>,
-) {
-    if matches!(placement, Placement::Migrating { .. })
-        && let Some(journal) = cluster.placements().reshard.journal(M::META.table)
-    {
-        journal.note(key());
+impl WriteObserver for Journal {
+    fn written(&self, key: Vec<Value>) {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        keys.entry(values_key(&key)).or_insert(key);
     }
 }

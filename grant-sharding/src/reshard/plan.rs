@@ -10,6 +10,7 @@ use sea_query_sqlx::SqlxBinder;
 
 use crate::cluster::{Cluster, ReadPolicy};
 use crate::placement::Placement;
+use crate::resolve::key_columns;
 
 /// Above this many rows on a source shard the plan samples that many keys instead of scanning
 /// them all.
@@ -37,14 +38,6 @@ pub struct ReshardPlan {
     pub(crate) sources: Vec<(ShardId, u64)>,
     pub(crate) moves: Vec<Move>,
     pub(crate) sampled: bool,
-}
-
-/// The shard-key columns, in key order.
-pub(crate) fn key_columns<M: Model>() -> &'static [usize] {
-    match M::META.shard_key_columns {
-        [] => M::META.shard_key.as_slice(),
-        columns => columns,
-    }
 }
 
 /// Whether `placement` can be an end of a move (no directory, no migration).

@@ -5,7 +5,7 @@
 //! same type can also be installed on a cluster at run time with
 //! [`cluster.set_placement::<M>(Placement::resolver(value))`](crate::Cluster::set_placement).
 
-pub use crate::placement::Resolver;
+pub use super::Resolver;
 
 use grant_core::{KeyPart, KeyVisitor, Model, Result, ShardId, ShardKey};
 use sea_query::Value;

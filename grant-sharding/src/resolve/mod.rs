@@ -10,29 +10,28 @@
 //! | `consistent_hash` | [`ConsistentHashResolver`] | `count`, optional weights | any shard key, composite too |
 //! | `range` | [`RangeResolver`] | named, one per range (or several ranges per name) | [`IntKey`](grant_core::key::IntKey) |
 //! | `mapping` (`geographic`, `lookup`) | [`MappingResolver`] | named, plus an optional default | [`IntKey`](grant_core::key::IntKey) or [`TextKey`](grant_core::key::TextKey) |
-//! | `directory` | [`Directory`] | `count`, named `{prefix}{i}`; more at run time ([`Directory::add_shard`]) | one column, any [`ShardKey`](grant_core::ShardKey); entries in a table on the `home` shard, cached |
+//! | `directory` | [`Directory`](crate::placement::directory::Directory) | `count`, named `{prefix}{i}`; more at run time ([`Directory::add_shard`](crate::placement::directory::Directory::add_shard)) | one column, any [`ShardKey`](grant_core::ShardKey); entries in a table on the `home` shard, cached |
 //! | `custom` | your type implementing [`Resolver`] | the resolver's [`Resolver::shards`] | any, composite too |
 //!
 //! Placement at run time: a cluster can override a model's static strategy with any
 //! [`Resolver`] (the built-in ones implement it: a [`ConsistentHashResolver`] that gained a shard,
-//! a [`MappingResolver`] with a new entry), a [`Directory`], or a migration between two placements
+//! a [`MappingResolver`] with a new entry), a [`Directory`](crate::placement::directory::Directory), or a migration between two placements
 //! (dual writes) — see [`crate::placement`].
 
 pub mod consistent;
 pub mod custom;
-pub mod directory;
 pub mod hash;
 pub mod mapping;
 pub mod pg_hash;
 pub mod range;
+mod resolver;
 
-pub use crate::placement::Resolver;
 pub use consistent::ConsistentHashResolver;
-pub use directory::{Directory, NewKeys};
 pub use hash::HashResolver;
 pub use mapping::{MappingKey, MappingResolver};
 pub use pg_hash::PgHashResolver;
 pub use range::{KeyRange, RangeResolver};
+pub use resolver::{Resolver, describe, hex, names};
 
 use grant_core::{Error, KeyPart, Model, Result, ShardId};
 use sea_query::Value;
@@ -50,10 +49,7 @@ pub const MAX_KEY_COLUMNS: usize = 4;
 /// when the number of values is not the number of key columns — never a default shard.
 pub fn key_parts<M: Model, R>(values: &[Value], f: impl FnOnce(&[KeyPart<'_>]) -> R) -> Result<R> {
     let meta = M::META;
-    let columns: &[usize] = match meta.shard_key_columns {
-        [] => meta.shard_key.as_slice(),
-        columns => columns,
-    };
+    let columns = key_columns::<M>();
     if values.len() != columns.len() || values.len() > MAX_KEY_COLUMNS {
         return Err(Error::MissingShardKey {
             model: meta.name,
@@ -76,6 +72,15 @@ pub fn key_parts<M: Model, R>(values: &[Value], f: impl FnOnce(&[KeyPart<'_>]) -
         })?;
     }
     Ok(f(&parts[..values.len()]))
+}
+
+/// Model `M`'s shard-key columns (positions in `M::META.columns`), in key order: the one
+/// lookup every layer uses.
+pub(crate) fn key_columns<M: Model>() -> &'static [usize] {
+    match M::META.shard_key_columns {
+        [] => M::META.shard_key.as_slice(),
+        columns => columns,
+    }
 }
 
 /// The shard at position `index` of model `M`'s shard list.

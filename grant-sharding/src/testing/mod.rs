@@ -12,5 +12,5 @@ pub mod postgres;
 pub fn model_gate<M: grant_core::Model, DB: grant_core::Backend>(
     cluster: &crate::Cluster<DB>,
 ) -> std::sync::Arc<tokio::sync::RwLock<()>> {
-    cluster.placements().reshard.gate(M::META.table)
+    cluster.placements().gate(M::META.table)
 }

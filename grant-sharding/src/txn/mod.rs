@@ -54,8 +54,8 @@ use sea_query_sqlx::{SqlxBinder, SqlxValues};
 use sqlx::pool::PoolConnection;
 
 use crate::cluster::{Cluster, ClusterBuilder};
-use crate::crud;
 use crate::query::{Query, page_sql};
+use crate::{crud, stmt};
 
 /// The coordinator log table of two-phase commit.
 pub const LOG_TABLE: &str = "grant_2pc_log";
@@ -133,7 +133,7 @@ impl TwoPhase {
 impl<DB: Backend> ClusterBuilder<DB> {
     /// Two-phase commit settings: coordinator shard, abandon timeout, recovery at connect.
     pub fn two_phase(mut self, config: TwoPhase) -> Self {
-        self.two_phase = config;
+        self.extensions.set(TxnState::new(config));
         self
     }
 }
@@ -157,10 +157,15 @@ impl TxnState {
     }
 }
 
+/// The connect hook of two-phase commit (installed by `Cluster::builder`): see [`at_connect`].
+pub(crate) fn connect_hook<DB: Backend>(cluster: &Cluster<DB>) -> BoxFuture<'_, Result<()>> {
+    Box::pin(at_connect(cluster))
+}
+
 /// Checks the two-phase settings and runs recovery at connect when configured (PostgreSQL).
 /// Only a bad setting fails the connect; what recovery cannot finish is retried in the
 /// background.
-pub(crate) async fn at_connect<DB: Backend>(cluster: &Cluster<DB>) -> Result<()> {
+async fn at_connect<DB: Backend>(cluster: &Cluster<DB>) -> Result<()> {
     cluster.coordinator()?;
     if !DB::TWO_PHASE || !cluster.txn().config.recover_on_connect {
         return Ok(());
@@ -180,6 +185,11 @@ pub(crate) async fn at_connect<DB: Backend>(cluster: &Cluster<DB>) -> Result<()>
 }
 
 impl<DB: Backend> Cluster<DB> {
+    /// Two-phase commit settings and state, kept in the cluster's extension slots.
+    pub(crate) fn txn(&self) -> &TxnState {
+        self.extensions().get_or_default()
+    }
+
     /// The coordinator shard's position.
     fn coordinator(&self) -> Result<usize> {
         match &self.txn().config.coordinator {
@@ -427,10 +437,10 @@ pub(crate) async fn insert_rows<M: Model, DB: Backend>(
     rows: &[&M],
 ) -> Result<u64> {
     open.ensure_schema::<M>(cluster).await?;
-    let per_batch = crate::crud::rows_per_insert::<M, DB>();
+    let per_batch = stmt::rows_per_insert::<M, DB>();
     let mut n = 0;
     for chunk in rows.chunks(per_batch) {
-        let statement = crud::insert_statement::<M>(chunk).build_sqlx(DB::builder());
+        let statement = stmt::insert::<M, DB>(chunk);
         n += open.execute(cluster, M::META.name, statement).await?;
     }
     Ok(n)
@@ -443,14 +453,8 @@ pub(crate) async fn insert_values<M: Model, DB: Backend>(
     values: Vec<sea_query::Value>,
 ) -> Result<u64> {
     open.ensure_schema::<M>(cluster).await?;
-    let mut insert = sea_query::Query::insert();
-    insert
-        .into_table(M::META.table)
-        .columns(M::META.column_names());
-    // The column list and the values come from the same model: the lengths agree.
-    let _ = insert.values(values.into_iter().map(Expr::val));
-    open.execute(cluster, M::META.name, insert.build_sqlx(DB::builder()))
-        .await
+    let statement = stmt::insert_rows::<M, DB>([values]);
+    open.execute(cluster, M::META.name, statement).await
 }
 
 pub(crate) async fn update_row<M: Model, DB: Backend>(
@@ -460,29 +464,12 @@ pub(crate) async fn update_row<M: Model, DB: Backend>(
 ) -> Result<()> {
     open.ensure_schema::<M>(cluster).await?;
     let key = row.primary_key();
-    let mut update = sea_query::Query::update();
-    update.table(M::META.table);
-    let mut any = false;
-    for (column, value) in M::META.columns.iter().zip(row.values()) {
-        if !column.primary_key {
-            update.value(column.name, value);
-            any = true;
+    let n = match stmt::update::<M, DB>(row) {
+        Some(update) => open.execute(cluster, M::META.name, update).await?,
+        None => {
+            let exists = stmt::exists::<M, DB>(&key);
+            open.fetch(cluster, M::META.name, exists).await?.len() as u64
         }
-    }
-    let n = if any {
-        update.cond_where(crud::pk_condition::<M>(&key));
-        open.execute(cluster, M::META.name, update.build_sqlx(DB::builder()))
-            .await?
-    } else {
-        let mut select = sea_query::Query::select();
-        select
-            .expr(Expr::val(1))
-            .from(M::META.table)
-            .cond_where(crud::pk_condition::<M>(&key))
-            .limit(1);
-        open.fetch(cluster, M::META.name, select.build_sqlx(DB::builder()))
-            .await?
-            .len() as u64
     };
     if n == 0 {
         return Err(crud::not_found::<M>(open.shard, &key));
@@ -496,12 +483,8 @@ pub(crate) async fn delete_key<M: Model, DB: Backend>(
     key: &M::PrimaryKey,
 ) -> Result<bool> {
     open.ensure_schema::<M>(cluster).await?;
-    let mut delete = sea_query::Query::delete();
-    delete
-        .from_table(M::META.table)
-        .cond_where(crud::pk_condition::<M>(key));
     let n = open
-        .execute(cluster, M::META.name, delete.build_sqlx(DB::builder()))
+        .execute(cluster, M::META.name, stmt::delete::<M, DB>(key))
         .await?;
     Ok(n > 0)
 }
@@ -517,12 +500,7 @@ where
     DB: Backend,
 {
     open.ensure_schema::<M>(cluster).await?;
-    let mut select = sea_query::Query::select();
-    select
-        .columns(M::META.column_names())
-        .from(M::META.table)
-        .cond_where(crud::pk_condition::<M>(key))
-        .limit(1);
+    let mut select = stmt::find_select::<M>(key);
     if lock {
         // `FOR UPDATE` on PostgreSQL; SQLite has no row locks (and needs none: `BEGIN
         // IMMEDIATE` already holds the database's write lock).

@@ -14,7 +14,6 @@ use sea_query_sqlx::SqlxValues;
 
 use super::Transaction;
 use crate::cluster::Cluster;
-use crate::crud;
 
 /// Creates the reference table on every shard of the cluster, in parallel (idempotent), then
 /// checks that each has every column of the model (a table of that name may have existed).
@@ -24,7 +23,7 @@ use crate::crud;
 /// A shard's error; [`Error::SchemaMismatch`](grant_core::Error::SchemaMismatch) naming the
 /// shard whose older table lacks a column.
 pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Result<()> {
-    let sql = crud::create_table_sql::<M, DB>();
+    let sql = crate::stmt::create_table::<M, DB>();
     let shards: Vec<_> = (0..cluster.shard_names().count())
         .filter_map(|i| cluster.shard_id(i))
         .collect();

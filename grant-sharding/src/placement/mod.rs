@@ -6,8 +6,8 @@
 //! cluster, with a placement chosen at run time:
 //!
 //! - [`Placement::Resolver`]: any [`Resolver`] — a built-in strategy built at run time (a
-//!   [`ConsistentHashResolver`] that gained a shard, a
-//!   [`MappingResolver`] with a new entry) or a user type
+//!   [`ConsistentHashResolver`](crate::resolve::ConsistentHashResolver) that gained a shard, a
+//!   [`MappingResolver`](crate::resolve::MappingResolver) with a new entry) or a user type
 //!   (the `custom` strategy);
 //! - [`Placement::Directory`]: key → shard entries in a directory table
 //!   ([`Directory`]);
@@ -23,208 +23,23 @@
 //! Cost for models without a run-time placement: one atomic load per operation.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use grant_core::{Backend, Error, KeyPart, Model, ModelMeta, Result, ShardId};
+use grant_core::{Backend, Error, KeyPart, Model, Result, ShardId};
 use sea_query::Value;
 
 use crate::cluster::Cluster;
-use crate::resolve::directory::Directory;
-use crate::resolve::{ConsistentHashResolver, HashResolver, MappingResolver, PgHashResolver};
+pub use crate::cluster::intern;
+pub use crate::resolve::Resolver;
+use crate::resolve::key_columns;
 
-/// A key → shard function chosen at run time: the `custom` strategy's trait, also implemented
-/// by the built-in resolvers that can change at run time.
-///
-/// Implement it for your own type and either name the type in the derive
-/// (`#[shard(strategy = "custom", resolver = "path::Type")]`, the type then also needs
-/// `Default`) or install a value on a cluster with
-/// [`cluster.set_placement::<M>(Placement::resolver(value))`](Cluster::set_placement).
-///
-/// # Examples
-///
-/// ```
-/// use std::borrow::Cow;
-/// use grant_core::{Error, KeyPart, ModelMeta, Result, ShardId};
-/// use grant_sharding::placement::Resolver;
-///
-/// /// Even keys on `even`, odd keys on `odd`.
-/// #[derive(Debug, Default)]
-/// struct Parity;
-///
-/// impl Resolver for Parity {
-///     fn shards(&self) -> Cow<'_, [ShardId]> {
-///         const SHARDS: [ShardId; 2] = [ShardId::named(0, "even"), ShardId::named(1, "odd")];
-///         Cow::Borrowed(&SHARDS)
-///     }
-///     fn shard_for_key(&self, model: &'static ModelMeta, key: &[KeyPart<'_>]) -> Result<ShardId> {
-///         match key {
-///             [KeyPart::Int(v)] => Ok(self.shards()[v.rem_euclid(2) as usize]),
-///             _ => Err(Error::MissingShardKey {
-///                 model: model.name,
-///                 key: model.shard_key_name(),
-///                 detail: "Parity places one integer key".into(),
-///             }),
-///         }
-///     }
-/// }
-/// ```
-pub trait Resolver: Send + Sync + fmt::Debug + 'static {
-    /// Every shard this resolver may place a key on, in index order
-    /// ([`ShardId::index`] is the position). Queries without a usable key visit all of them.
-    fn shards(&self) -> Cow<'_, [ShardId]>;
+pub mod directory;
 
-    /// The shard of the key whose parts (one per shard-key column, in key order) are `key`.
-    ///
-    /// # Errors
-    ///
-    /// Whatever the resolver refuses; name the model (`model.name`), the key and what to do —
-    /// e.g. [`Error::UnknownShard`] for a key no shard holds.
-    fn shard_for_key(&self, model: &'static ModelMeta, key: &[KeyPart<'_>]) -> Result<ShardId>;
-
-    /// The shards that may hold keys between `low` and `high` (single-column keys), or `None`
-    /// when the resolver cannot tell (then a range condition visits every shard). May include
-    /// shards without such keys, never omit one.
-    ///
-    /// # Errors
-    ///
-    /// None by default.
-    fn shards_for_range(
-        &self,
-        model: &'static ModelMeta,
-        low: Bound<&Value>,
-        high: Bound<&Value>,
-    ) -> Result<Option<Vec<ShardId>>> {
-        let _ = (model, low, high);
-        Ok(None)
-    }
-}
-
-impl Resolver for HashResolver {
-    fn shards(&self) -> Cow<'_, [ShardId]> {
-        Cow::Owned(
-            (0..self.count())
-                .map(|i| ShardId::prefixed(self.prefix(), i))
-                .collect(),
-        )
-    }
-
-    fn shard_for_key(&self, _model: &'static ModelMeta, key: &[KeyPart<'_>]) -> Result<ShardId> {
-        let hash = crate::resolve::hash::parts_hash(key.iter().copied());
-        Ok(ShardId::prefixed(
-            self.prefix(),
-            (hash % u64::from(self.count().max(1))) as u32,
-        ))
-    }
-}
-
-impl Resolver for PgHashResolver {
-    fn shards(&self) -> Cow<'_, [ShardId]> {
-        Cow::Owned(
-            (0..self.modulus())
-                .map(|i| ShardId::prefixed(self.prefix(), i))
-                .collect(),
-        )
-    }
-
-    fn shard_for_key(&self, _model: &'static ModelMeta, key: &[KeyPart<'_>]) -> Result<ShardId> {
-        let hash = crate::resolve::pg_hash::parts_row_hash(key.iter().copied());
-        Ok(ShardId::prefixed(
-            self.prefix(),
-            (hash % u64::from(self.modulus().max(1))) as u32,
-        ))
-    }
-}
-
-impl Resolver for ConsistentHashResolver {
-    fn shards(&self) -> Cow<'_, [ShardId]> {
-        Cow::Borrowed(ConsistentHashResolver::shards(self))
-    }
-
-    fn shard_for_key(&self, model: &'static ModelMeta, key: &[KeyPart<'_>]) -> Result<ShardId> {
-        let shard = self.shard_for_hash(crate::resolve::hash::parts_hash(key.iter().copied()));
-        if shard.is_unplaced() {
-            return Err(Error::UnknownShard {
-                model: model.name,
-                shard: shard.name(),
-                known: "the hash ring has no points; give its shards vnodes".into(),
-            });
-        }
-        Ok(shard)
-    }
-}
-
-impl Resolver for MappingResolver {
-    fn shards(&self) -> Cow<'_, [ShardId]> {
-        let mut shards: Vec<ShardId> = Vec::new();
-        for shard in self
-            .entries()
-            .iter()
-            .map(|(_, s)| *s)
-            .chain(self.default_shard())
-        {
-            if !shards.contains(&shard) {
-                shards.push(shard);
-            }
-        }
-        shards.sort();
-        Cow::Owned(shards)
-    }
-
-    fn shard_for_key(&self, model: &'static ModelMeta, key: &[KeyPart<'_>]) -> Result<ShardId> {
-        match key {
-            [part] => self
-                .shard_for_part(*part)
-                .ok_or_else(|| Error::UnknownShard {
-                    model: model.name,
-                    shard: format!(
-                        "<none for {} = {}>",
-                        model.shard_key_names(),
-                        describe(part)
-                    ),
-                    known: format!(
-                        "{}; the value is not in the mapping and there is no default: add an entry \
-                     with `MappingResolver::with_entry` and `cluster.set_placement`",
-                        names(&Resolver::shards(self))
-                    ),
-                }),
-            _ => Err(Error::MissingShardKey {
-                model: model.name,
-                key: model.shard_key_name(),
-                detail: format!("a mapping places one key column, got {} parts", key.len()),
-            }),
-        }
-    }
-}
-
-/// A key part rendered for messages.
-pub(crate) fn describe(part: &KeyPart<'_>) -> String {
-    match part {
-        KeyPart::Int(v) => v.to_string(),
-        KeyPart::Text(s) => format!("{s:?}"),
-        KeyPart::Bytes(b) => format!("0x{}", hex(b)),
-        KeyPart::Uuid(u) => format!("uuid 0x{}", hex(u)),
-    }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-pub(crate) fn names(shards: &[ShardId]) -> String {
-    shards
-        .iter()
-        .map(ShardId::name)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+use directory::Directory;
 
 /// Where a model's rows live, chosen at run time (see the [module docs](self)).
 #[derive(Clone)]
@@ -389,8 +204,34 @@ pub(crate) struct Placements {
     /// The last epoch of every model ever placed, kept when its placement is cleared so that
     /// epochs never repeat.
     last_epoch: Mutex<HashMap<&'static str, u64>>,
-    // resharding: per-model operation gates and dirty-key journals (see `crate::reshard`).
-    pub(crate) reshard: crate::reshard::Hooks,
+    /// Per-model operation gates (created on first use; see [`Cluster::gated_placement`]).
+    gates: RwLock<HashMap<&'static str, Arc<tokio::sync::RwLock<()>>>>,
+    /// Per-model write observers (resharding's dirty-key journal).
+    observers: RwLock<HashMap<&'static str, Arc<dyn WriteObserver>>>,
+}
+
+/// Sees every write of a model that has a [`Placement::Migrating`] placement: the hook through
+/// which resharding keeps its dirty-key journal without crud naming it.
+pub(crate) trait WriteObserver: Send + Sync + fmt::Debug {
+    /// The row with primary key `key` (its values, in key order) was inserted, updated or
+    /// deleted — about to be, under the model's gate, which the observer's reader takes in write
+    /// mode before it reads what was observed.
+    fn written(&self, key: Vec<Value>);
+}
+
+/// A model's run-time placement, read under the model's gate (held until this is dropped).
+#[derive(Debug)]
+pub(crate) struct Gated {
+    _gate: tokio::sync::OwnedRwLockReadGuard<()>,
+    state: Arc<PlacementState>,
+}
+
+impl std::ops::Deref for Gated {
+    type Target = PlacementState;
+
+    fn deref(&self) -> &PlacementState {
+        &self.state
+    }
 }
 
 impl Placements {
@@ -467,6 +308,40 @@ impl Placements {
         }
     }
 
+    /// The operation gate of `table` (created on first use): every operation on a model with a
+    /// run-time placement holds it in read mode; a placement switch that must drain them (a
+    /// resharding cutover) takes it in write mode.
+    pub(crate) fn gate(&self, table: &'static str) -> Arc<tokio::sync::RwLock<()>> {
+        if let Some(gate) = self
+            .gates
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(table)
+        {
+            return Arc::clone(gate);
+        }
+        let mut gates = self.gates.write().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(gates.entry(table).or_default())
+    }
+
+    /// Installs (`Some`) or removes (`None`) the write observer of `table`.
+    pub(crate) fn observe(&self, table: &'static str, observer: Option<Arc<dyn WriteObserver>>) {
+        let mut observers = self.observers.write().unwrap_or_else(|e| e.into_inner());
+        match observer {
+            Some(o) => {
+                observers.insert(table, o);
+            }
+            None => {
+                observers.remove(table);
+            }
+        }
+    }
+
+    fn observer(&self, table: &'static str) -> Option<Arc<dyn WriteObserver>> {
+        let observers = self.observers.read().unwrap_or_else(|e| e.into_inner());
+        observers.get(table).cloned()
+    }
+
     /// Every run-time placement, by table.
     pub(crate) fn all(&self) -> Vec<(&'static str, Arc<PlacementState>)> {
         self.read()
@@ -474,22 +349,6 @@ impl Placements {
             .map(|(t, s)| (*t, Arc::clone(s)))
             .collect()
     }
-}
-
-/// A `&'static str` for a shard name given at run time: each distinct name is leaked once per
-/// process ([`ShardId`] holds `&'static str` names).
-pub fn intern(name: &str) -> &'static str {
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut names = NAMES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(&known) = names.get(name) {
-        return known;
-    }
-    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    names.insert(leaked);
-    leaked
 }
 
 impl<DB: Backend> Cluster<DB> {
@@ -616,24 +475,21 @@ pub(crate) fn row_key_values<M: Model>(row: &M) -> Vec<Value> {
 
 /// The values of the shard-key columns within a primary key, in key order.
 pub(crate) fn pk_key_values<M: Model>(key: &M::PrimaryKey) -> Vec<Value> {
-    let values = M::primary_key_values(key);
+    shard_key_of_pk::<M>(&M::primary_key_values(key))
+}
+
+/// The shard-key values inside primary-key values `pk` (in primary-key order).
+pub(crate) fn shard_key_of_pk<M: Model>(pk: &[Value]) -> Vec<Value> {
     key_columns::<M>()
         .iter()
         .filter_map(|column| {
             M::META
                 .primary_key
                 .iter()
-                .position(|pk| pk == column)
-                .and_then(|at| values.get(at).cloned())
+                .position(|p| p == column)
+                .and_then(|at| pk.get(at).cloned())
         })
         .collect()
-}
-
-fn key_columns<M: Model>() -> &'static [usize] {
-    match M::META.shard_key_columns {
-        [] => M::META.shard_key.as_slice(),
-        columns => columns,
-    }
 }
 
 /// Where one write goes under a run-time placement.
@@ -751,5 +607,76 @@ pub(crate) async fn read_shard<M: Model, DB: Backend>(
 pub(crate) fn note_rows(placement: &Placement, shard: ShardId, delta: i64) {
     if let Placement::Directory(d) = placement.reads() {
         d.note_rows(shard, delta);
+    }
+}
+
+impl<DB: Backend> Cluster<DB> {
+    /// The run-time placements, kept in the cluster's extension slots.
+    #[inline]
+    pub(crate) fn placements(&self) -> &Placements {
+        self.extensions().get_or_default()
+    }
+
+    /// Model `M`'s run-time placement, read while holding the model's gate in read mode
+    /// (`None`, at the cost of one atomic load, when it has none). Keep it for the whole
+    /// operation: a resharding cutover waits for it, and the placement it holds is the one the
+    /// operation must follow.
+    pub(crate) async fn gated_placement<M: Model>(&self) -> Option<Gated> {
+        self.placements().get::<M>()?;
+        let gate = self.placements().gate(M::META.table).read_owned().await;
+        // Read again under the gate: a cutover may have switched the placement meanwhile.
+        let state = self.placements().get::<M>()?;
+        Some(Gated { _gate: gate, state })
+    }
+}
+
+/// Tells the write observer of `M` (if any) that the row with primary key `key` is written,
+/// when the model migrates (nothing otherwise).
+pub(crate) fn note_write<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    placement: &Placement,
+    key: impl FnOnce() -> Vec<Value>,
+) {
+    if matches!(placement, Placement::Migrating { .. })
+        && let Some(observer) = cluster.placements().observer(M::META.table)
+    {
+        observer.written(key());
+    }
+}
+
+impl<DB: Backend> Cluster<DB> {
+    /// Removes the shard called `name` from the live cluster and closes its pools — only when
+    /// nothing would be lost: no run-time placement of a model still names it and none of its
+    /// tables holds a row (Grant's migration ledger aside). Statements already running on it
+    /// finish; new ones fail with [`Error::UnknownShard`].
+    ///
+    /// Move a model's rows off the shard first (change its placement, or reshard), then remove
+    /// it. Models with a static placement that names the shard fail with
+    /// [`Error::UnknownShard`] once it is gone (`cluster.check::<M>()` tells in advance).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the shard and the model placement or table (with its row
+    /// count) that still uses it — then the shard stays in the cluster, untouched — or when
+    /// the cluster has no such shard or it is the last one.
+    pub async fn remove_shard(&self, name: &str) -> Result<()> {
+        if self.shard_names().any(|n| n == name) {
+            for (table, state) in self.placements().all() {
+                if let Some(shard) = state
+                    .placement
+                    .dynamic_shards()
+                    .into_iter()
+                    .find(|s| s.is_named(name))
+                {
+                    return Err(Error::Config(format!(
+                        "cannot remove shard `{name}`: the placement of table `{table}` (epoch {}) \
+                         still places keys on `{shard}`; change it with `cluster.set_placement` (or \
+                         reshard its rows) first",
+                        state.epoch
+                    )));
+                }
+            }
+        }
+        self.remove_endpoint(name).await
     }
 }

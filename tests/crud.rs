@@ -1,50 +1,136 @@
-//! CRUD on real PostgreSQL shard databases: placement, finds, updates, deletes, key mutation,
-//! injection, missing shards. The same checks as `sqlite_crud.rs`, on `Cluster<Postgres>`.
+//! CRUD on real shards, one scenario per area, each run on SQLite shard files and on PostgreSQL
+//! shard databases: placement, finds, updates, deletes, composite keys, key mutation,
+//! injection, missing shards. What Grant wrote is checked from outside it, with plain sqlx.
 //!
-//! The server is a throwaway one started by `grant_sharding::testing::postgres` (or the one
-//! `GRANT_PG_URL` names); each test has its own databases, named after it.
+//! A scenario is generic over [`Side`] (one backend's shards); `on_both!` makes one test per
+//! backend. PostgreSQL is the shared throwaway server of `grant_sharding::testing::postgres` (or
+//! the one `GRANT_PG_URL` names); each test has its own databases, named after it.
 
 mod common;
 #[path = "common/pg.rs"]
 mod pg;
 
-use common::{OrderItem, User, user};
+use common::{OrderItem, User, tempdir, user};
 use grant::prelude::*;
+use grant::{Backend, FromShardRow};
+use sqlx::sqlite::SqlitePoolOptions;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_users_land_where_shard_for_says() {
-    const TEST: &str = "pg_crud_ten_thousand_users";
-    let Some(env) = pg::env().await else { return };
-    let cluster = env.cluster(TEST, 8).await;
+/// A user row as stored: `(id, name, email)`.
+type Stored = (i64, String, Option<String>);
+
+/// One backend's shards for a scenario.
+trait Side: Sync {
+    /// The backend.
+    type DB: Backend;
+
+    /// A cluster of `n` shards `shard_0 ..`, new and empty.
+    async fn cluster(&self, n: usize) -> Cluster<Self::DB>;
+
+    /// Every row of the `users` table of shard `i`, read with plain sqlx (bypassing Grant),
+    /// ordered by id.
+    async fn users_on(&self, i: usize) -> Vec<Stored>;
+}
+
+/// SQLite shard files in a directory of the test's own.
+struct Files(tempfile::TempDir);
+
+impl Side for Files {
+    type DB = Sqlite;
+
+    async fn cluster(&self, n: usize) -> Cluster<Sqlite> {
+        common::sqlite_cluster(self.0.path(), n).await
+    }
+
+    async fn users_on(&self, i: usize) -> Vec<Stored> {
+        let path = self.0.path().join(format!("shard_{i}.db"));
+        let pool = SqlitePoolOptions::new()
+            .connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let rows = sqlx::query_as("SELECT id, name, email FROM users ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows
+    }
+}
+
+/// PostgreSQL databases named after the test.
+struct Databases {
+    env: &'static pg::PgEnv,
+    test: &'static str,
+}
+
+impl Side for Databases {
+    type DB = Postgres;
+
+    async fn cluster(&self, n: usize) -> Cluster<Postgres> {
+        self.env.cluster(self.test, n).await
+    }
+
+    async fn users_on(&self, i: usize) -> Vec<Stored> {
+        let pool = pg::pool(&pg::shard_url(self.env, self.test, i)).await;
+        let rows = sqlx::query_as("SELECT id, name, email FROM users ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows
+    }
+}
+
+/// One test per backend for the scenario `$scenario`.
+macro_rules! on_both {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario(&super::Files(super::tempdir())).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(env) = super::pg::env().await else {
+                    return;
+                };
+                let test = concat!("crud_", stringify!($scenario));
+                super::$scenario(&super::Databases { env, test }).await;
+            }
+        }
+    };
+}
+
+on_both!(ten_thousand_users_land_where_shard_for_says);
+async fn ten_thousand_users_land_where_shard_for_says<S: Side>(side: &S)
+where
+    User: FromShardRow<S::DB>,
+    OrderItem: FromShardRow<S::DB>,
+{
+    let cluster = side.cluster(8).await;
     User::create_table(&cluster).await.unwrap();
     User::create_table(&cluster).await.unwrap(); // idempotent
 
     let users: Vec<User> = (1..=10_000).map(user).collect();
     assert_eq!(User::insert_many(&cluster, &users).await.unwrap(), 10_000);
 
-    // Read every shard database with plain sqlx, bypassing Grant.
     let mut total = 0;
     for i in 0..8usize {
-        let pool = pg::pool(&pg::shard_url(env, TEST, i)).await;
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM users")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        for id in &ids {
+        let rows = side.users_on(i).await;
+        for (id, _, _) in &rows {
             assert_eq!(
                 User::shard_for(id),
                 ShardId::new(i as u32),
                 "user {id} in shard_{i}"
             );
         }
-        let share = ids.len() as f64 / 10_000.0;
+        let share = rows.len() as f64 / 10_000.0;
         assert!(
             (0.105..=0.145).contains(&share),
             "shard_{i} holds {:.2}% of the users, expected 12.5% ± 2%",
             share * 100.0
         );
-        total += ids.len();
-        pool.close().await;
+        total += rows.len();
     }
     assert_eq!(total, 10_000);
 
@@ -55,10 +141,13 @@ async fn ten_thousand_users_land_where_shard_for_says() {
     assert_eq!(User::query().count(&cluster).await.unwrap(), 10_000);
 }
 
-#[tokio::test]
-async fn composite_keys_find_update_delete() {
-    let Some(env) = pg::env().await else { return };
-    let cluster = env.cluster("pg_crud_composite_keys", 8).await;
+on_both!(composite_keys_find_update_delete);
+async fn composite_keys_find_update_delete<S: Side>(side: &S)
+where
+    User: FromShardRow<S::DB>,
+    OrderItem: FromShardRow<S::DB>,
+{
+    let cluster = side.cluster(8).await;
     OrderItem::create_table(&cluster).await.unwrap();
     let mut items = Vec::new();
     for order_id in 1..=50 {
@@ -90,23 +179,19 @@ async fn composite_keys_find_update_delete() {
     let mut changed = found.clone();
     changed.quantity = 99;
     changed.update(&cluster).await.unwrap();
-    assert_eq!(
-        OrderItem::find(&cluster, (7, 2))
-            .await
-            .unwrap()
-            .unwrap()
-            .quantity,
-        99
-    );
+    let quantity = |k| {
+        let cluster = &cluster;
+        async move {
+            OrderItem::find(cluster, k)
+                .await
+                .unwrap()
+                .map(|i| i.quantity)
+        }
+    };
+    assert_eq!(quantity((7, 2)).await, Some(99));
     // Siblings untouched.
-    assert_eq!(
-        OrderItem::find(&cluster, (7, 1))
-            .await
-            .unwrap()
-            .unwrap()
-            .quantity,
-        7
-    );
+    assert_eq!(quantity((7, 1)).await, Some(7));
+    assert_eq!(quantity((7, 3)).await, Some(21));
 
     assert!(changed.delete(&cluster).await.unwrap());
     assert!(!changed.delete(&cluster).await.unwrap());
@@ -114,10 +199,13 @@ async fn composite_keys_find_update_delete() {
     assert_eq!(OrderItem::query().count(&cluster).await.unwrap(), 149);
 }
 
-#[tokio::test]
-async fn insert_update_delete_one_user() {
-    let Some(env) = pg::env().await else { return };
-    let cluster = env.cluster("pg_crud_one_user", 8).await;
+on_both!(insert_update_delete_one_user);
+async fn insert_update_delete_one_user<S: Side>(side: &S)
+where
+    User: FromShardRow<S::DB>,
+    OrderItem: FromShardRow<S::DB>,
+{
+    let cluster = side.cluster(8).await;
     User::create_table(&cluster).await.unwrap();
     let mut u = user(42);
     u.insert(&cluster).await.unwrap();
@@ -132,6 +220,11 @@ async fn insert_update_delete_one_user() {
     u.email = None;
     u.update(&cluster).await.unwrap();
     assert_eq!(User::find(&cluster, 42).await.unwrap(), Some(u.clone()));
+    let shard = User::shard_for(&42).index() as usize;
+    assert_eq!(
+        side.users_on(shard).await,
+        [(42, "user 42".to_string(), None)]
+    );
 
     let ghost = user(43);
     let err = ghost.update(&cluster).await.unwrap_err();
@@ -139,13 +232,16 @@ async fn insert_update_delete_one_user() {
 
     assert!(u.delete(&cluster).await.unwrap());
     assert_eq!(User::find(&cluster, 42).await.unwrap(), None);
+    assert_eq!(side.users_on(shard).await, []);
 }
 
-#[tokio::test]
-async fn shard_key_mutation_is_refused_and_writes_nothing() {
-    const TEST: &str = "pg_crud_shard_key_mutation";
-    let Some(env) = pg::env().await else { return };
-    let cluster = env.cluster(TEST, 8).await;
+on_both!(shard_key_mutation_is_refused_and_writes_nothing);
+async fn shard_key_mutation_is_refused_and_writes_nothing<S: Side>(side: &S)
+where
+    User: FromShardRow<S::DB>,
+    OrderItem: FromShardRow<S::DB>,
+{
+    let cluster = side.cluster(8).await;
     User::create_table(&cluster).await.unwrap();
     User::insert_many(&cluster, &[user(1), user(2)])
         .await
@@ -175,19 +271,13 @@ async fn shard_key_mutation_is_refused_and_writes_nothing() {
     assert_eq!(User::find(&cluster, 1).await.unwrap(), Some(user(1)));
     assert_eq!(User::find(&cluster, 2).await.unwrap(), Some(user(2)));
 
-    // Nothing written, seen from outside Grant: every shard database holds exactly its rows.
+    // Nothing written, seen from outside Grant: every shard holds exactly its rows.
     let mut names = Vec::new();
     for i in 0..8usize {
-        let pool = pg::pool(&pg::shard_url(env, TEST, i)).await;
-        let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, name FROM users ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        for (id, _) in &rows {
-            assert_eq!(User::shard_for(id).index(), i as u32, "user {id}");
+        for (id, name, _) in side.users_on(i).await {
+            assert_eq!(User::shard_for(&id).index(), i as u32, "user {id}");
+            names.push((id, name));
         }
-        names.extend(rows);
-        pool.close().await;
     }
     names.sort();
     assert_eq!(
@@ -211,16 +301,18 @@ async fn shard_key_mutation_is_refused_and_writes_nothing() {
     assert_eq!(User::find(&cluster, 1001).await.unwrap(), Some(moved));
 }
 
-#[tokio::test]
-async fn values_are_bound_never_spliced() {
-    const TEST: &str = "pg_crud_values_are_bound";
-    let Some(env) = pg::env().await else { return };
-    let cluster = env.cluster(TEST, 8).await;
+on_both!(values_are_bound_never_spliced);
+async fn values_are_bound_never_spliced<S: Side>(side: &S)
+where
+    User: FromShardRow<S::DB>,
+    OrderItem: FromShardRow<S::DB>,
+{
+    let cluster = side.cluster(8).await;
     User::create_table(&cluster).await.unwrap();
     let evil = "'; drop table users; --";
     let mut u = user(5);
     u.name = evil.to_string();
-    u.email = Some("\"quoted\" 'single' \\ back $1 $$ E'\\x00'".into());
+    u.email = Some("\"quoted\" 'single' \\ back $1 $$ E'\\x00' ?1 :name".into());
     u.insert(&cluster).await.unwrap();
     let back = User::find(&cluster, 5).await.unwrap().unwrap();
     assert_eq!(back, u);
@@ -234,20 +326,16 @@ async fn values_are_bound_never_spliced() {
 
     // Stored verbatim, read back with plain sqlx.
     let shard = User::shard_for(&5).index() as usize;
-    let pool = pg::pool(&pg::shard_url(env, TEST, shard)).await;
-    let (name, email): (String, Option<String>) =
-        sqlx::query_as("SELECT name, email FROM users WHERE id = 5")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!((name, email), (u.name, u.email));
-    pool.close().await;
+    assert_eq!(side.users_on(shard).await, [(5, u.name, u.email)]);
 }
 
-#[tokio::test]
-async fn missing_shards_are_named() {
-    let Some(env) = pg::env().await else { return };
-    let cluster = env.cluster("pg_crud_missing_shards", 4).await; // User needs 8
+on_both!(missing_shards_are_named);
+async fn missing_shards_are_named<S: Side>(side: &S)
+where
+    User: FromShardRow<S::DB>,
+    OrderItem: FromShardRow<S::DB>,
+{
+    let cluster = side.cluster(4).await; // User needs 8
     let err = cluster.check::<User>().unwrap_err();
     match &err {
         Error::UnknownShard { model, shard, .. } => {

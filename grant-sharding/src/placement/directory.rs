@@ -30,8 +30,9 @@ use grant_core::{
 use sea_query::{ColumnDef, Expr, ExprTrait, Index, OnConflict, Table, Value};
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
 
+use crate::cluster::intern;
 use crate::cluster::{Cluster, ReadPolicy};
-use crate::placement::{describe, hex, intern, names};
+use crate::resolve::{describe, hex, names};
 
 /// The directory table's name (one table for every directory model of a cluster).
 pub const TABLE: &str = "grant_directory";
@@ -172,7 +173,7 @@ struct Member {
 ///
 /// ```
 /// use grant_core::ShardId;
-/// use grant_sharding::resolve::directory::{Directory, NewKeys};
+/// use grant_sharding::placement::directory::{Directory, NewKeys};
 ///
 /// let directory = Directory::new("shard_0", ["shard_0", "shard_1"], NewKeys::RoundRobin).unwrap();
 /// assert_eq!(directory.shards(), [ShardId::new(0), ShardId::new(1)]);
@@ -517,7 +518,7 @@ impl Directory {
     ) -> Result<()> {
         let mut keys = Vec::with_capacity(values.len());
         for value in values {
-            let key = super::key_parts::<M, _>(std::slice::from_ref(*value), |parts| {
+            let key = crate::resolve::key_parts::<M, _>(std::slice::from_ref(*value), |parts| {
                 one_part::<M>(parts)
             })??;
             keys.push(key);

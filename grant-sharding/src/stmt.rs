@@ -1,11 +1,178 @@
-//! The statements of a resharding job, and the text encoding of primary keys in its cursors.
+//! Every SQL statement Grant builds for a model's rows, in one place (L3): the table's DDL,
+//! insert, upsert, update, delete and find by primary key (used by crud, the transactions and
+//! resharding), the resharding job's scans and key-list statements, and the text encoding of
+//! primary keys in its cursors. Pure: no I/O, nothing but sea-query and the model's metadata.
 
-use grant_core::{Backend, Error, Model, Result, ValueKind};
-use sea_query::{Condition, Expr, ExprTrait, OnConflict, Order, Value};
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
+
+use grant_core::{Backend, Error, Model, Result, ShardId, ValueKind};
+use sea_query::{ColumnDef, Condition, Expr, ExprTrait, Index, OnConflict, Order, Table, Value};
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
 
-/// A built statement.
+/// A built statement: SQL text and bound values.
 pub(crate) type Statement = (String, SqlxValues);
+
+/// A statement built once, sent to several shards (dual writes).
+pub(crate) fn copy(statement: &Statement) -> Statement {
+    (
+        statement.0.clone(),
+        SqlxValues(sea_query::Values(statement.1.0.0.clone())),
+    )
+}
+
+/// `CREATE TABLE IF NOT EXISTS` for the model's table, in `DB`'s dialect.
+pub(crate) fn create_table<M: Model, DB: Backend>() -> String {
+    let mut table = Table::create();
+    table.table(M::META.table).if_not_exists();
+    for column in M::META.columns {
+        let column_type = (column.column_type)();
+        let text = grant_core::cond::is_text_type(&column_type);
+        let mut def = ColumnDef::new_with_type(column.name, column_type);
+        if !column.nullable {
+            def.not_null();
+        }
+        // Text in byte order, so indexes on it serve the per-shard sorts (`COLLATE "C"`).
+        if let (true, Some(collation)) = (text, DB::TEXT_COLLATION) {
+            def.extra(format!("COLLATE \"{collation}\""));
+        }
+        table.col(def);
+    }
+    let mut pk = Index::create();
+    for &i in M::META.primary_key {
+        pk.col(M::META.columns[i].name);
+    }
+    table.primary_key(&mut pk);
+    table.build(DB::builder())
+}
+
+/// `pk1 = ? AND pk2 = ? ..` for the primary key `key`.
+pub(crate) fn pk_condition<M: Model>(key: &M::PrimaryKey) -> Condition {
+    let mut cond = Condition::all();
+    for (&i, value) in M::META.primary_key.iter().zip(M::primary_key_values(key)) {
+        cond = cond.add(Expr::col(M::META.columns[i].name).eq(value));
+    }
+    cond
+}
+
+/// A multi-row `INSERT` of `rows` (callers chunk by [`rows_per_insert`]).
+pub(crate) fn insert<M: Model, DB: Backend>(rows: &[&M]) -> Statement {
+    insert_rows::<M, DB>(rows.iter().map(|row| row.values()))
+}
+
+/// An `INSERT` of rows given as column values, in the model's column order.
+pub(crate) fn insert_rows<M: Model, DB: Backend>(
+    rows: impl IntoIterator<Item = Vec<Value>>,
+) -> Statement {
+    let mut insert = sea_query::Query::insert();
+    insert
+        .into_table(M::META.table)
+        .columns(M::META.column_names());
+    for values in rows {
+        // The column list and the values come from the same model: the lengths always agree.
+        let _ = insert.values(values.into_iter().map(Expr::val));
+    }
+    insert.build_sqlx(DB::builder())
+}
+
+/// How many rows of `M` one multi-row `INSERT` carries: under the backend's bind-parameter
+/// limit, at most 1,000.
+pub(crate) fn rows_per_insert<M: Model, DB: Backend>() -> usize {
+    (DB::MAX_BIND_PARAMS / M::META.columns.len().max(1)).clamp(1, 1000)
+}
+
+/// The `UPDATE` of every non-key column of `row`, by its primary key; `None` when the model has
+/// only key columns (nothing can change: check the row exists with [`exists`]).
+pub(crate) fn update<M: Model, DB: Backend>(row: &M) -> Option<Statement> {
+    let mut update = sea_query::Query::update();
+    update.table(M::META.table);
+    let mut any = false;
+    for (column, value) in M::META.columns.iter().zip(row.values()) {
+        if !column.primary_key {
+            update.value(column.name, value);
+            any = true;
+        }
+    }
+    if !any {
+        return None;
+    }
+    update.cond_where(pk_condition::<M>(&row.primary_key()));
+    Some(update.build_sqlx(DB::builder()))
+}
+
+/// `SELECT 1 .. LIMIT 1` for the row with primary key `key`.
+pub(crate) fn exists<M: Model, DB: Backend>(key: &M::PrimaryKey) -> Statement {
+    let mut select = sea_query::Query::select();
+    select
+        .expr(Expr::val(1))
+        .from(M::META.table)
+        .cond_where(pk_condition::<M>(key))
+        .limit(1);
+    select.build_sqlx(DB::builder())
+}
+
+/// The `DELETE` of the row with primary key `key`.
+pub(crate) fn delete<M: Model, DB: Backend>(key: &M::PrimaryKey) -> Statement {
+    let mut delete = sea_query::Query::delete();
+    delete
+        .from_table(M::META.table)
+        .cond_where(pk_condition::<M>(key));
+    delete.build_sqlx(DB::builder())
+}
+
+/// The `SELECT` of every column of the row with primary key `key`, `LIMIT 1` (uncached; add a
+/// lock clause before building).
+pub(crate) fn find_select<M: Model>(key: &M::PrimaryKey) -> sea_query::SelectStatement {
+    let mut select = sea_query::Query::select();
+    select
+        .columns(M::META.column_names())
+        .from(M::META.table)
+        .cond_where(pk_condition::<M>(key))
+        .limit(1);
+    select
+}
+
+/// The shard and the statement (SQL and bound values) `find` sends for `key`: pure, no I/O.
+///
+/// The SQL text depends only on the model and the backend (the key travels as bound values), so
+/// it is built by sea-query once per (model, backend) and kept; later calls only gather the
+/// values: the key's, then the `LIMIT`.
+pub fn find_statement<M: Model, DB: Backend>(key: &M::PrimaryKey) -> (ShardId, Statement) {
+    let shard = M::shard_of_key(key);
+    let cache_key = (TypeId::of::<M>(), TypeId::of::<DB>());
+    let cached = FIND_SQL
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&cache_key)
+        .copied();
+    if let Some(sql) = cached {
+        let mut values = M::primary_key_values(key);
+        values.push(sea_query::Value::BigUnsigned(Some(1)));
+        return (
+            shard,
+            (sql.to_owned(), SqlxValues(sea_query::Values(values))),
+        );
+    }
+    let built = build_find_statement::<M, DB>(key);
+    // Leaked once per (model, backend) pair: a few hundred bytes per model for the process.
+    let sql: &'static str = Box::leak(built.0.clone().into_boxed_str());
+    FIND_SQL
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(cache_key)
+        .or_insert(sql);
+    (shard, built)
+}
+
+/// `find`'s SQL text per (model, backend), see [`find_statement`].
+static FIND_SQL: LazyLock<RwLock<HashMap<(TypeId, TypeId), &'static str>>> =
+    LazyLock::new(Default::default);
+
+/// [`find_statement`] without the cache: sea-query builds the statement.
+pub fn build_find_statement<M: Model, DB: Backend>(key: &M::PrimaryKey) -> Statement {
+    find_select::<M>(key).build_sqlx(DB::builder())
+}
 
 fn pk_names<M: Model>() -> Vec<&'static str> {
     M::META
@@ -177,7 +344,7 @@ pub(crate) fn upsert<M: Model>(rows: &[&M]) -> sea_query::InsertStatement {
 
 /// Upserts of `rows`, in statements under the backend's bind-parameter limit.
 pub(crate) fn upserts<M: Model, DB: Backend>(rows: &[&M]) -> Vec<Statement> {
-    let per = crate::crud::rows_per_insert::<M, DB>();
+    let per = rows_per_insert::<M, DB>();
     rows.chunks(per)
         .map(|chunk| upsert::<M>(chunk).build_sqlx(DB::builder()))
         .collect()
@@ -195,8 +362,8 @@ pub(crate) fn encode_key(key: &[Value]) -> Result<String> {
                 Value::SmallInt(Some(i)) => format!("i:{i}"),
                 Value::Int(Some(i)) => format!("i:{i}"),
                 Value::BigInt(Some(i)) => format!("i:{i}"),
-                Value::String(Some(s)) => format!("s:{}", crate::placement::hex(s.as_bytes())),
-                Value::Bytes(Some(b)) => format!("b:{}", crate::placement::hex(b)),
+                Value::String(Some(s)) => format!("s:{}", crate::resolve::hex(s.as_bytes())),
+                Value::Bytes(Some(b)) => format!("b:{}", crate::resolve::hex(b)),
                 other if is_null(other) => "n".to_owned(),
                 other => {
                     return Err(Error::Unsupported {

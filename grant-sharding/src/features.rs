@@ -1,0 +1,17 @@
+//! The standard cluster (above every layer): the hooks each feature plugs into every cluster
+//! that [`Cluster::builder`] builds. The topology layer exposes the hook points; this is the one
+//! place that names the features using them.
+//!
+//! - Two-phase commit (`crate::txn`): at connect, checks the coordinator setting and, on
+//!   PostgreSQL, recovers transactions a crashed process left in doubt.
+
+use grant_core::Backend;
+
+use crate::cluster::{Cluster, ClusterBuilder};
+
+impl<DB: Backend> Cluster<DB> {
+    /// A builder for a cluster of named shards.
+    pub fn builder() -> ClusterBuilder<DB> {
+        Cluster::bare_builder().on_connect(crate::txn::connect_hook::<DB>)
+    }
+}
