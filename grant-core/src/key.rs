@@ -32,6 +32,43 @@ pub enum KeyPart<'a> {
     Uuid([u8; 16]),
 }
 
+/// An owned [`KeyPart`]: a key held beyond the borrow it was read from (a directory's cache
+/// entry, a key kept across an `await`). The one owned key type of Grant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OwnedKeyPart {
+    /// An integer.
+    Int(i64),
+    /// Text.
+    Text(Box<str>),
+    /// Bytes.
+    Bytes(Box<[u8]>),
+    /// A UUID's 16 bytes.
+    Uuid([u8; 16]),
+}
+
+impl OwnedKeyPart {
+    /// The part borrowed back.
+    pub fn as_part(&self) -> KeyPart<'_> {
+        match self {
+            OwnedKeyPart::Int(v) => KeyPart::Int(*v),
+            OwnedKeyPart::Text(s) => KeyPart::Text(s),
+            OwnedKeyPart::Bytes(b) => KeyPart::Bytes(b),
+            OwnedKeyPart::Uuid(u) => KeyPart::Uuid(*u),
+        }
+    }
+}
+
+impl From<KeyPart<'_>> for OwnedKeyPart {
+    fn from(part: KeyPart<'_>) -> Self {
+        match part {
+            KeyPart::Int(v) => OwnedKeyPart::Int(v),
+            KeyPart::Text(s) => OwnedKeyPart::Text(s.into()),
+            KeyPart::Bytes(b) => OwnedKeyPart::Bytes(b.into()),
+            KeyPart::Uuid(u) => OwnedKeyPart::Uuid(u),
+        }
+    }
+}
+
 impl KeyPart<'_> {
     /// Calls `f` with the canonical bytes of this part (without the length prefix).
     #[inline]

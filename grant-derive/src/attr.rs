@@ -252,6 +252,8 @@ pub(crate) struct Container<'a> {
     pub(crate) shard_name: Slot<LitStr>,
     /// `#[grant(reference)]` (`#[derive(Model)]` only), with its span.
     pub(crate) reference: Option<Span>,
+    /// `#[grant(crate = "path::to::grant")]`: where generated code finds the `grant` crate.
+    pub(crate) krate: Slot<syn::Path>,
 }
 
 /// A field's attributes.
@@ -272,8 +274,8 @@ pub(crate) const DIRECTORY_POLICIES: &[&str] = &["least_rows", "round_robin", "e
 
 /// The largest `#[shard(vnodes = N)]`.
 pub(crate) const MAX_VNODES: u32 = 1 << 16;
-const GRANT_KEYS_SHARDED: &[&str] = &["table"];
-const GRANT_KEYS_MODEL: &[&str] = &["table", "shard", "reference"];
+const GRANT_KEYS_SHARDED: &[&str] = &["table", "crate"];
+const GRANT_KEYS_MODEL: &[&str] = &["table", "shard", "reference", "crate"];
 const GRANT_FIELD_KEYS: &[&str] = &["column"];
 
 /// Parses the struct's `#[shard(..)]`, `#[grant(..)]` and misplaced `#[primary_key]`.
@@ -287,6 +289,7 @@ pub(crate) fn container<'a>(
         table: Slot::Missing,
         shard_name: Slot::Missing,
         reference: None,
+        krate: Slot::Missing,
     };
     for attr in attrs {
         if attr.path().is_ident("shard") {
@@ -530,6 +533,24 @@ fn parse_container_grant(
                     non_empty(lit, "#[grant(table = ...)]", "the SQL table name", errors)
                 });
                 store(&mut out.table, &meta, "grant", value, errors);
+            }
+            (Some("crate"), _) => {
+                let value = string_value(&meta, "grant", "crate", "\"::my_app::grant\"", errors)?;
+                let value = value.and_then(|lit| match lit.parse::<syn::Path>() {
+                    Ok(path) => Some(path),
+                    Err(_) => {
+                        errors.spanned(
+                            &lit,
+                            format!(
+                                "`#[grant(crate = ...)]` expects the path of the `grant` crate as \
+                                 a string, e.g. `crate = \"::my_app::grant\"`; `{}` is not a path",
+                                lit.value()
+                            ),
+                        );
+                        None
+                    }
+                });
+                store(&mut out.krate, &meta, "grant", value, errors);
             }
             (Some("shard"), Derive::Model) => {
                 let value = string_value(&meta, "grant", "shard", "\"shard_0\"", errors)?;

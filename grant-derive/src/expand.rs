@@ -12,14 +12,43 @@ use syn::{Ident, Index, Type, Visibility};
 use crate::attr::MapKey;
 use crate::valid::{Column as ValidColumn, Model, Placement, Plan, Sharding};
 
-/// `::grant::__private`, the only path generated code uses besides `::core` and `::std`.
-pub(crate) fn private() -> TokenStream {
-    quote!(::grant::__private)
+thread_local! {
+    /// The `grant` crate's path for the derive being expanded (`#[grant(crate = ..)]`), set by
+    /// [`CratePath::set`] for the duration of one expansion.
+    static CRATE: std::cell::RefCell<Option<syn::Path>> = const { std::cell::RefCell::new(None) };
 }
 
-/// `::grant::__private` spanned at `span`, for bounds the compiler should report there.
+/// Sets the `grant` crate's path for one expansion; the default (`::grant`) is back on drop.
+pub(crate) struct CratePath(());
+
+impl CratePath {
+    pub(crate) fn set(path: Option<syn::Path>) -> CratePath {
+        CRATE.with(|c| *c.borrow_mut() = path);
+        CratePath(())
+    }
+}
+
+impl Drop for CratePath {
+    fn drop(&mut self) {
+        CRATE.with(|c| *c.borrow_mut() = None);
+    }
+}
+
+/// `::grant::__private` (or `<path>::__private` under `#[grant(crate = "<path>")]`), the only
+/// path generated code uses besides `::core` and `::std`.
+pub(crate) fn private() -> TokenStream {
+    CRATE.with(|c| match &*c.borrow() {
+        Some(path) => quote!(#path::__private),
+        None => quote!(::grant::__private),
+    })
+}
+
+/// [`private`] spanned at `span`, for bounds the compiler should report there.
 fn private_at(span: Span) -> TokenStream {
-    quote_spanned!(span=> ::grant::__private)
+    CRATE.with(|c| match &*c.borrow() {
+        Some(path) => quote_spanned!(span=> #path::__private),
+        None => quote_spanned!(span=> ::grant::__private),
+    })
 }
 
 /// A where-clause predicate that holds exactly when the model's own impls hold, without being

@@ -57,6 +57,9 @@ use proc_macro2::TokenStream as TokenStream2;
 ///   tuple of the fields' types in `on` order: `Doc::shard_for(&(tenant, user))`.
 /// * `#[grant(table = "...")]` — optional: the SQL table name. Default: the struct name in
 ///   snake case (`OrderItem` → `order_item`).
+/// * `#[grant(crate = "...")]` — optional: the path generated code uses for the `grant` crate,
+///   for a crate that re-exports Grant under another name (`crate = "::my_app::db::grant"`).
+///   Default `::grant`.
 ///
 /// ## Strategies
 ///
@@ -165,6 +168,9 @@ pub fn derive_sharded(input: TokenStream) -> TokenStream {
 ///   `Error::Unsupported` on a cluster of several SQLite shards); `find` and `query` read the
 ///   shard named by `#[grant(shard = "...")]`, and inside a single-shard transaction that
 ///   transaction's shard. `Model::REFERENCE` is `true`.
+/// * `#[grant(crate = "...")]` — optional: the path generated code uses for the `grant` crate,
+///   for a crate that re-exports Grant under another name (`crate = "::my_app::db::grant"`).
+///   Default `::grant`.
 ///
 /// `#[shard(..)]` is not allowed: a table spread over shards derives `Sharded` instead.
 ///
@@ -232,6 +238,8 @@ fn run(input: TokenStream2, kind: Derive) -> Result<TokenStream2, (syn::Error, T
     let input: syn::DeriveInput = syn::parse2(input).map_err(|e| (e, TokenStream2::new()))?;
     let mut errors = attr::Errors::default();
     let parsed = ast::Input::from_syn(&input, kind, &mut errors);
+    let _crate_path =
+        expand::CratePath::set(parsed.as_ref().and_then(|p| p.attrs.krate.get().cloned()));
     let checked = parsed
         .as_ref()
         .and_then(|parsed| valid::check(parsed, kind, &mut errors));

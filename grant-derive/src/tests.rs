@@ -566,7 +566,7 @@ fn unknown_keys() {
                 struct User { #[primary_key] id: i64 }
             }
         ),
-        "unknown key `tabel` in `#[grant(..)]` on a struct, expected `table`"
+        "unknown key `tabel` in `#[grant(..)]` on a struct, expected one of `table`, `crate`"
     );
     assert_eq!(
         error(
@@ -576,7 +576,7 @@ fn unknown_keys() {
                 struct Country { #[primary_key] code: String }
             }
         ),
-        "unknown key `column` in `#[grant(..)]` on a struct, expected one of `table`, `shard`, `reference`; \
+        "unknown key `column` in `#[grant(..)]` on a struct, expected one of `table`, `shard`, `reference`, `crate`; \
          `column` goes on a field"
     );
     assert_eq!(
@@ -838,7 +838,7 @@ fn every_mistake_is_reported_at_once() {
     assert_eq!(
         all,
         [
-            "unknown key `tabel` in `#[grant(..)]` on a struct, expected `table`",
+            "unknown key `tabel` in `#[grant(..)]` on a struct, expected one of `table`, `crate`",
             "unknown strategy `hsh`, expected one of `hash`, `pg_hash`, `consistent_hash`, `range`, `mapping`, `geographic`, `lookup`, `directory`, `custom`",
             "`#[shard(count = ...)]` must be at least 1, got 0",
             "unknown key `extra` in `#[shard(..)]`, expected one of `strategy`, `on`, `count`, `prefix`, `vnodes`, `weights`, `ranges`, `map`, `default`, `home`, `policy`, `resolver`",
@@ -994,5 +994,67 @@ fn composite_key_mistakes() {
             },
         ),
         "`#[shard(default = ...)]` must not be empty; expected the name of the shard for unlisted values"
+    );
+}
+
+#[test]
+fn crate_path_names_the_grant_crate_everywhere() {
+    let out = expand(
+        Derive::Sharded,
+        quote! {
+            #[grant(crate = "crate::db::grant")]
+            #[shard(strategy = "hash", on = "id", count = 8)]
+            pub struct User {
+                #[primary_key]
+                pub id: i64,
+                pub name: String,
+            }
+        },
+    );
+    contains_all(
+        &out,
+        &["impl crate :: db :: grant :: __private :: Model for User"],
+    );
+    assert!(
+        !out.replace("crate :: db :: grant", "")
+            .contains("grant :: __private"),
+        "a path still names `::grant`:\n{out}"
+    );
+    // The default comes back for the next derive.
+    let out = expand(Derive::Sharded, user());
+    contains_all(&out, &["impl :: grant :: __private :: Model for User"]);
+    let out = expand(
+        Derive::Model,
+        quote! {
+            #[grant(crate = "crate::db::grant", reference)]
+            pub struct Country {
+                #[primary_key]
+                pub code: String,
+            }
+        },
+    );
+    assert!(
+        !out.replace("crate :: db :: grant", "")
+            .contains("grant :: __private"),
+        "{out}"
+    );
+}
+
+#[test]
+fn crate_path_must_be_a_path() {
+    let message = error(
+        Derive::Sharded,
+        quote! {
+            #[grant(crate = "not a path")]
+            #[shard(strategy = "hash", on = "id", count = 8)]
+            pub struct User {
+                #[primary_key]
+                pub id: i64,
+            }
+        },
+    );
+    assert!(
+        message.contains("expects the path of the `grant` crate"),
+        "{message}"
     );
 }

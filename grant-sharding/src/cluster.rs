@@ -1484,6 +1484,34 @@ impl<DB: Backend> Cluster<DB> {
         .await
     }
 
+    /// [`Cluster::fetch`], as a task of its own on the runtime when `spread` (a scatter's leg
+    /// beside others): the shards' statements then run on every worker thread at once —
+    /// encoding, the protocol work and decoding of one shard do not wait for another's.
+    /// Dropping the future aborts the task, which cancels its statement as dropping `fetch`
+    /// does.
+    pub(crate) async fn fetch_leg(
+        &self,
+        spread: bool,
+        model: &'static str,
+        shard: ShardId,
+        policy: Option<ReadPolicy>,
+        statement: (String, SqlxValues),
+    ) -> Result<Vec<DB::Row>> {
+        if !spread {
+            return self.fetch(model, shard, policy, statement).await;
+        }
+        use tracing::Instrument;
+        let cluster = self.clone();
+        let task = AbortOnDrop(tokio::spawn(
+            async move { cluster.fetch(model, shard, policy, statement).await }.in_current_span(),
+        ));
+        match task.join().await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(Error::on_shard(model, shard, sqlx::Error::WorkerCrashed)),
+        }
+    }
+
     /// `COUNT(*)` of model `M`'s table on `shard`'s primary: one plain statement, no query
     /// planning and no model gate (the directory's least-rows policy counts while its caller
     /// holds the gate; a resharding plan counts its sources).
@@ -2116,6 +2144,21 @@ impl QueryLog {
                 values: values.0.0.clone(),
             });
         }
+    }
+}
+
+/// A spawned task aborted when its handle is dropped (a cancelled scatter cancels its legs).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> std::result::Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -440,6 +440,7 @@ impl<M: Model, T> Select<M, T> {
         let exprs = &exprs;
         let distinct_cols = &distinct_cols;
         let read_policy = self.query.read_policy;
+        let spread = legs.len() > 1;
         let gathered = exec::scatter(legs.iter().map(|(s, _)| *s).collect(), policy, |shard| {
             let filter = legs
                 .iter()
@@ -460,7 +461,8 @@ impl<M: Model, T> Select<M, T> {
                         .map(|col| sort_expr::<DB>(col.index, M::META)),
                 );
                 let rows = cluster
-                    .fetch(
+                    .fetch_leg(
+                        spread,
                         M::META.name,
                         shard,
                         read_policy,
@@ -491,7 +493,8 @@ impl<M: Model, T> Select<M, T> {
                         .map(Self::kind)
                         .collect();
                     let rows = cluster
-                        .fetch(
+                        .fetch_leg(
+                            spread,
                             M::META.name,
                             shard,
                             read_policy,

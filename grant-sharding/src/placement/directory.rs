@@ -24,6 +24,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
+// A directory key is Grant's one owned key type.
+use grant_core::key::OwnedKeyPart as DirKey;
 use grant_core::{
     Backend, DirectorySpec, Error, KeyPart, KeyVisitor, Model, Result, ShardId, ShardKey,
 };
@@ -68,26 +70,15 @@ impl NewKeys {
     }
 }
 
-/// An owned directory key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum DirKey {
-    Int(i64),
-    Text(Box<str>),
-    Bytes(Box<[u8]>),
-    Uuid([u8; 16]),
+/// How directory keys are stored and shown.
+trait Stored {
+    /// The text stored in the table's `shard_key` column.
+    fn encode(&self) -> String;
+    /// The key for messages.
+    fn describe(&self) -> String;
 }
 
-impl DirKey {
-    fn from_part(part: &KeyPart<'_>) -> Self {
-        match *part {
-            KeyPart::Int(v) => DirKey::Int(v),
-            KeyPart::Text(s) => DirKey::Text(s.into()),
-            KeyPart::Bytes(b) => DirKey::Bytes(b.into()),
-            KeyPart::Uuid(u) => DirKey::Uuid(u),
-        }
-    }
-
-    /// The text stored in the table's `shard_key` column.
+impl Stored for DirKey {
     fn encode(&self) -> String {
         match self {
             DirKey::Int(v) => format!("i:{v}"),
@@ -98,12 +89,7 @@ impl DirKey {
     }
 
     fn describe(&self) -> String {
-        match self {
-            DirKey::Int(v) => describe(&KeyPart::Int(*v)),
-            DirKey::Text(s) => describe(&KeyPart::Text(s)),
-            DirKey::Bytes(b) => describe(&KeyPart::Bytes(b)),
-            DirKey::Uuid(u) => describe(&KeyPart::Uuid(*u)),
-        }
+        describe(&self.as_part())
     }
 }
 
@@ -712,17 +698,6 @@ impl Directory {
     }
 }
 
-impl DirKey {
-    fn as_part(&self) -> KeyPart<'_> {
-        match self {
-            DirKey::Int(v) => KeyPart::Int(*v),
-            DirKey::Text(s) => KeyPart::Text(s),
-            DirKey::Bytes(b) => KeyPart::Bytes(b),
-            DirKey::Uuid(u) => KeyPart::Uuid(*u),
-        }
-    }
-}
-
 /// The error of pure routing (`shard_for`, `shard_of`, `shard_for_value`) for a `directory`
 /// model: its placement is in the cluster, so only the cluster's operations can route it.
 pub fn static_route<M: Model>(key: &str) -> Error {
@@ -748,7 +723,7 @@ pub fn unplaced_key<K: ShardKey + ?Sized>(_key: &K) -> ShardId {
 /// The one part of a directory key.
 fn one_part<M: Model>(key: &[KeyPart<'_>]) -> Result<DirKey> {
     match key {
-        [part] => Ok(DirKey::from_part(part)),
+        [part] => Ok(DirKey::from(*part)),
         _ => Err(Error::MissingShardKey {
             model: M::META.name,
             key: M::META.shard_key_name(),
@@ -781,7 +756,7 @@ struct First(Option<DirKey>);
 impl KeyVisitor for First {
     fn part(&mut self, part: KeyPart<'_>) {
         if self.0.is_none() {
-            self.0 = Some(DirKey::from_part(&part));
+            self.0 = Some(DirKey::from(part));
         }
     }
 }
@@ -798,7 +773,7 @@ mod tests {
             DirKey::Bytes(vec![0x42].into()),
             DirKey::Uuid([0x42; 16]),
         ];
-        let encoded: Vec<String> = keys.iter().map(DirKey::encode).collect();
+        let encoded: Vec<String> = keys.iter().map(Stored::encode).collect();
         assert_eq!(encoded[0], "i:42");
         assert_eq!(encoded[1], "t:42");
         assert_eq!(encoded[2], "b:42");

@@ -29,6 +29,7 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use grant_core::key::OwnedKeyPart;
 use grant_core::{Backend, Error, KeyPart, Model, Result, ShardId};
 use sea_query::Value;
 
@@ -522,15 +523,10 @@ async fn shard_under<M: Model, DB: Backend>(
             let parts = crate::resolve::key_parts::<M, _>(values, |parts| {
                 parts
                     .iter()
-                    .map(|p| match *p {
-                        KeyPart::Int(v) => OwnedPart::Int(v),
-                        KeyPart::Text(s) => OwnedPart::Text(s.to_owned()),
-                        KeyPart::Bytes(b) => OwnedPart::Bytes(b.to_vec()),
-                        KeyPart::Uuid(u) => OwnedPart::Uuid(u),
-                    })
+                    .map(|p| OwnedKeyPart::from(*p))
                     .collect::<Vec<_>>()
             })?;
-            let parts: Vec<KeyPart<'_>> = parts.iter().map(OwnedPart::as_part).collect();
+            let parts: Vec<KeyPart<'_>> = parts.iter().map(OwnedKeyPart::as_part).collect();
             if assign {
                 d.place::<M, DB>(cluster, &parts).await.map(Some)
             } else {
@@ -545,25 +541,6 @@ async fn shard_under<M: Model, DB: Backend>(
             }),
             found => Ok(found),
         },
-    }
-}
-
-/// An owned key part, to hold a key across a directory lookup.
-enum OwnedPart {
-    Int(i64),
-    Text(String),
-    Bytes(Vec<u8>),
-    Uuid([u8; 16]),
-}
-
-impl OwnedPart {
-    fn as_part(&self) -> KeyPart<'_> {
-        match self {
-            OwnedPart::Int(v) => KeyPart::Int(*v),
-            OwnedPart::Text(s) => KeyPart::Text(s),
-            OwnedPart::Bytes(b) => KeyPart::Bytes(b),
-            OwnedPart::Uuid(u) => KeyPart::Uuid(*u),
-        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub use super::Resolver;
 
+use grant_core::key::OwnedKeyPart;
 use grant_core::{KeyPart, KeyVisitor, Model, Result, ShardId, ShardKey};
 use sea_query::Value;
 
@@ -54,41 +55,16 @@ pub fn route_values<M: Model, R: Resolver + ?Sized>(
     super::key_parts::<M, _>(values, |parts| resolver.shard_for_key(M::META, parts))?
 }
 
-/// An owned key part (strings and bytes copied: the visitor's parts borrow only for the visit).
-#[derive(Clone)]
-enum Owned {
-    Int(i64),
-    Text(String),
-    Bytes(Vec<u8>),
-    Uuid([u8; 16]),
-}
-
-impl Owned {
-    fn as_part(&self) -> KeyPart<'_> {
-        match self {
-            Owned::Int(v) => KeyPart::Int(*v),
-            Owned::Text(s) => KeyPart::Text(s),
-            Owned::Bytes(b) => KeyPart::Bytes(b),
-            Owned::Uuid(u) => KeyPart::Uuid(*u),
-        }
-    }
-}
-
 /// Collects up to [`MAX_KEY_COLUMNS`] key parts (integers without allocating).
 struct Parts {
-    parts: [Option<Owned>; MAX_KEY_COLUMNS],
+    parts: [Option<OwnedKeyPart>; MAX_KEY_COLUMNS],
     len: usize,
 }
 
 impl KeyVisitor for Parts {
     fn part(&mut self, part: KeyPart<'_>) {
         if let Some(slot) = self.parts.get_mut(self.len) {
-            *slot = Some(match part {
-                KeyPart::Int(v) => Owned::Int(v),
-                KeyPart::Text(s) => Owned::Text(s.to_owned()),
-                KeyPart::Bytes(b) => Owned::Bytes(b.to_vec()),
-                KeyPart::Uuid(u) => Owned::Uuid(u),
-            });
+            *slot = Some(OwnedKeyPart::from(part));
         }
         self.len += 1;
     }
