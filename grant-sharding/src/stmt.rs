@@ -7,6 +7,7 @@ use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::{LazyLock, RwLock};
 
+use grant_core::value::is_null;
 use grant_core::{Backend, Error, Model, Result, ShardId, ValueKind};
 use sea_query::{ColumnDef, Condition, Expr, ExprTrait, Index, OnConflict, Order, Table, Value};
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
@@ -378,19 +379,6 @@ pub(crate) fn encode_key(key: &[Value]) -> Result<String> {
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(parts.join(","))
-}
-
-fn is_null(v: &Value) -> bool {
-    matches!(
-        v,
-        Value::Bool(None)
-            | Value::TinyInt(None)
-            | Value::SmallInt(None)
-            | Value::Int(None)
-            | Value::BigInt(None)
-            | Value::String(None)
-            | Value::Bytes(None)
-    )
 }
 
 /// The inverse of [`encode_key`] for model `M`'s primary key.

@@ -226,20 +226,8 @@ impl Directory {
             .map(|&id| Member { id, open: true })
             .collect();
         let policy = NewKeys::from_name(spec.policy).unwrap_or_default();
-        Self::with_members(ShardId::named(0, spec.home), members, policy).unwrap_or_else(|_| {
-            // The derive checks the spec at compile time; an empty list cannot reach here.
-            Directory {
-                home: ShardId::named(0, spec.home),
-                members: RwLock::new(Vec::new()),
-                policy,
-                cache: RwLock::default(),
-                capacity: DEFAULT_CACHE_CAPACITY,
-                rows: tokio::sync::Mutex::new(None),
-                pending_rows: Mutex::default(),
-                turn: AtomicUsize::new(0),
-                table_ready: tokio::sync::OnceCell::new(),
-            }
-        })
+        // The derive checks the spec at compile time: its member list is never empty.
+        Self::unchecked(ShardId::named(0, spec.home), members, policy)
     }
 
     fn with_members(home: ShardId, members: Vec<Member>, policy: NewKeys) -> Result<Self> {
@@ -248,7 +236,11 @@ impl Directory {
                 "directory: no shards given; list the shards new keys may go to".into(),
             ));
         }
-        Ok(Directory {
+        Ok(Self::unchecked(home, members, policy))
+    }
+
+    fn unchecked(home: ShardId, members: Vec<Member>, policy: NewKeys) -> Self {
+        Directory {
             home,
             members: RwLock::new(members),
             policy,
@@ -258,7 +250,7 @@ impl Directory {
             pending_rows: Mutex::default(),
             turn: AtomicUsize::new(0),
             table_ready: tokio::sync::OnceCell::new(),
-        })
+        }
     }
 
     /// Keep at most `capacity` cached entries (default [`DEFAULT_CACHE_CAPACITY`]); past it
