@@ -8,7 +8,9 @@
 //!   the group is skipped with a line on stderr.
 //!
 //! On PostgreSQL the same statement also runs on one dedicated connection per shard (no
-//! pool), the floor an in-process layer can reach.
+//! pool), the floor an in-process layer can reach; and a count over 4 and over 2 shards is
+//! measured against the slowest shard's statement alone and against all of them at once
+//! (`count_postgres_4_shards`, `count_postgres_2_shards`).
 //!
 //! Targets: Grant ≤ 1.10× plain sqlx on SQLite, ≤ 1.05× on PostgreSQL; Grant ≤ 1.15× the
 //! dedicated connection on PostgreSQL.
@@ -27,6 +29,18 @@ use tokio::runtime::Runtime;
 #[grant(table = "users")]
 #[shard(strategy = "hash", on = "id", count = 4)]
 struct User {
+    #[primary_key]
+    id: i64,
+    name: String,
+    balance: i64,
+}
+
+/// The same table over 2 shards (the count over 2 shards: on 2 cores, the most statements that
+/// can run at once).
+#[derive(Sharded, Debug, Clone, PartialEq)]
+#[grant(table = "users")]
+#[shard(strategy = "hash", on = "id", count = 2)]
+struct Pair {
     #[primary_key]
     id: i64,
     name: String,
@@ -306,28 +320,35 @@ where
     }
 }
 
-/// A count over the 4 PostgreSQL shards through Grant against two references, measured in turn
-/// in the same iterations: the slowest of the same four statements, each alone on its dedicated
-/// connection (target: Grant ≤ 1.2× the slowest), and the four statements at once on the four
-/// dedicated connections (what the machine allows: on 2 cores four server backends cannot all
-/// run at once).
-fn count_group(
+/// A count over the N PostgreSQL shards of `count` (`M::on_all_shards().count()`) through
+/// Grant against two references, measured in turn in the same iterations: the slowest of the
+/// same N statements, each alone on its dedicated connection (target: Grant ≤ 1.2× the
+/// slowest), and the N statements at once on the N dedicated connections (what the machine
+/// allows: on 2 cores no more than two server backends run at once).
+fn count_group<F>(
     c: &mut Criterion,
     rt: &Runtime,
-    cluster: &Cluster<Postgres>,
+    name: &str,
+    count: F,
     dedicated: &tokio::sync::Mutex<Vec<sqlx::PgConnection>>,
-) {
+) where
+    F: AsyncFn() -> u64,
+{
     const SQL: &str = r#"SELECT COUNT(*) FROM "users""#;
-    let mut group = c.benchmark_group("count_postgres_4_shards");
+    let mut group = c.benchmark_group(name);
     let paired = std::sync::Mutex::new(Vec::<(f64, f64)>::new());
     for (label, side) in [
         ("grant on_all_shards().count()", 0usize),
         ("slowest shard's COUNT(*) alone, dedicated connection", 1),
-        ("the 4 COUNT(*) at once, 4 dedicated connections", 2),
+        (
+            "the COUNT(*) of every shard at once, dedicated connections",
+            2,
+        ),
     ] {
         group.bench_function(label, |b| {
             b.to_async(rt).iter_custom(|iters| {
                 let paired = &paired;
+                let count = &count;
                 async move {
                     let mut conns = dedicated.lock().await;
                     let mut samples: [Vec<Duration>; 3] = Default::default();
@@ -336,7 +357,7 @@ fn count_group(
                             match (i + turn) % 3 {
                                 0 => {
                                     let started = Instant::now();
-                                    let n = User::on_all_shards().count(cluster).await.unwrap();
+                                    let n = count().await;
                                     samples[0].push(started.elapsed());
                                     assert_eq!(n, ROWS as u64);
                                 }
@@ -390,8 +411,8 @@ fn count_group(
         ratios.sort_by(|a, b| a.1.total_cmp(&b.1));
         let together = ratios[n / 2].1;
         eprintln!(
-            "count_postgres_4_shards, medians of {n} paired samples: Grant / slowest shard \
-             alone {slowest:.3}; Grant / the 4 statements at once {together:.3}"
+            "{name}, medians of {n} paired samples: Grant / slowest shard alone \
+             {slowest:.3}; Grant / the statements at once {together:.3}"
         );
     }
     group.finish();
@@ -460,7 +481,48 @@ fn bench(c: &mut Criterion) {
         tokio::sync::Mutex::new(conns)
     });
     group(c, &rt, "find_postgres", &pg, Some(&dedicated));
-    count_group(c, &rt, &pg, &dedicated);
+    count_group(
+        c,
+        &rt,
+        "count_postgres_4_shards",
+        async || User::on_all_shards().count(&pg).await.unwrap(),
+        &dedicated,
+    );
+    let (pair, pair_dedicated) = rt.block_on(async {
+        let mut builder = Cluster::<Postgres>::builder();
+        let mut conns = Vec::new();
+        for i in 0..2 {
+            let url = env
+                .create_database(&database_name("bench_count_pair", &format!("shard_{i}")))
+                .await
+                .unwrap();
+            builder = builder.shard(format!("shard_{i}"), &url);
+            conns.push(
+                <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let cluster = builder.connect().await.unwrap();
+        Pair::create_table(&cluster).await.unwrap();
+        let rows: Vec<Pair> = users()
+            .into_iter()
+            .map(|u| Pair {
+                id: u.id,
+                name: u.name,
+                balance: u.balance,
+            })
+            .collect();
+        Pair::insert_many(&cluster, &rows).await.unwrap();
+        (cluster, tokio::sync::Mutex::new(conns))
+    });
+    count_group(
+        c,
+        &rt,
+        "count_postgres_2_shards",
+        async || Pair::on_all_shards().count(&pair).await.unwrap(),
+        &pair_dedicated,
+    );
 }
 
 criterion_group!(benches, bench);

@@ -356,3 +356,194 @@ where
     let err = user(id).insert(&cluster).await.unwrap_err();
     assert!(matches!(err, Error::UnknownShard { .. }), "{err}");
 }
+
+/// Every user row on every shard, read from outside Grant, with the shard it sits on.
+async fn stored_everywhere<S: Side>(side: &S, shards: usize) -> Vec<(usize, Stored)> {
+    let mut all = Vec::new();
+    for i in 0..shards {
+        all.extend(side.users_on(i).await.into_iter().map(|row| (i, row)));
+    }
+    all
+}
+
+on_both!(upsert_inserts_new_rows_and_updates_existing_ones);
+async fn upsert_inserts_new_rows_and_updates_existing_ones<S: Side>(side: &S)
+where
+    User: FromShardRow<S::DB>,
+{
+    let cluster = side.cluster(8).await;
+    User::create_table(&cluster).await.unwrap();
+    let mut ada = user(1);
+    ada.upsert(&cluster).await.unwrap();
+    ada.name = "ada, renamed".into();
+    ada.email = None;
+    ada.upsert(&cluster).await.unwrap();
+    assert_eq!(User::find(&cluster, 1).await.unwrap(), Some(ada.clone()));
+
+    // 100 new rows, 50 existing ones changed, and key 7 given twice: the last one is written.
+    User::insert_many(&cluster, &(100..150).map(user).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let mut batch: Vec<User> = (100..250).map(user).collect();
+    for row in &mut batch {
+        row.name = format!("{} v2", row.name);
+    }
+    batch.push(User {
+        name: "seven, first".into(),
+        ..user(7)
+    });
+    batch.push(User {
+        name: "seven, last".into(),
+        ..user(7)
+    });
+    assert_eq!(User::upsert_many(&cluster, &batch).await.unwrap(), 151);
+
+    let stored = stored_everywhere(side, 8).await;
+    assert_eq!(stored.len(), 1 + 150 + 1, "{stored:?}");
+    for (shard, (id, name, email)) in &stored {
+        assert_eq!(
+            User::shard_for(id).index() as usize,
+            *shard,
+            "row {id} on shard {shard}"
+        );
+        let expected = match *id {
+            1 => ada.clone(),
+            7 => User {
+                name: "seven, last".into(),
+                ..user(7)
+            },
+            id => User {
+                name: format!("user {id} v2"),
+                ..user(id)
+            },
+        };
+        assert_eq!((name, email), (&expected.name, &expected.email), "row {id}");
+    }
+
+    // In a shard's transaction too: rolled back, nothing changes; committed, it does.
+    let mut tx = cluster.begin_for::<User>(&1).await.unwrap();
+    tx.upsert(&User {
+        name: "rolled back".into(),
+        ..ada.clone()
+    })
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(User::find(&cluster, 1).await.unwrap(), Some(ada.clone()));
+    let mut tx = cluster.begin_for::<User>(&1).await.unwrap();
+    tx.upsert(&User {
+        name: "committed".into(),
+        ..ada.clone()
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        User::find(&cluster, 1).await.unwrap().unwrap().name,
+        "committed"
+    );
+}
+
+on_both!(concurrent_upserts_of_one_new_key_leave_one_row);
+async fn concurrent_upserts_of_one_new_key_leave_one_row<S: Side>(side: &S)
+where
+    User: FromShardRow<S::DB>,
+{
+    let cluster = side.cluster(8).await;
+    User::create_table(&cluster).await.unwrap();
+    for round in 0..3i64 {
+        let id = 1_000 + round;
+        let writers = (0..32).map(|w| {
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                User {
+                    name: format!("writer {w}"),
+                    ..user(id)
+                }
+                .upsert(&cluster)
+                .await
+            })
+        });
+        for outcome in futures_util::future::join_all(writers).await {
+            outcome.unwrap().unwrap();
+        }
+        let stored: Vec<_> = stored_everywhere(side, 8)
+            .await
+            .into_iter()
+            .filter(|(_, (i, _, _))| *i == id)
+            .collect();
+        assert_eq!(stored.len(), 1, "round {round}: {stored:?}");
+        let (_, (_, name, _)) = &stored[0];
+        let writer: u32 = name
+            .strip_prefix("writer ")
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("round {round}: `{name}` is no writer's value"));
+        assert!(writer < 32);
+    }
+}
+
+on_both!(delete_by_filter_removes_what_one_database_would);
+async fn delete_by_filter_removes_what_one_database_would<S: Side>(side: &S)
+where
+    User: FromShardRow<S::DB>,
+{
+    let cluster = side.cluster(8).await;
+    User::create_table(&cluster).await.unwrap();
+    let users: Vec<User> = (1..=1_000).map(user).collect();
+    User::insert_many(&cluster, &users).await.unwrap();
+    // The oracle: what deleting `balance < 0 AND region = 'eu'` from one table leaves.
+    let doomed = |u: &User| u.balance < 0 && u.region == "eu";
+    let n = User::query()
+        .filter(User::BALANCE.lt(0).and(User::REGION.eq("eu".to_owned())))
+        .delete(&cluster)
+        .await
+        .unwrap();
+    assert_eq!(n, users.iter().filter(|u| doomed(u)).count() as u64);
+    let mut left: Vec<i64> = stored_everywhere(side, 8)
+        .await
+        .into_iter()
+        .map(|(_, (id, _, _))| id)
+        .collect();
+    left.sort_unstable();
+    let expected: Vec<i64> = users.iter().filter(|u| !doomed(u)).map(|u| u.id).collect();
+    assert_eq!(left, expected);
+
+    // Routed by the shard key: one statement, on the key's shard only.
+    cluster.log().start();
+    assert_eq!(
+        User::query()
+            .filter(User::ID.eq(4))
+            .delete(&cluster)
+            .await
+            .unwrap(),
+        1
+    );
+    let sent = cluster.log().stop();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].shard, User::shard_for(&4).name());
+    assert!(sent[0].sql.starts_with("DELETE"), "{sent:?}");
+    assert_eq!(User::find(&cluster, 4).await.unwrap(), None);
+    // Again: nothing left to delete.
+    assert_eq!(
+        User::query()
+            .filter(User::ID.eq(4))
+            .delete(&cluster)
+            .await
+            .unwrap(),
+        0
+    );
+
+    // A page of rows is not a set to delete.
+    let err = User::query().limit(10).delete(&cluster).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsupported { model: "User", .. }),
+        "{err}"
+    );
+    // No filter: every row, on every shard.
+    let remaining = expected.len() as u64 - 1;
+    assert_eq!(
+        User::on_all_shards().delete(&cluster).await.unwrap(),
+        remaining
+    );
+    assert!(stored_everywhere(side, 8).await.is_empty());
+}

@@ -22,7 +22,13 @@ const RULES: &[(&[&str], &[&str])] = &[
     ),
     // L1 topology.
     (
-        &["cluster.rs", "health.rs", "observe.rs", "extensions.rs"],
+        &[
+            "cluster.rs",
+            "health.rs",
+            "observe.rs",
+            "extensions.rs",
+            "parking.rs",
+        ],
         &[
             "placement",
             "router",

@@ -397,3 +397,142 @@ async fn sessions_ended_by_the_server_cost_no_read_an_error() {
         assert!(shard.endpoints[0].healthy, "{shard:?}");
     }
 }
+
+/// A cluster on `shards` fresh databases of test `test` with `max_connections` per pool.
+async fn small_pools(env: &pg::PgEnv, test: &str, shards: usize, max: u32) -> Cluster<Postgres> {
+    let mut builder = Cluster::<Postgres>::builder()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(3));
+    for i in 0..shards {
+        let url = env
+            .create_database(&database_name(test, &format!("shard_{i}")))
+            .await
+            .unwrap();
+        builder = builder.shard(format!("shard_{i}"), url);
+    }
+    builder.connect().await.unwrap()
+}
+
+/// Grant keeps the connection of a finished statement checked out for the next one (so no
+/// statement pays sqlx's release ping). Those parked connections must leave room for code
+/// that uses the pool directly and for transactions: with two connections per pool, right
+/// after a burst of statements both can be taken from the pool at once, and two transactions
+/// run side by side, well within the acquire timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_connections_leave_room_for_the_pool_s_other_users() {
+    const TEST: &str = "errors_parked_room";
+    let Some(env) = pg::env().await else { return };
+    let cluster = small_pools(env, TEST, 2, 2).await;
+    Item::create_table(&cluster).await.unwrap();
+    Item::insert_many(&cluster, &(0..20).map(item).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let shard = Item::shard_for(&0).name();
+    let on_shard: Vec<i64> = (0..20)
+        .filter(|k| Item::shard_for(k).name() == shard)
+        .collect();
+    for round in 0..3 {
+        let finds = (0..16).map(|k| Item::find(&cluster, k % 20));
+        for found in futures_util::future::join_all(finds).await {
+            assert!(found.unwrap().is_some());
+        }
+        let pool = cluster.pool(&shard).unwrap();
+        let started = Instant::now();
+        let (a, b) = tokio::join!(pool.acquire(), pool.acquire());
+        let (mut a, mut b) = (a.unwrap(), b.unwrap());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "round {round}: two connections of a pool of two took {:?}",
+            started.elapsed()
+        );
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut *a)
+            .await
+            .unwrap();
+        let two: i32 = sqlx::query_scalar("SELECT 2")
+            .fetch_one(&mut *b)
+            .await
+            .unwrap();
+        assert_eq!((one, two), (1, 2));
+        drop((a, b));
+        // Two transactions on the shard at once, each holding a connection to its end.
+        let started = Instant::now();
+        let transfer = |k: i64| {
+            let cluster = cluster.clone();
+            async move {
+                let mut tx = cluster.begin().await.unwrap();
+                let mut row = item(k);
+                row.label = format!("round {round}");
+                tx.update(&row).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                tx.commit().await.unwrap();
+            }
+        };
+        tokio::join!(transfer(on_shard[0]), transfer(on_shard[1]));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "round {round}: two transactions took {:?}",
+            started.elapsed()
+        );
+        for k in &on_shard[..2] {
+            let row = Item::find(&cluster, *k).await.unwrap().unwrap();
+            assert_eq!(row.label, format!("round {round}"));
+        }
+    }
+    // Parked connections count as idle: once the statements are done, none is in use.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let busy: u32 = cluster
+            .status()
+            .iter()
+            .flat_map(|s| s.endpoints.iter().map(|e| e.in_use))
+            .sum();
+        if busy == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{busy} connections still in use");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A statement dropped half-way (the caller's own timeout) must not leave its connection
+/// parked for the next statement, which would then wait for the abandoned one to finish
+/// (or read its rows). The connection goes back to the pool, which settles it; the next
+/// statements get ready connections at once and the right answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_dropped_half_way_leaves_no_busy_connection_parked() {
+    const TEST: &str = "errors_dropped_half_way";
+    let Some(env) = pg::env().await else { return };
+    // Room for each round's abandoned connection, which stays busy until its sleep ends.
+    let cluster = small_pools(env, TEST, 2, 8).await;
+    Item::create_table(&cluster).await.unwrap();
+    Item::insert_many(&cluster, &(0..20).map(item).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let shard = Item::shard_for(&0);
+    for round in 0..3 {
+        // Connections parked by finished statements.
+        for k in 0..6 {
+            assert!(Item::find(&cluster, k).await.unwrap().is_some());
+        }
+        let sleep =
+            Cond::<Item>::raw(Condition::all().add(Expr::cust("(SELECT true FROM pg_sleep(2))")));
+        let slow = Item::on_shard(shard).filter(sleep).count(&cluster);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), slow)
+                .await
+                .is_err(),
+            "round {round}: the sleep finished early"
+        );
+        for k in 0..20 {
+            let started = Instant::now();
+            assert_eq!(Item::find(&cluster, k).await.unwrap(), Some(item(k)));
+            assert!(
+                started.elapsed() < Duration::from_millis(700),
+                "round {round}: find({k}) waited {:?} (behind the abandoned statement?)",
+                started.elapsed()
+            );
+        }
+        assert_eq!(Item::on_all_shards().count(&cluster).await.unwrap(), 20);
+    }
+}

@@ -681,6 +681,27 @@ async fn reference_table_fan_out_is_all_or_nothing() {
         pool.close().await;
     }
     pool.close().await;
+
+    // An upsert fans out all or nothing too, and inserts where a shard lacks the row: EUR is
+    // back on shard_2, and the JPY only shard_2 had no longer fails the batch.
+    Currency {
+        code: "EUR".into(),
+        digits: 3,
+    }
+    .upsert(&cluster)
+    .await
+    .unwrap();
+    assert_eq!(Currency::upsert_many(&cluster, &usd_jpy).await.unwrap(), 2);
+    for i in 0..4 {
+        assert_eq!(codes(i).await, ["EUR", "JPY", "USD"], "shard_{i}");
+        let pool = pg::pool(&pg::shard_url(env, TEST, i)).await;
+        let digits: Vec<i32> = sqlx::query_scalar("SELECT digits FROM currencies ORDER BY code")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(digits, [3, 0, 2], "shard_{i}");
+        pool.close().await;
+    }
     assert!(prepared(env, TEST, 4).await.is_empty());
 }
 

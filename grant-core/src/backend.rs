@@ -136,6 +136,22 @@ pub trait Backend: sqlx::Database + Sized {
         values: SqlxValues,
     ) -> BoxFuture<'c, Result<Vec<Self::Row>, sqlx::Error>>;
 
+    /// Runs a statement on one connection and returns its first row, if any, without reading
+    /// on (see [`fetch_optional`](Self::fetch_optional)). By default,
+    /// [`fetch_all_on`](Self::fetch_all_on)'s first row.
+    fn fetch_optional_on<'c>(
+        conn: &'c mut Self::Connection,
+        sql: String,
+        values: SqlxValues,
+    ) -> BoxFuture<'c, Result<Option<Self::Row>, sqlx::Error>> {
+        Box::pin(async move {
+            Ok(Self::fetch_all_on(conn, sql, values)
+                .await?
+                .into_iter()
+                .next())
+        })
+    }
+
     /// Runs parameterless SQL (`BEGIN`, `COMMIT`, `PREPARE TRANSACTION '..'`) on one connection
     /// with the simple query protocol.
     fn raw_on<'c>(
@@ -297,6 +313,18 @@ macro_rules! backend {
                 Box::pin(async move {
                     sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
                         .fetch_all(conn)
+                        .await
+                })
+            }
+
+            fn fetch_optional_on<'c>(
+                conn: &'c mut Self::Connection,
+                sql: String,
+                values: SqlxValues,
+            ) -> BoxFuture<'c, Result<Option<Self::Row>, sqlx::Error>> {
+                Box::pin(async move {
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                        .fetch_optional(conn)
                         .await
                 })
             }

@@ -13,7 +13,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Expr, Ident, Lit, LitInt, LitStr, Token};
 
 use crate::Derive;
-use crate::names::backticked_list;
+use crate::names::{backticked_list, closest};
 
 /// The largest `#[shard(count = N)]`: the derive builds a static table of `count` shard ids.
 pub(crate) const MAX_SHARD_COUNT: u32 = 1 << 16;
@@ -254,6 +254,9 @@ pub(crate) struct Container<'a> {
     pub(crate) reference: Option<Span>,
     /// `#[grant(crate = "path::to::grant")]`: where generated code finds the `grant` crate.
     pub(crate) krate: Slot<syn::Path>,
+    /// `#[grant(methods(find = "find_one", ..))]`: generated inherent methods renamed (the
+    /// generated name, the name to give it), so they leave room for the model's own items.
+    pub(crate) methods: Vec<(String, Ident)>,
 }
 
 /// A field's attributes.
@@ -262,6 +265,8 @@ pub(crate) struct FieldAttrs {
     pub(crate) primary_key: Option<Span>,
     /// `#[grant(column = "...")]`.
     pub(crate) column: Slot<LitStr>,
+    /// `#[grant(constant = "...")]`: the name of the field's column constant.
+    pub(crate) constant: Slot<LitStr>,
 }
 
 const SHARD_KEYS: &[&str] = &[
@@ -274,9 +279,27 @@ pub(crate) const DIRECTORY_POLICIES: &[&str] = &["least_rows", "round_robin", "e
 
 /// The largest `#[shard(vnodes = N)]`.
 pub(crate) const MAX_VNODES: u32 = 1 << 16;
-const GRANT_KEYS_SHARDED: &[&str] = &["table", "crate"];
-const GRANT_KEYS_MODEL: &[&str] = &["table", "shard", "reference", "crate"];
-const GRANT_FIELD_KEYS: &[&str] = &["column"];
+const GRANT_KEYS_SHARDED: &[&str] = &["table", "crate", "methods"];
+const GRANT_KEYS_MODEL: &[&str] = &["table", "shard", "reference", "crate", "methods"];
+const GRANT_FIELD_KEYS: &[&str] = &["column", "constant"];
+
+/// The inherent methods the derive generates, which `#[grant(methods(..))]` can rename.
+pub(crate) const METHODS: [&str; 14] = [
+    "create_table",
+    "insert",
+    "insert_many",
+    "upsert",
+    "upsert_many",
+    "update",
+    "delete",
+    "find",
+    "find_tracked",
+    "query",
+    "on_shard",
+    "on_all_shards",
+    "shard_for",
+    "try_shard_for",
+];
 
 /// Parses the struct's `#[shard(..)]`, `#[grant(..)]` and misplaced `#[primary_key]`.
 pub(crate) fn container<'a>(
@@ -290,6 +313,7 @@ pub(crate) fn container<'a>(
         shard_name: Slot::Missing,
         reference: None,
         krate: Slot::Missing,
+        methods: Vec::new(),
     };
     for attr in attrs {
         if attr.path().is_ident("shard") {
@@ -552,6 +576,7 @@ fn parse_container_grant(
                 });
                 store(&mut out.krate, &meta, "grant", value, errors);
             }
+            (Some("methods"), _) => parse_methods(&meta, &mut out.methods, errors)?,
             (Some("shard"), Derive::Model) => {
                 let value = string_value(&meta, "grant", "shard", "\"shard_0\"", errors)?;
                 let value = value.and_then(|lit| {
@@ -618,11 +643,107 @@ fn parse_container_grant(
     }
 }
 
+/// `methods(find = "find_one", insert = "save")`: each key a generated method, each value the
+/// identifier to give it instead; no two methods may end up with one name.
+fn parse_methods(
+    meta: &ParseNestedMeta<'_>,
+    out: &mut Vec<(String, Ident)>,
+    errors: &mut Errors,
+) -> syn::Result<()> {
+    if !meta.input.peek(syn::token::Paren) {
+        errors.spanned(
+            &meta.path,
+            "`#[grant(methods(..))]` renames generated methods, e.g. \
+             `#[grant(methods(find = \"find_one\"))]`",
+        );
+        return skip_value(meta);
+    }
+    meta.parse_nested_meta(|method| {
+        let Some(name) = key_of(&method).filter(|k| METHODS.contains(&k.as_str())) else {
+            let key = method.path.to_token_stream().to_string();
+            let hint = closest(&key, METHODS.iter().copied())
+                .map(|c| format!("; did you mean `{c}`?"))
+                .unwrap_or_default();
+            errors.spanned(
+                &method.path,
+                format!(
+                    "`{key}` is not a method the derive generates, expected {}{hint}",
+                    one_of(&METHODS)
+                ),
+            );
+            return skip_value(&method);
+        };
+        let Some(lit) = string_value(&method, "grant(methods", &name, "\"find_one\"", errors)?
+        else {
+            return Ok(());
+        };
+        let Some(ident) = identifier(&lit, "a method name", errors) else {
+            return Ok(());
+        };
+        if out.iter().any(|(m, _)| *m == name) {
+            errors.spanned(&method.path, format!("`{name}` is renamed twice"));
+            return Ok(());
+        }
+        if let Some((other, _)) = out.iter().find(|(_, i)| *i == ident) {
+            errors.spanned(
+                &lit,
+                format!("`{name}` and `{other}` would both be named `{ident}`; pick another name"),
+            );
+            return Ok(());
+        }
+        out.push((name, ident));
+        Ok(())
+    })?;
+    // A new name may be a generated method's default only when that method is renamed too.
+    // A clashing rename is reported and dropped, so no second error follows from it.
+    let clashes: Vec<(String, &str)> = out
+        .iter()
+        .filter_map(|(name, ident)| {
+            METHODS
+                .iter()
+                .find(|m| ident == *m && **m != name && !out.iter().any(|(r, _)| r == *m))
+                .map(|other| (name.clone(), *other))
+        })
+        .collect();
+    for (name, other) in clashes {
+        if let Some(at) = out.iter().position(|(m, _)| *m == name) {
+            let (_, ident) = out.remove(at);
+            errors.spanned(
+                &ident,
+                format!("`{name}` and `{other}` would both be named `{ident}`; pick another name"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The string's value as an identifier (`r#` allowed), or an error naming `what` it is for.
+fn identifier(lit: &LitStr, what: &str, errors: &mut Errors) -> Option<Ident> {
+    match syn::parse_str::<Ident>(&lit.value()) {
+        Ok(mut ident) if !lit.value().starts_with("r#") => {
+            ident.set_span(lit.span());
+            Some(ident)
+        }
+        _ => {
+            errors.spanned(
+                lit,
+                format!(
+                    "`{}` is not a plain Rust identifier (no keyword, no `r#`), which {what} \
+                     must be",
+                    lit.value()
+                ),
+            );
+            None
+        }
+    }
+}
+
 /// Parses a field's `#[primary_key]` and `#[grant(..)]`, and rejects a misplaced `#[shard(..)]`.
 pub(crate) fn field(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
     let mut out = FieldAttrs {
         primary_key: None,
         column: Slot::Missing,
+        constant: Slot::Missing,
     };
     for attr in attrs {
         if attr.path().is_ident("primary_key") {
@@ -644,6 +765,10 @@ pub(crate) fn field(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
                     let value = string_value(&meta, "grant", "column", "\"user_id\"", errors)?;
                     let value = value.and_then(|lit| non_empty(lit, "#[grant(column = ...)]", "the SQL column name", errors));
                     store(&mut out.column, &meta, "grant", value, errors);
+                } else if key_of(&meta).as_deref() == Some("constant") {
+                    let value = string_value(&meta, "grant", "constant", "\"EMAIL_COLUMN\"", errors)?;
+                    let value = value.filter(|lit| identifier(lit, "a column constant's name", errors).is_some());
+                    store(&mut out.constant, &meta, "grant", value, errors);
                 } else {
                     let key = meta.path.to_token_stream().to_string();
                     let hint = match key.as_str() {

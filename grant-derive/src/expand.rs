@@ -103,6 +103,7 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
         shard_for,
         bodies: Bodies::Real,
         reference: is_reference(model),
+        methods: &model.methods,
     });
     quote! {
         const _: () = {
@@ -917,6 +918,18 @@ pub(crate) struct Inherent<'a> {
     pub(crate) bodies: Bodies,
     /// A reference table: writes and `create_table` go to every shard.
     pub(crate) reference: bool,
+    /// Generated methods renamed with `#[grant(methods(..))]`: (generated name, new name).
+    pub(crate) methods: &'a [(String, Ident)],
+}
+
+impl Inherent<'_> {
+    /// The name the generated method `name` gets.
+    fn method(&self, name: &str) -> Ident {
+        self.methods
+            .iter()
+            .find(|(m, _)| m == name)
+            .map_or_else(|| Ident::new(name, Span::call_site()), |(_, i)| i.clone())
+    }
 }
 
 /// The inherent `impl User { ... }`: column constants, `shard_for`, CRUD and query entry points.
@@ -929,6 +942,27 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
         columns,
         ..
     } = inherent;
+    let [
+        m_create_table,
+        m_insert,
+        m_insert_many,
+        m_upsert,
+        m_upsert_many,
+        m_update,
+        m_delete,
+        m_find,
+        m_find_tracked,
+        m_query,
+        m_on_shard,
+        m_on_all_shards,
+        m_shard_for,
+        m_try_shard_for,
+    ] = crate::attr::METHODS.map(|m| inherent.method(m));
+    let like_shard_for =
+        format!("Like `{m_shard_for}`, or the error naming `key` when no shard holds it. Pure.");
+    let like_find = format!(
+        "Like `{m_find}`, returning the row as a `Tracked` handle that remembers it as read."
+    );
     let body = |real: TokenStream| match inherent.bodies {
         Bodies::Real => real,
         Bodies::Placeholder => quote!(::core::unreachable!()),
@@ -965,24 +999,24 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
             );
             quote! {
                 /// The shard holding the rows with shard key `key`. Pure: no I/O.
-                #vis fn shard_for(key: &#ty) -> #p::ShardId {
+                #vis fn #m_shard_for(key: &#ty) -> #p::ShardId {
                     #call
                 }
 
-                /// Like `shard_for`, or the error naming `key` when no shard holds it. Pure.
-                #vis fn try_shard_for(key: &#ty) -> #p::Result<#p::ShardId> {
+                #[doc = #like_shard_for]
+                #vis fn #m_try_shard_for(key: &#ty) -> #p::Result<#p::ShardId> {
                     #try_call
                 }
             }
         }
         ShardFor::Any => quote! {
             /// The shard holding the rows with shard key `key`. Pure: no I/O.
-            #vis fn shard_for<K: ?::core::marker::Sized>(key: &K) -> #p::ShardId {
+            #vis fn #m_shard_for<K: ?::core::marker::Sized>(key: &K) -> #p::ShardId {
                 ::core::unreachable!()
             }
 
-            /// Like `shard_for`, or the error naming `key` when no shard holds it. Pure.
-            #vis fn try_shard_for<K: ?::core::marker::Sized>(key: &K) -> #p::Result<#p::ShardId> {
+            #[doc = #like_shard_for]
+            #vis fn #m_try_shard_for<K: ?::core::marker::Sized>(key: &K) -> #p::Result<#p::ShardId> {
                 ::core::unreachable!()
             }
         },
@@ -997,6 +1031,8 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
     let create_table = body(quote!(#writes::create_table::<Self, DB>(cluster).await));
     let insert = body(quote!(#writes::insert(cluster, self).await));
     let insert_many = body(quote!(#writes::insert_many(cluster, rows).await));
+    let upsert = body(quote!(#writes::upsert(cluster, self).await));
+    let upsert_many = body(quote!(#writes::upsert_many(cluster, rows).await));
     let update = body(quote!(#writes::update(cluster, self).await));
     let delete = body(quote!(#writes::delete(cluster, self).await));
     let find = body(quote!(#p::crud::find(cluster, key).await));
@@ -1019,7 +1055,7 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
 
     quote! {
         #[automatically_derived]
-        #[allow(dead_code, unused_qualifications)]
+        #[allow(unused_qualifications)]
         #allow_unused
         impl #ident
         #where_clause
@@ -1029,14 +1065,14 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
             #shard_for
 
             /// Creates the table, if it does not exist, on every shard the model uses.
-            #vis async fn create_table<DB: #p::Backend>(
+            #vis async fn #m_create_table<DB: #p::Backend>(
                 cluster: &#p::Cluster<DB>,
             ) -> #p::Result<()> {
                 #create_table
             }
 
             /// Inserts this row on its shard.
-            #vis async fn insert<DB: #p::Backend>(
+            #vis async fn #m_insert<DB: #p::Backend>(
                 &self,
                 cluster: &#p::Cluster<DB>,
             ) -> #p::Result<()> {
@@ -1044,15 +1080,33 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
             }
 
             /// Inserts `rows`, grouped per shard, shards in parallel; returns the number inserted.
-            #vis async fn insert_many<DB: #p::Backend>(
+            #vis async fn #m_insert_many<DB: #p::Backend>(
                 cluster: &#p::Cluster<DB>,
                 rows: &[Self],
             ) -> #p::Result<u64> {
                 #insert_many
             }
 
+            /// Inserts this row on its shard, or updates every other column of the row with its
+            /// primary key where one exists: atomic on its shard (`ON CONFLICT DO UPDATE`).
+            #vis async fn #m_upsert<DB: #p::Backend>(
+                &self,
+                cluster: &#p::Cluster<DB>,
+            ) -> #p::Result<()> {
+                #upsert
+            }
+
+            /// Upserts `rows`, grouped per shard (a primary key given twice: the last row);
+            /// returns the number of distinct rows written.
+            #vis async fn #m_upsert_many<DB: #p::Backend>(
+                cluster: &#p::Cluster<DB>,
+                rows: &[Self],
+            ) -> #p::Result<u64> {
+                #upsert_many
+            }
+
             /// Updates this row (found by its primary key) on its shard.
-            #vis async fn update<DB: #p::Backend>(
+            #vis async fn #m_update<DB: #p::Backend>(
                 &self,
                 cluster: &#p::Cluster<DB>,
             ) -> #p::Result<()> {
@@ -1060,7 +1114,7 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
             }
 
             /// Deletes this row (found by its primary key); returns whether a row was deleted.
-            #vis async fn delete<DB: #p::Backend>(
+            #vis async fn #m_delete<DB: #p::Backend>(
                 &self,
                 cluster: &#p::Cluster<DB>,
             ) -> #p::Result<bool> {
@@ -1068,7 +1122,7 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
             }
 
             /// The row with primary key `key`, read from the one shard that can hold it.
-            #vis async fn find<DB: #p::Backend>(
+            #vis async fn #m_find<DB: #p::Backend>(
                 cluster: &#p::Cluster<DB>,
                 key: <Self as #p::Model>::PrimaryKey,
             ) -> #p::Result<::core::option::Option<Self>>
@@ -1078,8 +1132,8 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
                 #find
             }
 
-            /// Like `find`, returning the row as a `Tracked` handle that remembers it as read.
-            #vis async fn find_tracked<DB: #p::Backend>(
+            #[doc = #like_find]
+            #vis async fn #m_find_tracked<DB: #p::Backend>(
                 cluster: &#p::Cluster<DB>,
                 key: <Self as #p::Model>::PrimaryKey,
             ) -> #p::Result<::core::option::Option<#p::Tracked<Self>>>
@@ -1090,17 +1144,17 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
             }
 
             /// A query routed by its conditions: to the shards its shard-key conditions allow.
-            #vis fn query() -> #p::Query<Self> {
+            #vis fn #m_query() -> #p::Query<Self> {
                 #query
             }
 
             /// A query run on the shard `shard` only.
-            #vis fn on_shard(shard: #p::ShardId) -> #p::Query<Self> {
+            #vis fn #m_on_shard(shard: #p::ShardId) -> #p::Query<Self> {
                 #on_shard
             }
 
             /// A query run on every shard the model uses, results merged.
-            #vis fn on_all_shards() -> #p::Query<Self> {
+            #vis fn #m_on_all_shards() -> #p::Query<Self> {
                 #on_all_shards
             }
         }

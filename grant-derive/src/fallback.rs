@@ -98,7 +98,11 @@ pub(crate) fn expand(input: &DeriveInput, parsed: Option<&Input<'_>>, kind: Deri
         .enumerate()
         .filter_map(|(index, f)| {
             let field = f.name();
-            let constant = screaming_snake_case(&field);
+            let constant = f
+                .attrs
+                .constant
+                .get()
+                .map_or_else(|| screaming_snake_case(&field), LitStr::value);
             if !seen.insert(constant.clone()) {
                 return None;
             }
@@ -118,6 +122,7 @@ pub(crate) fn expand(input: &DeriveInput, parsed: Option<&Input<'_>>, kind: Deri
         shard_for,
         bodies: Bodies::Placeholder,
         reference: false,
+        methods: parsed.map_or(&[][..], |parsed| parsed.attrs.methods.as_slice()),
     });
 
     quote! {

@@ -116,8 +116,8 @@ fn every_generated_pub_item_has_docs() {
     let items = out.matches("pub const ").count()
         + out.matches("pub fn ").count()
         + out.matches("pub async fn ").count();
-    // 3 constants, shard_for, try_shard_for, 7 async fns, query, on_shard, on_all_shards.
-    assert_eq!(items, 3 + 2 + 7 + 3, "{out}");
+    // 3 constants, shard_for, try_shard_for, 9 async fns, query, on_shard, on_all_shards.
+    assert_eq!(items, 3 + 2 + 9 + 3, "{out}");
     let docs = out.matches("# [doc = ").count();
     assert!(docs >= items, "{docs} docs for {items} items:\n{out}");
 }
@@ -566,7 +566,7 @@ fn unknown_keys() {
                 struct User { #[primary_key] id: i64 }
             }
         ),
-        "unknown key `tabel` in `#[grant(..)]` on a struct, expected one of `table`, `crate`"
+        "unknown key `tabel` in `#[grant(..)]` on a struct, expected one of `table`, `crate`, `methods`"
     );
     assert_eq!(
         error(
@@ -576,7 +576,7 @@ fn unknown_keys() {
                 struct Country { #[primary_key] code: String }
             }
         ),
-        "unknown key `column` in `#[grant(..)]` on a struct, expected one of `table`, `shard`, `reference`, `crate`; \
+        "unknown key `column` in `#[grant(..)]` on a struct, expected one of `table`, `shard`, `reference`, `crate`, `methods`; \
          `column` goes on a field"
     );
     assert_eq!(
@@ -587,7 +587,7 @@ fn unknown_keys() {
                 struct User { #[primary_key] id: i64, #[grant(rename = "x")] name: String }
             }
         ),
-        "unknown key `rename` in field attribute `#[grant(..)]`, expected `column`"
+        "unknown key `rename` in field attribute `#[grant(..)]`, expected one of `column`, `constant`"
     );
     assert_eq!(
         error(
@@ -821,7 +821,7 @@ fn empty_names_and_clashes() {
                 struct Country { #[primary_key] code: String, Code: String }
             }
         ),
-        "field `Code` and field `code` would both get the column constant `CODE`; rename one of them"
+        "field `Code` and field `code` would both get the column constant `CODE`; name one with `#[grant(constant = \"...\")]`"
     );
 }
 
@@ -838,11 +838,11 @@ fn every_mistake_is_reported_at_once() {
     assert_eq!(
         all,
         [
-            "unknown key `tabel` in `#[grant(..)]` on a struct, expected one of `table`, `crate`",
+            "unknown key `tabel` in `#[grant(..)]` on a struct, expected one of `table`, `crate`, `methods`",
             "unknown strategy `hsh`, expected one of `hash`, `pg_hash`, `consistent_hash`, `range`, `mapping`, `geographic`, `lookup`, `directory`, `custom`",
             "`#[shard(count = ...)]` must be at least 1, got 0",
             "unknown key `extra` in `#[shard(..)]`, expected one of `strategy`, `on`, `count`, `prefix`, `vnodes`, `weights`, `ranges`, `map`, `default`, `home`, `policy`, `resolver`",
-            "unknown key `colum` in field attribute `#[grant(..)]`, expected `column`",
+            "unknown key `colum` in field attribute `#[grant(..)]`, expected one of `column`, `constant`",
             "`User` has no primary key; mark the field(s) that identify a row with `#[primary_key]`",
             "`#[shard(on = \"idd\")]` names no field of `User`; did you mean `id`?",
         ]
@@ -1055,6 +1055,125 @@ fn crate_path_must_be_a_path() {
     );
     assert!(
         message.contains("expects the path of the `grant` crate"),
+        "{message}"
+    );
+}
+
+#[test]
+fn renamed_methods_and_constants_replace_the_generated_names() {
+    let out = expand(
+        Derive::Sharded,
+        quote! {
+            #[grant(methods(find = "find_by_id", insert = "insert_row", shard_for = "route"))]
+            #[shard(strategy = "hash", on = "id", count = 8)]
+            pub struct User {
+                #[primary_key]
+                pub id: i64,
+                #[grant(constant = "NAME_COLUMN")]
+                pub name: String,
+            }
+        },
+    );
+    contains_all(
+        &out,
+        &[
+            "pub async fn find_by_id <",
+            "pub async fn insert_row <",
+            "pub fn route (key : & i64)",
+            "pub const NAME_COLUMN :",
+            "Like `route`, or the error",
+            "Like `find_by_id`, returning",
+            // Not renamed: the defaults.
+            "pub async fn find_tracked <",
+            "pub async fn update <",
+            "pub fn try_shard_for (",
+        ],
+    );
+    for gone in [
+        "pub async fn find <",
+        "pub async fn insert <",
+        "pub fn shard_for (",
+        "pub const NAME :",
+    ] {
+        assert!(!out.contains(gone), "`{gone}` still generated:\n{out}");
+    }
+    // The trait impls keep their own names.
+    contains_all(&out, &["fn shard_for (key : & Self :: ShardKey)"]);
+}
+
+#[test]
+fn generated_items_need_no_dead_code_allowance() {
+    let out = expand(Derive::Sharded, user());
+    assert!(!out.contains("dead_code"), "{out}");
+}
+
+#[test]
+fn renames_must_be_known_methods_identifiers_and_distinct() {
+    let input = |attr: TokenStream| {
+        quote! {
+            #attr
+            #[shard(strategy = "hash", on = "id", count = 8)]
+            pub struct User {
+                #[primary_key]
+                pub id: i64,
+                pub name: String,
+            }
+        }
+    };
+    let message = error(
+        Derive::Sharded,
+        input(quote!(#[grant(methods(fnd = "lookup"))])),
+    );
+    assert!(
+        message.contains("`fnd` is not a method the derive generates")
+            && message.contains("did you mean `find`?"),
+        "{message}"
+    );
+    let message = error(
+        Derive::Sharded,
+        input(quote!(#[grant(methods(find = "look up"))])),
+    );
+    assert!(message.contains("not a plain Rust identifier"), "{message}");
+    let message = error(
+        Derive::Sharded,
+        input(quote!(#[grant(methods(find = "insert"))])),
+    );
+    assert!(
+        message.contains("`find` and `insert` would both be named `insert`"),
+        "{message}"
+    );
+    let message = error(
+        Derive::Sharded,
+        input(quote!(#[grant(methods(find = "a", update = "a"))])),
+    );
+    assert!(
+        message.contains("`update` and `find` would both be named `a`"),
+        "{message}"
+    );
+    // Swapping two names is fine: neither keeps its default.
+    assert!(
+        errors(
+            Derive::Sharded,
+            input(quote!(#[grant(methods(insert = "update", update = "insert"))]))
+        )
+        .is_empty()
+    );
+    let message = error(Derive::Sharded, input(quote!(#[grant(methods = "find")])));
+    assert!(message.contains("renames generated methods"), "{message}");
+    let message = error(
+        Derive::Sharded,
+        quote! {
+            #[shard(strategy = "hash", on = "id", count = 8)]
+            pub struct User {
+                #[primary_key]
+                #[grant(constant = "NAME")]
+                pub id: i64,
+                pub name: String,
+            }
+        },
+    );
+    assert!(
+        message.contains("would both get the column constant `NAME`"),
         "{message}"
     );
 }

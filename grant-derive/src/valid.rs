@@ -30,6 +30,8 @@ pub(crate) struct Model<'a> {
     pub(crate) primary_key: Vec<usize>,
     /// Where the rows live.
     pub(crate) placement: Placement,
+    /// Generated methods renamed with `#[grant(methods(..))]`.
+    pub(crate) methods: Vec<(String, Ident)>,
 }
 
 /// One field as a column.
@@ -184,6 +186,7 @@ pub(crate) fn check<'a>(input: &Input<'a>, kind: Derive, errors: &mut Errors) ->
         columns,
         primary_key,
         placement,
+        methods: input.attrs.methods.clone(),
     })
 }
 
@@ -199,7 +202,11 @@ fn columns<'a>(fields: &[Field<'a>], errors: &mut Errors) -> Vec<Column<'a>> {
             .column
             .get()
             .map_or_else(|| field_name.clone(), LitStr::value);
-        let constant = screaming_snake_case(&field_name);
+        let constant = field
+            .attrs
+            .constant
+            .get()
+            .map_or_else(|| screaming_snake_case(&field_name), LitStr::value);
         let mut ok = true;
         if let Some(other) = by_name.get(&name) {
             let at = field
@@ -221,7 +228,7 @@ fn columns<'a>(fields: &[Field<'a>], errors: &mut Errors) -> Vec<Column<'a>> {
                 field.ident,
                 format!(
                     "field `{field_name}` and field `{other}` would both get the column constant \
-                     `{constant}`; rename one of them"
+                     `{constant}`; name one with `#[grant(constant = \"...\")]`"
                 ),
             );
             ok = false;

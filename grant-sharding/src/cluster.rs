@@ -8,17 +8,19 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use grant_core::{Backend, Error, Model, Result, ShardId};
 use sea_query::{Value, Values};
 use sea_query_sqlx::SqlxValues;
 use sqlx::Pool;
-use sqlx::pool::PoolOptions;
+use sqlx::pool::{PoolConnection, PoolOptions};
 use tracing::Instrument;
 
 use crate::extensions::Extensions;
 use crate::health::{EndpointStatus, Health, HealthConfig, ShardStatus};
 use crate::observe::Statement;
+use crate::parking::Parking;
 
 /// Default time a statement on one shard may take before [`Error::Timeout`].
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -581,10 +583,13 @@ struct Endpoint<DB: Backend> {
     address: String,
     /// When one of its connections last broke (see [`Broken`]).
     broken: Arc<Broken>,
+    /// Connections of finished statements, kept for the next ones (see [`crate::parking`]).
+    parked: Arc<Parking<DB>>,
 }
 
 impl<DB: Backend> Endpoint<DB> {
     fn new(label: &'static str, shard: &'static str, pool: Pool<DB>, origin: Origin) -> Self {
+        let parked = Arc::new(Parking::new(pool.options().get_max_connections()));
         Endpoint {
             label,
             shard,
@@ -592,11 +597,52 @@ impl<DB: Backend> Endpoint<DB> {
             health: Health::default(),
             address: origin.address,
             broken: origin.broken,
+            parked,
         }
     }
 
+    /// Connections busy with a statement or a transaction (parked ones are idle).
     fn in_use(&self) -> u32 {
-        self.pool.size().saturating_sub(self.pool.num_idle() as u32)
+        self.pool.size().saturating_sub(self.idle())
+    }
+
+    /// Connections ready for a statement: idle in the pool or parked.
+    fn idle(&self) -> u32 {
+        self.pool.num_idle() as u32 + self.parked.len() as u32
+    }
+
+    /// A connection for a statement: the one parked last, else one from the pool. A parked
+    /// connection gets the pool's check (see [`Broken::check`]): pinged first when it waited
+    /// long or a connection of the endpoint broke meanwhile; one that fails the ping is
+    /// closed and the next one tried.
+    async fn checkout(&self) -> std::result::Result<PoolConnection<DB>, sqlx::Error> {
+        while let Some((mut conn, waited)) = self.parked.take() {
+            if !self.broken.check(waited) {
+                return Ok(conn);
+            }
+            if sqlx::Connection::ping(&mut *conn).await.is_ok() {
+                return Ok(conn);
+            }
+            conn.close_on_drop();
+        }
+        self.pool.acquire().await
+    }
+
+    /// Runs one statement on a connection of the endpoint ([`Endpoint::checkout`]); the
+    /// connection is parked for the next statement when it succeeded, and given back to the
+    /// pool (which tests it) when it failed or the future was dropped half-way.
+    async fn run<T>(
+        &self,
+        work: impl for<'c> FnOnce(
+            &'c mut DB::Connection,
+        ) -> BoxFuture<'c, std::result::Result<T, sqlx::Error>>,
+    ) -> std::result::Result<T, sqlx::Error> {
+        let mut conn = self.checkout().await?;
+        let out = work(&mut conn).await;
+        if out.is_ok() {
+            self.parked.park(conn);
+        }
+        out
     }
 }
 
@@ -1159,8 +1205,10 @@ impl<DB: Backend> Cluster<DB> {
                 .unwrap_or_else(|e| e.into_inner());
             names.remove(name);
         }
+        shard.primary.parked.clear();
         shard.primary.pool.close().await;
         for replica in &shard.replicas {
+            replica.parked.clear();
             replica.pool.close().await;
         }
         Ok(())
@@ -1246,7 +1294,7 @@ impl<DB: Backend> Cluster<DB> {
                             latency_p95,
                             error_rate: e.health.error_rate(),
                             in_use: e.in_use(),
-                            idle: e.pool.num_idle() as u32,
+                            idle: e.idle(),
                             last_error: e.health.last_error(),
                         }
                     })
@@ -1477,8 +1525,8 @@ impl<DB: Backend> Cluster<DB> {
             model,
             shard,
             endpoint,
-            DB::fetch_all(&endpoint.pool, sql, values),
-            Some(move || DB::fetch_all(&endpoint.pool, again.0, again.1)),
+            endpoint.run(move |c| DB::fetch_all_on(c, sql, values)),
+            Some(move || endpoint.run(move |c| DB::fetch_all_on(c, again.0, again.1))),
             |rows| rows.len() as u64,
         )
         .await
@@ -1552,7 +1600,7 @@ impl<DB: Backend> Cluster<DB> {
             model,
             shard,
             endpoint,
-            DB::fetch_all(&endpoint.pool, sql, values),
+            endpoint.run(move |c| DB::fetch_all_on(c, sql, values)),
             |rows| rows.len() as u64,
         )
         .await
@@ -1576,8 +1624,8 @@ impl<DB: Backend> Cluster<DB> {
             model,
             shard,
             endpoint,
-            DB::fetch_optional(&endpoint.pool, sql, values),
-            Some(move || DB::fetch_optional(&endpoint.pool, again.0, again.1)),
+            endpoint.run(move |c| DB::fetch_optional_on(c, sql, values)),
+            Some(move || endpoint.run(move |c| DB::fetch_optional_on(c, again.0, again.1))),
             |row| u64::from(row.is_some()),
         )
         .await
@@ -1675,7 +1723,7 @@ impl<DB: Backend> Cluster<DB> {
                 model,
                 shard,
                 endpoint,
-                DB::execute(&endpoint.pool, sql, values),
+                endpoint.run(move |c| DB::execute_on(c, sql, values)),
                 |n| *n,
             )
             .await?;
@@ -1685,20 +1733,48 @@ impl<DB: Backend> Cluster<DB> {
         Ok(n)
     }
 
-    /// Runs writes in one transaction on one shard's primary.
+    /// Runs writes in one transaction on one shard's primary; returns the rows they affected.
     pub(crate) async fn execute_atomic(
         &self,
         model: &'static str,
         shard: ShardId,
         statements: Vec<(String, SqlxValues)>,
     ) -> Result<u64> {
+        Ok(self
+            .execute_atomic_each(model, shard, statements)
+            .await?
+            .into_iter()
+            .sum())
+    }
+
+    /// [`Cluster::execute_atomic`], with the rows each statement affected, in order.
+    pub(crate) async fn execute_atomic_each(
+        &self,
+        model: &'static str,
+        shard: ShardId,
+        statements: Vec<(String, SqlxValues)>,
+    ) -> Result<Vec<u64>> {
         let target = self.writable(model, shard)?;
         let endpoint = &target.primary;
         for (sql, values) in &statements {
             self.inner.log.record(shard, endpoint.label, sql, values);
         }
-        let work = DB::execute_atomic(&endpoint.pool, statements);
-        let n = self.bounded(model, shard, endpoint, work, |n| *n).await?;
+        let work = async {
+            let mut conn = endpoint.checkout().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let mut affected = Vec::with_capacity(statements.len());
+            for (sql, values) in statements {
+                affected.push(DB::execute_on(&mut *tx, sql, values).await?);
+            }
+            tx.commit().await?;
+            // Committed: the connection is clean for the next statement. On an error above
+            // the transaction rolls back as the connection goes back to the pool.
+            endpoint.parked.park(conn);
+            Ok(affected)
+        };
+        let n = self
+            .bounded(model, shard, endpoint, work, |n: &Vec<u64>| n.iter().sum())
+            .await?;
         target
             .last_write
             .store(self.since_epoch(), Ordering::Relaxed);
@@ -1859,7 +1935,7 @@ impl<DB: Backend> Cluster<DB> {
         let attempt = async {
             self.preflight(model, shard, endpoint).await?;
             match self
-                .diagnosed(model, shard, endpoint, endpoint.pool.acquire())
+                .diagnosed(model, shard, endpoint, endpoint.checkout())
                 .await?
             {
                 Ok(conn) => Ok(conn),

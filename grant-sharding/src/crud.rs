@@ -1,5 +1,5 @@
-//! Schema and row writes: `create_table`, `insert`, `insert_many`, `update`, `delete`, `find`,
-//! and [`Tracked`] records that refuse shard-key changes.
+//! Schema and row writes: `create_table`, `insert`, `insert_many`, `upsert`, `upsert_many`,
+//! `update`, `delete`, `find`, and [`Tracked`] records that refuse shard-key changes.
 
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
@@ -102,13 +102,50 @@ async fn fetch_optional<M: Model, DB: Backend>(
         .await
 }
 
+/// How [`put`] and [`put_many`] write rows: plain inserts (a duplicate key is the database's
+/// error) or upserts (`ON CONFLICT (primary key) DO UPDATE`, atomic on the row's shard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Put {
+    Insert,
+    Upsert,
+}
+
+impl Put {
+    /// The statements writing `rows`, under the backend's bind-parameter limit.
+    fn statements<M: Model, DB: Backend>(self, rows: &[&M]) -> Vec<(String, SqlxValues)> {
+        match self {
+            Put::Insert => rows
+                .chunks(stmt::rows_per_insert::<M, DB>())
+                .map(stmt::insert::<M, DB>)
+                .collect(),
+            Put::Upsert => stmt::upserts::<M, DB>(rows),
+        }
+    }
+}
+
 /// Inserts one row on the shard its key names.
 ///
 /// # Errors
 ///
 /// [`Error::UnknownShard`]; the shard's error (e.g. a duplicate primary key).
 pub async fn insert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<()> {
-    let statement = stmt::insert::<M, DB>(&[row]);
+    put(cluster, row, Put::Insert).await
+}
+
+/// Inserts one row on the shard its key names, or — when a row with its primary key exists —
+/// updates every other column of that row to this row's values. One statement on the row's
+/// shard (`INSERT .. ON CONFLICT (primary key) DO UPDATE`), so concurrent upserts of one key
+/// never fail with a duplicate key: each applies whole, the last one wins.
+///
+/// # Errors
+///
+/// [`Error::UnknownShard`]; the shard's error (e.g. another unique constraint).
+pub async fn upsert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<()> {
+    put(cluster, row, Put::Upsert).await
+}
+
+async fn put<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M, kind: Put) -> Result<()> {
+    let statement = kind.statements::<M, DB>(&[row]).remove(0);
     // resharding: the placement is read under the model's gate, held for the whole operation
     // (a cutover waits for it).
     if let Some(state) = cluster.gated_placement::<M>().await {
@@ -125,7 +162,9 @@ pub async fn insert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Re
         for shard in &targets.also {
             exec_atomic::<M, DB>(cluster, *shard, stmt::upserts::<M, DB>(&[row])).await?;
         }
-        if let Some(main) = targets.main {
+        if let Some(main) = targets.main
+            && kind == Put::Insert
+        {
             placement::note_rows(&state.placement, main, 1);
         }
         return Ok(());
@@ -147,6 +186,28 @@ pub async fn insert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Re
 ///
 /// Dropping the future rolls back the transactions of shards that had not committed yet.
 pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M]) -> Result<u64> {
+    let rows: Vec<&M> = rows.iter().collect();
+    put_many(cluster, &rows, Put::Insert).await
+}
+
+/// [`upsert`] of many rows, grouped per shard as [`insert_many`] groups them (each shard's
+/// rows in one transaction, shards in parallel). When `rows` holds one primary key more than
+/// once, the last of them is written. Returns the number of distinct rows written (inserted
+/// or updated; for a model whose every column is in its primary key, only the inserted ones).
+///
+/// # Errors
+///
+/// As [`insert_many`].
+pub async fn upsert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M]) -> Result<u64> {
+    let rows = stmt::last_per_key(rows)?;
+    put_many(cluster, &rows, Put::Upsert).await
+}
+
+async fn put_many<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    rows: &[&M],
+    kind: Put,
+) -> Result<u64> {
     // resharding: `also` holds the rows a shard gets as the `new` side of a dual write.
     let mut groups: BTreeMap<ShardId, (ShardId, Vec<&M>)> = BTreeMap::new();
     let mut also: BTreeMap<ShardId, Vec<&M>> = BTreeMap::new();
@@ -154,7 +215,7 @@ pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M
     let state = cluster.gated_placement::<M>().await;
     match &state {
         Some(state) => {
-            for row in rows {
+            for &row in rows {
                 let values = placement::row_key_values::<M>(row);
                 let targets =
                     placement::write_targets::<M, DB>(cluster, &state.placement, &values, true)
@@ -174,13 +235,15 @@ pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M
                     groups.entry(shard).or_insert_with(|| (shard, Vec::new()));
                     also.entry(shard).or_default().push(row);
                 }
-                if let Some(main) = targets.main {
+                if let Some(main) = targets.main
+                    && kind == Put::Insert
+                {
                     placement::note_rows(&state.placement, main, 1);
                 }
             }
         }
         None => {
-            for row in rows {
+            for &row in rows {
                 let shard = row.try_shard_of()?;
                 groups
                     .entry(shard)
@@ -193,14 +256,21 @@ pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M
     for (shard, _) in groups.values() {
         cluster.shard_pool(M::META.name, *shard)?;
     }
-    let per_batch = stmt::rows_per_insert::<M, DB>();
     let written = try_join_all(groups.into_values().map(|(shard, rows)| {
-        let mut statements: Vec<_> = rows.chunks(per_batch).map(stmt::insert::<M, DB>).collect();
-        // resharding: the dual-write rows of this shard, as upserts.
+        let mut statements = kind.statements::<M, DB>(&rows);
+        let main = statements.len();
+        // resharding: the dual-write rows of this shard, as upserts (not counted: each row is
+        // counted once, on its main shard).
         if let Some(rows) = also.get(&shard) {
             statements.extend(stmt::upserts::<M, DB>(rows));
         }
-        exec_atomic::<M, DB>(cluster, shard, statements)
+        async move {
+            cluster.ensure_schema::<M>(shard).await?;
+            let each = cluster
+                .execute_atomic_each(M::META.name, shard, statements)
+                .await?;
+            Ok::<u64, Error>(each[..main].iter().sum())
+        }
     }))
     .await?;
     Ok(written.into_iter().sum())

@@ -60,6 +60,9 @@ where
     F: Fn(ShardId) -> Fut,
     Fut: Future<Output = Result<T>>,
 {
+    if !policy.partial && shards.len() <= policy.concurrency.max(1) {
+        return all_at_once(shards, policy, work).await;
+    }
     let mut pending: BTreeMap<usize, ShardId> = shards.iter().copied().enumerate().collect();
     let mut queue = shards.into_iter().enumerate();
     let mut running = FuturesUnordered::new();
@@ -102,4 +105,44 @@ where
         ok: ok.into_iter().map(|(_, s, v)| (s, v)).collect(),
         failed,
     })
+}
+
+/// [`scatter`] of a query that fails as a whole and whose statements all fit in flight at
+/// once (the common case): every statement starts now, under one timer for the deadline, and
+/// the first failure drops the others. Polling the few statements in place instead of through
+/// a `FuturesUnordered` (whose queue and deadline timer per answer cost a single-shard count
+/// about a tenth of its time, measured on PostgreSQL).
+async fn all_at_once<T, F, Fut>(
+    shards: Vec<ShardId>,
+    policy: Policy,
+    work: F,
+) -> Result<Gathered<T>>
+where
+    F: Fn(ShardId) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done: Vec<AtomicBool> = shards.iter().map(|_| AtomicBool::new(false)).collect();
+    let legs = shards.iter().zip(&done).map(|(&shard, done)| {
+        let fut = work(shard);
+        async move {
+            let value = fut.await?;
+            done.store(true, Ordering::Relaxed);
+            Ok::<_, Error>((shard, value))
+        }
+    });
+    match tokio::time::timeout_at(policy.deadline, futures_util::future::try_join_all(legs)).await {
+        Ok(Ok(ok)) => Ok(Gathered {
+            ok,
+            failed: Vec::new(),
+        }),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(policy.timeout_error(
+            shards
+                .iter()
+                .zip(&done)
+                .filter(|(_, done)| !done.load(Ordering::Relaxed))
+                .map(|(&shard, _)| shard),
+        )),
+    }
 }

@@ -16,7 +16,7 @@
 //! | L4 operations | [`crud`], [`query`], [`select`], [`schema`], [`distribution`] | writes and finds by key, routed queries and aggregates, DDL and migrations, row counts |
 //! | L3 execution | `exec`, [`merge`], `stmt` | running one statement per shard in parallel under one deadline; merging ordered rows; every SQL builder |
 //! | L2 placement | `router`, [`placement`] (with [`placement::directory`]), [`context`] | which shards a query visits; where a write goes (main and dual-write shards); operation gates |
-//! | L1 topology | [`cluster`], [`health`], [`observe`], `extensions` | shards, endpoints, pools, replicas, breakers, **the statement path** |
+//! | L1 topology | [`cluster`], [`health`], [`observe`], `extensions`, `parking` | shards, endpoints, pools (connections parked between statements), replicas, breakers, **the statement path** |
 //! | L0 resolve | [`resolve`] | pure key → shard: the [`Resolver`] trait, the strategies |
 //!
 //! Where to look:
@@ -30,7 +30,8 @@
 //!   [`cluster`] — every statement of every layer (queries, writes, transactions, two-phase
 //!   commit, recovery, migrations, schema checks, the resharding backfill) goes through them:
 //!   one `grant.statement` span, the metrics, the circuit breaker's outcome, the timeout
-//!   classification and the query log;
+//!   classification and the query log; the connection comes from `parking` (the one the
+//!   endpoint's last statement used) or its pool;
 //! - **what SQL is sent**: `stmt` (rows by key, DDL, resharding's scans), `query` (filters,
 //!   order, pages), [`select`] (projections, aggregates).
 //!
@@ -48,6 +49,7 @@ mod features;
 pub mod health;
 pub mod merge;
 pub mod observe;
+mod parking;
 pub mod placement;
 pub mod query;
 pub mod resolve;

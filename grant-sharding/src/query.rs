@@ -678,6 +678,79 @@ impl<M: Model> Query<M> {
         Ok(self.limit(1).all(cluster).await?.into_iter().next())
     }
 
+    /// Deletes the matching rows, routed like any query (the shards the filter's shard key
+    /// allows, else every shard), each shard's `DELETE` run on its primary, shards in
+    /// parallel; returns how many rows were deleted.
+    ///
+    /// Each shard's delete is one statement (all of its matching rows or none); shards are
+    /// not atomic together: on an error, shards that answered first may have deleted theirs
+    /// (run it again: a delete by filter is idempotent).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] with `limit`, `offset` or `after` (each shard would delete an
+    /// arbitrary subset), on a reference table (delete its rows by key: every shard in one
+    /// transaction) and while the model is being resharded (delete by key meanwhile, which the
+    /// job journals); otherwise as [`Query::all`].
+    pub async fn delete<DB: Backend>(self, cluster: &Cluster<DB>) -> Result<u64> {
+        let refuse = |reason: &str| {
+            Err(Error::Unsupported {
+                model: M::META.name,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.limit.is_some() || self.offset.is_some() || self.after.is_some() {
+            return refuse(
+                "delete() of a query with limit, offset or after would delete an arbitrary \
+                 subset on each shard; remove them (filter on the rows to delete)",
+            );
+        }
+        if M::REFERENCE {
+            return refuse(
+                "delete() by filter on a reference table; delete its rows by key \
+                 (`row.delete(&cluster)`), which writes every shard in one transaction",
+            );
+        }
+        // resharding: the placement is read under the model's gate, held for the whole delete.
+        let gated = cluster.gated_placement::<M>().await;
+        if let Some(state) = &gated
+            && matches!(state.placement, Placement::Migrating { .. })
+        {
+            return refuse(
+                "delete() by filter while the model is being resharded (its journal needs the \
+                 keys of deleted rows); delete by key meanwhile, or after the job finishes",
+            );
+        }
+        let legs = self.legs(cluster, DB::NULLS_FIRST_IN_ASC).await?;
+        let policy = self.policy(cluster, false);
+        let gathered =
+            crate::exec::scatter(legs.iter().map(|(s, _)| *s).collect(), policy, |shard| {
+                let filter = legs
+                    .iter()
+                    .find(|(s, _)| *s == shard)
+                    .and_then(|(_, f)| f.clone());
+                async move {
+                    let mut delete = sea_query::Query::delete();
+                    delete.from_table(M::META.table);
+                    if let Some(node) = &filter {
+                        delete.cond_where(node.to_condition_for::<DB>(M::META.columns));
+                    }
+                    cluster
+                        .execute(M::META.name, shard, delete.build_sqlx(DB::builder()))
+                        .await
+                }
+            })
+            .await?;
+        let mut total = 0;
+        for (shard, n) in gathered.ok {
+            if let Some(state) = &gated {
+                crate::placement::note_rows(&state.placement, shard, -(n as i64));
+            }
+            total += n;
+        }
+        Ok(total)
+    }
+
     /// The number of rows [`Query::all`] would return (the page's limit and offset included).
     ///
     /// # Errors

@@ -343,6 +343,22 @@ pub(crate) fn upsert<M: Model>(rows: &[&M]) -> sea_query::InsertStatement {
     insert
 }
 
+/// `rows` with each primary key once: its last occurrence, in the order of those (one upsert
+/// statement may not name a key twice: PostgreSQL refuses "ON CONFLICT DO UPDATE command cannot
+/// affect row a second time").
+pub(crate) fn last_per_key<M: Model>(rows: &[M]) -> Result<Vec<&M>> {
+    let mut last: HashMap<String, usize> = HashMap::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        last.insert(encode_key(&M::primary_key_values(&row.primary_key()))?, i);
+    }
+    if last.len() == rows.len() {
+        return Ok(rows.iter().collect());
+    }
+    let mut keep: Vec<usize> = last.into_values().collect();
+    keep.sort_unstable();
+    Ok(keep.into_iter().map(|i| &rows[i]).collect())
+}
+
 /// Upserts of `rows`, in statements under the backend's bind-parameter limit.
 pub(crate) fn upserts<M: Model, DB: Backend>(rows: &[&M]) -> Vec<Statement> {
     let per = rows_per_insert::<M, DB>();

@@ -37,7 +37,7 @@ mod shard;
 mod twopc;
 
 pub use recover::RecoveryReport;
-pub use reference::{create_table, delete, insert, insert_many, update};
+pub use reference::{create_table, delete, insert, insert_many, update, upsert, upsert_many};
 pub use shard::ShardTx;
 #[cfg(feature = "testing")]
 pub use twopc::Failpoint;
@@ -441,6 +441,20 @@ pub(crate) async fn insert_rows<M: Model, DB: Backend>(
     let mut n = 0;
     for chunk in rows.chunks(per_batch) {
         let statement = stmt::insert::<M, DB>(chunk);
+        n += open.execute(cluster, M::META.name, statement).await?;
+    }
+    Ok(n)
+}
+
+/// Upserts `rows` (each primary key once) on the open transaction's shard.
+pub(crate) async fn upsert_rows<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    open: &mut Open<DB>,
+    rows: &[&M],
+) -> Result<u64> {
+    open.ensure_schema::<M>(cluster).await?;
+    let mut n = 0;
+    for statement in stmt::upserts::<M, DB>(rows) {
         n += open.execute(cluster, M::META.name, statement).await?;
     }
     Ok(n)

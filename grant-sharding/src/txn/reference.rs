@@ -73,6 +73,30 @@ pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M
     finish(tx, outcome).await
 }
 
+/// Upserts `row` on every shard, atomically: inserted, or every other column updated where
+/// its primary key exists.
+///
+/// # Errors
+///
+/// As [`insert`].
+pub async fn upsert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<()> {
+    let mut tx = cluster.begin().await?;
+    let outcome = tx.upsert(row).await;
+    finish(tx, outcome).await
+}
+
+/// Upserts `rows` on every shard, atomically (a primary key given twice: the last row);
+/// returns how many distinct rows (counted once).
+///
+/// # Errors
+///
+/// As [`insert`].
+pub async fn upsert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M]) -> Result<u64> {
+    let mut tx = cluster.begin().await?;
+    let outcome = tx.upsert_many(rows).await;
+    finish(tx, outcome).await
+}
+
 /// Updates `row` on every shard, atomically.
 ///
 /// # Errors

@@ -199,6 +199,34 @@ impl<DB: Backend> ShardTx<DB> {
         super::insert_rows(&self.cluster, &mut self.open, &rows).await
     }
 
+    /// Inserts `row`, which must live on this shard, or updates every other column of the row
+    /// with its primary key where one exists (`ON CONFLICT DO UPDATE`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongShard`] (nothing run); the shard's error.
+    pub async fn upsert<M: Model>(&mut self, row: &M) -> Result<()> {
+        self.upsert_many(std::slice::from_ref(row))
+            .await
+            .map(|_| ())
+    }
+
+    /// [`upsert`](ShardTx::upsert) of many rows, which must all live on this shard (a primary
+    /// key given twice: the last row); returns how many distinct rows were written.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert_many`](ShardTx::insert_many).
+    pub async fn upsert_many<M: Model>(&mut self, rows: &[M]) -> Result<u64> {
+        for row in rows {
+            self.check::<M>(row.try_shard_of()?, || {
+                describe_key::<M>(&row.primary_key())
+            })?;
+        }
+        let rows = crate::stmt::last_per_key(rows)?;
+        super::upsert_rows(&self.cluster, &mut self.open, &rows).await
+    }
+
     /// Updates every non-key column of the row with `row`'s primary key.
     ///
     /// # Errors

@@ -270,6 +270,52 @@ impl<DB: Backend> Transaction<DB> {
         Ok(n)
     }
 
+    /// Inserts `row` on its shard (every shard for a reference table), or updates every other
+    /// column of the row with its primary key where one exists (`ON CONFLICT DO UPDATE`).
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Transaction::insert).
+    pub async fn upsert<M: Model>(&mut self, row: &M) -> Result<()> {
+        self.upsert_many(std::slice::from_ref(row))
+            .await
+            .map(|_| ())
+    }
+
+    /// [`upsert`](Transaction::upsert) of many rows, each on its shard (a primary key given
+    /// twice: the last row); returns how many distinct rows were written (counting each
+    /// reference row once).
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Transaction::insert).
+    pub async fn upsert_many<M: Model>(&mut self, rows: &[M]) -> Result<u64> {
+        let cluster = self.cluster.clone();
+        let rows = crate::stmt::last_per_key(rows)?;
+        if M::REFERENCE {
+            let mut n = 0;
+            for index in self.everywhere::<M>()? {
+                let open = self.part(M::META.name, index).await?;
+                n = super::upsert_rows(&cluster, open, &rows).await?;
+            }
+            return Ok(n);
+        }
+        let mut groups: Vec<(ShardId, Vec<&M>)> = Vec::new();
+        for row in rows {
+            let shard = row.try_shard_of()?;
+            match groups.iter_mut().find(|(s, _)| *s == shard) {
+                Some((_, group)) => group.push(row),
+                None => groups.push((shard, vec![row])),
+            }
+        }
+        let mut n = 0;
+        for (shard, group) in groups {
+            let open = self.part_for::<M>(shard).await?;
+            n += super::upsert_rows(&cluster, open, &group).await?;
+        }
+        Ok(n)
+    }
+
     /// Updates every non-key column of the row with `row`'s primary key (on every shard for a
     /// reference table).
     ///
