@@ -398,7 +398,8 @@ async fn sessions_ended_by_the_server_cost_no_read_an_error() {
     }
 }
 
-/// A cluster on `shards` fresh databases of test `test` with `max_connections` per pool.
+/// A cluster on `shards` fresh databases of test `test` with `max_connections` per pool,
+/// holding items 0 to 19.
 async fn small_pools(env: &pg::PgEnv, test: &str, shards: usize, max: u32) -> Cluster<Postgres> {
     let mut builder = Cluster::<Postgres>::builder()
         .max_connections(max)
@@ -410,7 +411,12 @@ async fn small_pools(env: &pg::PgEnv, test: &str, shards: usize, max: u32) -> Cl
             .unwrap();
         builder = builder.shard(format!("shard_{i}"), url);
     }
-    builder.connect().await.unwrap()
+    let cluster = builder.connect().await.unwrap();
+    Item::create_table(&cluster).await.unwrap();
+    Item::insert_many(&cluster, &(0..20).map(item).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    cluster
 }
 
 /// Grant keeps the connection of a finished statement checked out for the next one (so no
@@ -423,10 +429,6 @@ async fn parked_connections_leave_room_for_the_pool_s_other_users() {
     const TEST: &str = "errors_parked_room";
     let Some(env) = pg::env().await else { return };
     let cluster = small_pools(env, TEST, 2, 2).await;
-    Item::create_table(&cluster).await.unwrap();
-    Item::insert_many(&cluster, &(0..20).map(item).collect::<Vec<_>>())
-        .await
-        .unwrap();
     let shard = Item::shard_for(&0).name();
     let on_shard: Vec<i64> = (0..20)
         .filter(|k| Item::shard_for(k).name() == shard)
@@ -505,10 +507,6 @@ async fn a_statement_dropped_half_way_leaves_no_busy_connection_parked() {
     let Some(env) = pg::env().await else { return };
     // Room for each round's abandoned connection, which stays busy until its sleep ends.
     let cluster = small_pools(env, TEST, 2, 8).await;
-    Item::create_table(&cluster).await.unwrap();
-    Item::insert_many(&cluster, &(0..20).map(item).collect::<Vec<_>>())
-        .await
-        .unwrap();
     let shard = Item::shard_for(&0);
     for round in 0..3 {
         // Connections parked by finished statements.

@@ -11,7 +11,7 @@ use sea_query_sqlx::SqlxValues;
 
 use crate::cluster::{Cluster, ReadPolicy};
 use crate::placement::{self, Placement};
-use crate::stmt::{self, copy};
+use crate::stmt::{self, Put, copy};
 pub use crate::stmt::{build_find_statement, find_statement};
 
 /// Creates the model's table (with its primary key, composite or not) on every shard the model
@@ -102,27 +102,6 @@ async fn fetch_optional<M: Model, DB: Backend>(
         .await
 }
 
-/// How [`put`] and [`put_many`] write rows: plain inserts (a duplicate key is the database's
-/// error) or upserts (`ON CONFLICT (primary key) DO UPDATE`, atomic on the row's shard).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Put {
-    Insert,
-    Upsert,
-}
-
-impl Put {
-    /// The statements writing `rows`, under the backend's bind-parameter limit.
-    fn statements<M: Model, DB: Backend>(self, rows: &[&M]) -> Vec<(String, SqlxValues)> {
-        match self {
-            Put::Insert => rows
-                .chunks(stmt::rows_per_insert::<M, DB>())
-                .map(stmt::insert::<M, DB>)
-                .collect(),
-            Put::Upsert => stmt::upserts::<M, DB>(rows),
-        }
-    }
-}
-
 /// Inserts one row on the shard its key names.
 ///
 /// # Errors
@@ -186,8 +165,7 @@ async fn put<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M, kind: Put) -
 ///
 /// Dropping the future rolls back the transactions of shards that had not committed yet.
 pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M]) -> Result<u64> {
-    let rows: Vec<&M> = rows.iter().collect();
-    put_many(cluster, &rows, Put::Insert).await
+    put_many(cluster, &Put::Insert.rows(rows)?, Put::Insert).await
 }
 
 /// [`upsert`] of many rows, grouped per shard as [`insert_many`] groups them (each shard's
@@ -199,8 +177,7 @@ pub async fn insert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M
 ///
 /// As [`insert_many`].
 pub async fn upsert_many<M: Model, DB: Backend>(cluster: &Cluster<DB>, rows: &[M]) -> Result<u64> {
-    let rows = stmt::last_per_key(rows)?;
-    put_many(cluster, &rows, Put::Upsert).await
+    put_many(cluster, &Put::Upsert.rows(rows)?, Put::Upsert).await
 }
 
 async fn put_many<M: Model, DB: Backend>(

@@ -443,9 +443,9 @@ impl<M: Model, T> Select<M, T> {
         // A leg's statements run as a task of their own only when its rows are many (one row
         // per group): then decoding them on every worker thread at once pays. An aggregate
         // without groups brings one row per shard; its legs are polled in place, all in flight
-        // together, which on a count over 4 PostgreSQL shards measured 1.24x the four
-        // statements at once on dedicated connections against 1.43x with a task per leg (the
-        // task costs two wake-ups across threads).
+        // together: a task per leg costs two wake-ups across threads, which on 2 cores made a
+        // count over 4 PostgreSQL shards 1.43x the four statements at once on dedicated
+        // connections, against 1.19-1.24x in place (`--bench find -- count`).
         let spread = legs.len() > 1 && !self.group_by.is_empty();
         let gathered = exec::scatter(legs.iter().map(|(s, _)| *s).collect(), policy, |shard| {
             let filter = legs

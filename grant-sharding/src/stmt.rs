@@ -343,10 +343,40 @@ pub(crate) fn upsert<M: Model>(rows: &[&M]) -> sea_query::InsertStatement {
     insert
 }
 
+/// How rows are written: plain inserts (a duplicate key is the database's error) or upserts
+/// (`ON CONFLICT (primary key) DO UPDATE`, atomic on the row's shard). One choice for crud and
+/// transactions alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Put {
+    Insert,
+    Upsert,
+}
+
+impl Put {
+    /// The statements writing `rows`, under the backend's bind-parameter limit.
+    pub(crate) fn statements<M: Model, DB: Backend>(self, rows: &[&M]) -> Vec<Statement> {
+        match self {
+            Put::Insert => rows
+                .chunks(rows_per_insert::<M, DB>())
+                .map(insert::<M, DB>)
+                .collect(),
+            Put::Upsert => upserts::<M, DB>(rows),
+        }
+    }
+
+    /// `rows` as this kind writes them: an upsert takes each primary key once (the last row).
+    pub(crate) fn rows<M: Model>(self, rows: &[M]) -> Result<Vec<&M>> {
+        match self {
+            Put::Insert => Ok(rows.iter().collect()),
+            Put::Upsert => last_per_key(rows),
+        }
+    }
+}
+
 /// `rows` with each primary key once: its last occurrence, in the order of those (one upsert
 /// statement may not name a key twice: PostgreSQL refuses "ON CONFLICT DO UPDATE command cannot
 /// affect row a second time").
-pub(crate) fn last_per_key<M: Model>(rows: &[M]) -> Result<Vec<&M>> {
+fn last_per_key<M: Model>(rows: &[M]) -> Result<Vec<&M>> {
     let mut last: HashMap<String, usize> = HashMap::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
         last.insert(encode_key(&M::primary_key_values(&row.primary_key()))?, i);

@@ -431,30 +431,17 @@ pub(crate) fn literal(s: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Statements on one open transaction, shared by `ShardTx` and `Transaction`.
 
-pub(crate) async fn insert_rows<M: Model, DB: Backend>(
+/// Writes `rows` as `kind` says (inserts or upserts) on the open transaction's shard; returns
+/// the rows affected.
+pub(crate) async fn put_rows<M: Model, DB: Backend>(
     cluster: &Cluster<DB>,
     open: &mut Open<DB>,
     rows: &[&M],
-) -> Result<u64> {
-    open.ensure_schema::<M>(cluster).await?;
-    let per_batch = stmt::rows_per_insert::<M, DB>();
-    let mut n = 0;
-    for chunk in rows.chunks(per_batch) {
-        let statement = stmt::insert::<M, DB>(chunk);
-        n += open.execute(cluster, M::META.name, statement).await?;
-    }
-    Ok(n)
-}
-
-/// Upserts `rows` (each primary key once) on the open transaction's shard.
-pub(crate) async fn upsert_rows<M: Model, DB: Backend>(
-    cluster: &Cluster<DB>,
-    open: &mut Open<DB>,
-    rows: &[&M],
+    kind: stmt::Put,
 ) -> Result<u64> {
     open.ensure_schema::<M>(cluster).await?;
     let mut n = 0;
-    for statement in stmt::upserts::<M, DB>(rows) {
+    for statement in kind.statements::<M, DB>(rows) {
         n += open.execute(cluster, M::META.name, statement).await?;
     }
     Ok(n)

@@ -7,6 +7,7 @@ use grant_core::{Backend, Error, FromShardRow, Model, Result, ShardId, ShardKey,
 use super::{Open, TxFuture, describe_filter, describe_key, wrong_shard};
 use crate::cluster::Cluster;
 use crate::query::Query;
+use crate::stmt::Put;
 
 /// A database transaction on one shard: every statement runs there, or is refused.
 ///
@@ -179,7 +180,7 @@ impl<DB: Backend> ShardTx<DB> {
         self.check::<M>(row.try_shard_of()?, || {
             describe_key::<M>(&row.primary_key())
         })?;
-        super::insert_rows(&self.cluster, &mut self.open, &[row]).await?;
+        super::put_rows(&self.cluster, &mut self.open, &[row], Put::Insert).await?;
         Ok(())
     }
 
@@ -195,8 +196,8 @@ impl<DB: Backend> ShardTx<DB> {
                 describe_key::<M>(&row.primary_key())
             })?;
         }
-        let rows: Vec<&M> = rows.iter().collect();
-        super::insert_rows(&self.cluster, &mut self.open, &rows).await
+        let rows = Put::Insert.rows(rows)?;
+        super::put_rows(&self.cluster, &mut self.open, &rows, Put::Insert).await
     }
 
     /// Inserts `row`, which must live on this shard, or updates every other column of the row
@@ -223,8 +224,8 @@ impl<DB: Backend> ShardTx<DB> {
                 describe_key::<M>(&row.primary_key())
             })?;
         }
-        let rows = crate::stmt::last_per_key(rows)?;
-        super::upsert_rows(&self.cluster, &mut self.open, &rows).await
+        let rows = Put::Upsert.rows(rows)?;
+        super::put_rows(&self.cluster, &mut self.open, &rows, Put::Upsert).await
     }
 
     /// Updates every non-key column of the row with `row`'s primary key.

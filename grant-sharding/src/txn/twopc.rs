@@ -12,6 +12,7 @@ use sea_query_sqlx::SqlxValues;
 use super::{LOG_TABLE, Open, describe_key, literal, no_two_phase, sqlstate};
 use crate::cluster::Cluster;
 use crate::query::Query;
+use crate::stmt::Put;
 
 /// Where a test stops the coordinator, to simulate a crash (feature `testing`).
 ///
@@ -224,18 +225,7 @@ impl<DB: Backend> Transaction<DB> {
     /// [`Error::UnknownShard`]; [`Error::Unsupported`] on SQLite for a second shard; the
     /// shard's error (the transaction should then be rolled back).
     pub async fn insert<M: Model>(&mut self, row: &M) -> Result<()> {
-        if M::REFERENCE {
-            for index in self.everywhere::<M>()? {
-                let cluster = self.cluster.clone();
-                let open = self.part(M::META.name, index).await?;
-                super::insert_rows(&cluster, open, &[row]).await?;
-            }
-            return Ok(());
-        }
-        let cluster = self.cluster.clone();
-        let open = self.part_for::<M>(row.try_shard_of()?).await?;
-        super::insert_rows(&cluster, open, &[row]).await?;
-        Ok(())
+        self.put_many(&[row], Put::Insert).await.map(|_| ())
     }
 
     /// Inserts `rows`, each on its shard (every shard for a reference table); returns how many
@@ -245,29 +235,7 @@ impl<DB: Backend> Transaction<DB> {
     ///
     /// As [`insert`](Transaction::insert).
     pub async fn insert_many<M: Model>(&mut self, rows: &[M]) -> Result<u64> {
-        let cluster = self.cluster.clone();
-        if M::REFERENCE {
-            let all: Vec<&M> = rows.iter().collect();
-            for index in self.everywhere::<M>()? {
-                let open = self.part(M::META.name, index).await?;
-                super::insert_rows(&cluster, open, &all).await?;
-            }
-            return Ok(rows.len() as u64);
-        }
-        let mut groups: Vec<(ShardId, Vec<&M>)> = Vec::new();
-        for row in rows {
-            let shard = row.try_shard_of()?;
-            match groups.iter_mut().find(|(s, _)| *s == shard) {
-                Some((_, group)) => group.push(row),
-                None => groups.push((shard, vec![row])),
-            }
-        }
-        let mut n = 0;
-        for (shard, group) in groups {
-            let open = self.part_for::<M>(shard).await?;
-            n += super::insert_rows(&cluster, open, &group).await?;
-        }
-        Ok(n)
+        self.put_many(&Put::Insert.rows(rows)?, Put::Insert).await
     }
 
     /// Inserts `row` on its shard (every shard for a reference table), or updates every other
@@ -277,9 +245,7 @@ impl<DB: Backend> Transaction<DB> {
     ///
     /// As [`insert`](Transaction::insert).
     pub async fn upsert<M: Model>(&mut self, row: &M) -> Result<()> {
-        self.upsert_many(std::slice::from_ref(row))
-            .await
-            .map(|_| ())
+        self.put_many(&[row], Put::Upsert).await.map(|_| ())
     }
 
     /// [`upsert`](Transaction::upsert) of many rows, each on its shard (a primary key given
@@ -290,18 +256,23 @@ impl<DB: Backend> Transaction<DB> {
     ///
     /// As [`insert`](Transaction::insert).
     pub async fn upsert_many<M: Model>(&mut self, rows: &[M]) -> Result<u64> {
+        self.put_many(&Put::Upsert.rows(rows)?, Put::Upsert).await
+    }
+
+    /// Writes `rows` as `kind` says, each on its shard; a reference table's on every shard,
+    /// counted once (the rows one shard reports).
+    async fn put_many<M: Model>(&mut self, rows: &[&M], kind: Put) -> Result<u64> {
         let cluster = self.cluster.clone();
-        let rows = crate::stmt::last_per_key(rows)?;
         if M::REFERENCE {
             let mut n = 0;
             for index in self.everywhere::<M>()? {
                 let open = self.part(M::META.name, index).await?;
-                n = super::upsert_rows(&cluster, open, &rows).await?;
+                n = super::put_rows(&cluster, open, rows, kind).await?;
             }
             return Ok(n);
         }
         let mut groups: Vec<(ShardId, Vec<&M>)> = Vec::new();
-        for row in rows {
+        for &row in rows {
             let shard = row.try_shard_of()?;
             match groups.iter_mut().find(|(s, _)| *s == shard) {
                 Some((_, group)) => group.push(row),
@@ -311,7 +282,7 @@ impl<DB: Backend> Transaction<DB> {
         let mut n = 0;
         for (shard, group) in groups {
             let open = self.part_for::<M>(shard).await?;
-            n += super::upsert_rows(&cluster, open, &group).await?;
+            n += super::put_rows(&cluster, open, &group, kind).await?;
         }
         Ok(n)
     }
