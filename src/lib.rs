@@ -38,7 +38,11 @@ pub use grant_core::{
     Agg, Backend, Column, ColumnRef, Cond, Error, FromShardRow, FromValue, Having, KeyPart, Model,
     ModelMeta, Nulls, Order, Result, ShardId, ShardKey, Sharded, SqlType, count,
 };
-pub use grant_derive::{Model, Sharded};
+#[allow(unused_imports, unreachable_pub)] // empty without the `json` feature
+pub use grant_core::feature_types::*;
+pub use grant_core::types;
+pub use grant_core::{Orderable, ValueKind};
+pub use grant_derive::{Model, Sharded, SqlEnum};
 pub use grant_sharding::distribution::{Distribution, ShardRows};
 pub use grant_sharding::placement::directory::{Directory, NewKeys};
 pub use grant_sharding::placement::{Placement, PlacementState, Resolver};
@@ -92,7 +96,8 @@ pub mod prelude {
     pub use crate::saga::{Saga, SagaRegistry, SagaStatus};
     pub use crate::{
         Agg, Cluster, Column, Cond, Error, Model, Nulls, Order, Partial, Query, ReadPolicy, Result,
-        Select, ShardId, ShardTx, Sharded, Tracked, Transaction, count, current_shard, with_shard,
+        Select, ShardId, ShardTx, Sharded, SqlEnum, Tracked, Transaction, count, current_shard,
+        with_shard,
     };
 }
 
@@ -101,8 +106,8 @@ pub mod __private {
     pub use grant_core::__private::{sea_query, sea_query_sqlx, sqlx};
     pub use grant_core::key::{IntKey, PgHashKey, TextKey};
     pub use grant_core::{
-        Backend, Column, ColumnMeta, DirectorySpec, Error, FromShardRow, Model, ModelMeta, Result,
-        ShardId, ShardKey, Sharded, SqlType,
+        Backend, Column, ColumnMeta, DirectorySpec, Error, FromShardRow, FromValue, Model,
+        ModelMeta, Orderable, Result, ShardId, ShardKey, Sharded, SqlType, ValueKind,
     };
     pub use grant_sharding::placement::directory;
     pub use grant_sharding::resolve;

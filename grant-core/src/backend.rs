@@ -4,8 +4,9 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use sea_query::Value;
 
+use crate::column::SqlType;
 use crate::value::ValueKind;
-use sea_query::{QueryBuilder, SchemaBuilder};
+use sea_query::{ColumnType, QueryBuilder, SchemaBuilder};
 use sea_query_sqlx::SqlxValues;
 
 /// How a backend writes Grant's `like` and `ilike` (see [`crate::like`] for what they mean).
@@ -177,8 +178,48 @@ pub trait Backend: sqlx::Database + Sized {
             ValueKind::F64 => Value::Double(Self::get_f64(row, index)?),
             ValueKind::String => Value::String(Self::get_string(row, index)?),
             ValueKind::Bytes => Value::Bytes(Self::get_bytes(row, index)?),
+            #[allow(unreachable_patterns)]
+            other => Self::get_feature_value(row, index, other)?,
         })
     }
+
+    /// Reads column `index` of a row as a value of one of the feature kinds (`chrono`, `time`,
+    /// `uuid`, `rust_decimal`, `json`); [`get_value`](Self::get_value) reads the others.
+    fn get_feature_value(
+        row: &Self::Row,
+        index: usize,
+        kind: ValueKind,
+    ) -> Result<Value, sqlx::Error>;
+
+    /// Reads column `index` of a row as a `T` (NULL only for `Option<_>`).
+    fn get_column<T: SqlType>(row: &Self::Row, index: usize) -> Result<T, sqlx::Error> {
+        let value = Self::get_value(row, index, T::KIND)?;
+        T::from_value(value).map_err(|e| sqlx::Error::ColumnDecode {
+            index: index.to_string(),
+            source: Box::new(e),
+        })
+    }
+
+    /// The collation a column of `column_type` is declared with and compared under, so every
+    /// shard orders it as the merger does: text in byte order (`TEXT_COLLATION`), and on SQLite
+    /// decimals (stored as text) by number ([`crate::types::DECIMAL_COLLATION`]).
+    fn sort_collation(column_type: &ColumnType) -> Option<&'static str> {
+        if crate::cond::is_text_type(column_type) {
+            Self::TEXT_COLLATION
+        } else {
+            None
+        }
+    }
+
+    /// The type `create_table` declares a column of `column_type` with (SQLite stores decimals
+    /// as text: a `real` column would round them).
+    fn ddl_column_type(column_type: ColumnType) -> ColumnType {
+        column_type
+    }
+
+    /// The exact per-shard sum of a decimal column, `$1` standing for the column: `SUM($1)`
+    /// (PostgreSQL's `numeric` sum is exact), SQLite's [`crate::types::DECIMAL_SUM`].
+    const DECIMAL_SUM_SQL: &'static str = "SUM($1)";
 
     /// Reads a nullable `bool` column.
     fn get_bool(row: &Self::Row, index: usize) -> Result<Option<bool>, sqlx::Error>;
@@ -207,7 +248,8 @@ pub trait Backend: sqlx::Database + Sized {
 macro_rules! backend {
     ($db:ty, $name:literal, $max:expr, $nulls_first:expr, $collation:expr, $like:expr,
      $builder:ty, $opts:expr,
-     $stmt_timeout:expr, $after:expr, two_phase: $two_phase:expr, begin: $begin:literal) => {
+     $stmt_timeout:expr, $after:expr, two_phase: $two_phase:expr, begin: $begin:literal,
+     adapt: $adapt:expr, decimal: $decimal:expr, { $($extra:tt)* }) => {
         impl Backend for $db {
             const NAME: &'static str = $name;
             const TWO_PHASE: bool = $two_phase;
@@ -217,6 +259,52 @@ macro_rules! backend {
             const MAX_BIND_PARAMS: usize = $max;
             const NULLS_FIRST_IN_ASC: bool = $nulls_first;
             type Builder = $builder;
+
+            $($extra)*
+
+            fn get_feature_value(
+                row: &Self::Row,
+                index: usize,
+                kind: ValueKind,
+            ) -> Result<Value, sqlx::Error> {
+                let _ = (row, index);
+                #[allow(unreachable_patterns, unreachable_code)]
+                Ok(match kind {
+                    #[cfg(feature = "chrono")]
+                    ValueKind::ChronoDate => Value::ChronoDate(sqlx::Row::try_get(row, index)?),
+                    #[cfg(feature = "chrono")]
+                    ValueKind::ChronoDateTime => {
+                        Value::ChronoDateTime(sqlx::Row::try_get(row, index)?)
+                    }
+                    #[cfg(feature = "chrono")]
+                    ValueKind::ChronoDateTimeUtc => {
+                        Value::ChronoDateTimeUtc(sqlx::Row::try_get(row, index)?)
+                    }
+                    #[cfg(feature = "time")]
+                    ValueKind::TimeDate => Value::TimeDate(sqlx::Row::try_get(row, index)?),
+                    #[cfg(feature = "time")]
+                    ValueKind::TimeOffsetDateTime => {
+                        let t: Option<time::OffsetDateTime> = sqlx::Row::try_get(row, index)?;
+                        Value::TimeDateTimeWithTimeZone(
+                            t.map(|t| t.to_offset(time::UtcOffset::UTC)),
+                        )
+                    }
+                    #[cfg(feature = "uuid")]
+                    ValueKind::Uuid => Value::Uuid(sqlx::Row::try_get(row, index)?),
+                    #[cfg(feature = "rust_decimal")]
+                    ValueKind::Decimal => Value::Decimal($decimal(row, index)?),
+                    #[cfg(feature = "json")]
+                    ValueKind::Json => {
+                        let v: Option<serde_json::Value> = sqlx::Row::try_get(row, index)?;
+                        Value::Json(v.map(Box::new))
+                    }
+                    other => {
+                        return Err(sqlx::Error::Protocol(format!(
+                            "Grant reads column {index} as {other:?} through get_value"
+                        )));
+                    }
+                })
+            }
 
             fn connect_options(
                 url: &str,
@@ -243,7 +331,7 @@ macro_rules! backend {
                 values: SqlxValues,
             ) -> BoxFuture<'_, Result<Vec<Self::Row>, sqlx::Error>> {
                 Box::pin(async move {
-                    sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), $adapt(values))
                         .fetch_all(pool)
                         .await
                 })
@@ -255,7 +343,7 @@ macro_rules! backend {
                 values: SqlxValues,
             ) -> BoxFuture<'_, Result<Option<Self::Row>, sqlx::Error>> {
                 Box::pin(async move {
-                    sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), $adapt(values))
                         .fetch_optional(pool)
                         .await
                 })
@@ -267,7 +355,7 @@ macro_rules! backend {
                 values: SqlxValues,
             ) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
                 Box::pin(async move {
-                    sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), $adapt(values))
                         .execute(pool)
                         .await
                         .map(|r| r.rows_affected())
@@ -282,7 +370,7 @@ macro_rules! backend {
                     let mut tx = pool.begin().await?;
                     let mut affected = 0;
                     for (sql, values) in statements {
-                        affected += sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                        affected += sqlx::query_with(sqlx::AssertSqlSafe(sql), $adapt(values))
                             .execute(&mut *tx)
                             .await?
                             .rows_affected();
@@ -298,7 +386,7 @@ macro_rules! backend {
                 values: SqlxValues,
             ) -> BoxFuture<'c, Result<u64, sqlx::Error>> {
                 Box::pin(async move {
-                    sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), $adapt(values))
                         .execute(conn)
                         .await
                         .map(|r| r.rows_affected())
@@ -311,7 +399,7 @@ macro_rules! backend {
                 values: SqlxValues,
             ) -> BoxFuture<'c, Result<Vec<Self::Row>, sqlx::Error>> {
                 Box::pin(async move {
-                    sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), $adapt(values))
                         .fetch_all(conn)
                         .await
                 })
@@ -323,7 +411,7 @@ macro_rules! backend {
                 values: SqlxValues,
             ) -> BoxFuture<'c, Result<Option<Self::Row>, sqlx::Error>> {
                 Box::pin(async move {
-                    sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+                    sqlx::query_with(sqlx::AssertSqlSafe(sql), $adapt(values))
                         .fetch_optional(conn)
                         .await
                 })
@@ -346,7 +434,7 @@ macro_rules! backend {
                 sql: String,
                 values: SqlxValues,
             ) -> BoxStream<'_, Result<Self::Row, sqlx::Error>> {
-                sqlx::query_with(sqlx::AssertSqlSafe(sql), values).fetch(pool)
+                sqlx::query_with(sqlx::AssertSqlSafe(sql), $adapt(values)).fetch(pool)
             }
 
             fn get_bool(row: &Self::Row, index: usize) -> Result<Option<bool>, sqlx::Error> {
@@ -393,11 +481,50 @@ fn sqlite_options(url: &str) -> Result<sqlx::sqlite::SqliteConnectOptions, sqlx:
     } else {
         SqliteConnectOptions::new().filename(url)
     };
+    #[cfg(feature = "rust_decimal")]
+    let options = options.collation(
+        crate::types::DECIMAL_COLLATION,
+        crate::types::compare_decimal_text,
+    );
     Ok(options
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(std::time::Duration::from_secs(10)))
+}
+
+/// Values as SQLite stores them (see [`crate::types::sqlite_value`]).
+#[cfg(feature = "sqlite")]
+fn sqlite_values(mut values: SqlxValues) -> SqlxValues {
+    for value in values.0.0.iter_mut() {
+        crate::types::sqlite_value(value);
+    }
+    values
+}
+
+/// A decimal stored as text (or, written by another tool, as a number).
+#[cfg(all(feature = "sqlite", feature = "rust_decimal"))]
+fn sqlite_decimal(
+    row: &sqlx::sqlite::SqliteRow,
+    index: usize,
+) -> Result<Option<rust_decimal::Decimal>, sqlx::Error> {
+    use std::str::FromStr;
+    let text: Option<String> = match sqlx::Row::try_get(row, index) {
+        Ok(text) => text,
+        Err(sqlx::Error::ColumnDecode { .. }) => {
+            sqlx::Row::try_get::<Option<f64>, _>(row, index)?.map(|f| f.to_string())
+        }
+        Err(e) => return Err(e),
+    };
+    text.map(|t| {
+        rust_decimal::Decimal::from_str(&t)
+            .or_else(|_| rust_decimal::Decimal::from_scientific(&t))
+            .map_err(|e| sqlx::Error::ColumnDecode {
+                index: index.to_string(),
+                source: format!("`{t}` is not a decimal: {e}").into(),
+            })
+    })
+    .transpose()
 }
 
 /// SQLite has no server-side statement timeout: unchanged.
@@ -438,6 +565,8 @@ fn sqlite_after_connect(
                 "SQLite refused SQLITE_DBCONFIG_DQS_DML (code {rc})"
             )));
         }
+        #[cfg(feature = "rust_decimal")]
+        crate::sqlite_decimal::register(db)?;
         Ok(())
     })
 }
@@ -472,7 +601,26 @@ backend!(
     sqlite_statement_timeout,
     sqlite_after_connect,
     two_phase: false,
-    begin: "BEGIN IMMEDIATE"
+    begin: "BEGIN IMMEDIATE",
+    adapt: sqlite_values,
+    decimal: sqlite_decimal,
+    {
+        const DECIMAL_SUM_SQL: &'static str = "grant_decimal_sum($1)";
+
+        fn sort_collation(column_type: &ColumnType) -> Option<&'static str> {
+            match column_type {
+                ColumnType::Decimal(_) => Some(crate::types::DECIMAL_COLLATION),
+                _ => None,
+            }
+        }
+
+        fn ddl_column_type(column_type: ColumnType) -> ColumnType {
+            match column_type {
+                ColumnType::Decimal(_) => ColumnType::custom("decimal_text"),
+                other => other,
+            }
+        }
+    }
 );
 // PostgreSQL's wire protocol counts parameters in an i16: at most 65535.
 #[cfg(feature = "postgres")]
@@ -490,5 +638,8 @@ backend!(
         Box::pin(async { Ok(()) })
     },
     two_phase: true,
-    begin: "BEGIN"
+    begin: "BEGIN",
+    adapt: std::convert::identity,
+    decimal: |row: &sqlx::postgres::PgRow, index: usize| sqlx::Row::try_get(row, index),
+    {}
 );

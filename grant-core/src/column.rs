@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use sea_query::{ColumnType, Value};
 
 use crate::cond::{CmpOp, Cond, Node};
+use crate::value::{FromValue, ValueKind};
 
 /// A typed column of model `M` holding values of type `T`, e.g. `User::BALANCE`.
 ///
@@ -195,48 +196,151 @@ where
     }
 }
 
-/// The SQL type a field is stored as, used by `create_table`.
+/// A Rust type stored in one column: its SQL type for `create_table`, the kind a backend reads
+/// it as, and (through the supertraits) how it is bound (`Into<Value>`) and read back
+/// ([`FromValue`]).
 ///
-/// Implemented for `bool`, `i16`, `i32`, `i64`, `f32`, `f64`, `String`, `Vec<u8>` and `Option<T>`
-/// of those (nullable).
+/// Implemented for `bool`, `i16`, `i32`, `i64`, `f32`, `f64`, `String`, `Vec<u8>`, with cargo
+/// features for `chrono::{DateTime<Utc>, NaiveDate, NaiveDateTime}`, `time::{OffsetDateTime,
+/// Date}`, `uuid::Uuid`, `rust_decimal::Decimal`, `serde_json::Value` and [`crate::Json<T>`]
+/// (see [`crate::types`]), for `#[derive(SqlEnum)]` enums, and for `Option<T>` of each
+/// (nullable).
+///
+/// # A type of your own
+///
+/// A newtype is stored as the type it wraps: implement `SqlType` and [`FromValue`] by
+/// delegating to it, `From<YourType> for Value` for binding, `sea_query::Nullable` if the
+/// column may be `Option<YourType>`, and [`Orderable`] if it may be sorted and grouped.
+///
+/// ```
+/// use grant_core::{FromValue, Orderable, Result, SqlType, ValueKind};
+/// use sea_query::{ColumnType, Nullable, Value};
+///
+/// /// An email address, stored as text.
+/// #[derive(Clone, Debug, PartialEq)]
+/// pub struct Email(String);
+///
+/// impl SqlType for Email {
+///     const KIND: ValueKind = <String as SqlType>::KIND;
+///     fn column_type() -> ColumnType {
+///         <String as SqlType>::column_type()
+///     }
+/// }
+/// impl FromValue for Email {
+///     fn from_value(value: Value) -> Result<Self> {
+///         String::from_value(value).map(Email)
+///     }
+/// }
+/// impl From<Email> for Value {
+///     fn from(email: Email) -> Value {
+///         Value::from(email.0)
+///     }
+/// }
+/// impl Nullable for Email {
+///     fn null() -> Value {
+///         Value::String(None)
+///     }
+/// }
+/// impl Orderable for Email {}
+///
+/// assert_eq!(Email::from_value(Email("a@b.c".into()).into()).unwrap().0, "a@b.c");
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no SQL column type known to Grant",
     label = "field type not supported as a column",
-    note = "use bool, i16, i32, i64, f32, f64, String, Vec<u8> or Option<_> of those"
+    note = "use bool, i16, i32, i64, f32, f64, String, Vec<u8>, the types of Grant's `chrono`, \
+            `time`, `uuid`, `rust_decimal` and `json` features, a `#[derive(SqlEnum)]` enum, \
+            Option<_> of those, or implement `grant::SqlType` for your type"
 )]
-pub trait SqlType {
+pub trait SqlType: FromValue + Into<Value> + Clone {
     /// Whether the column accepts NULL.
     const NULLABLE: bool = false;
+    /// How a backend reads the column ([`crate::Backend::get_value`]).
+    const KIND: ValueKind;
     /// The column type.
     fn column_type() -> ColumnType;
 }
 
 macro_rules! sql_type {
-    ($($t:ty => $ct:expr),* $(,)?) => {$(
+    ($($t:ty => $kind:ident, $ct:expr),* $(,)?) => {$(
         impl SqlType for $t {
+            const KIND: ValueKind = ValueKind::$kind;
             fn column_type() -> ColumnType {
                 $ct
             }
         }
+        impl Orderable for $t {}
     )*};
 }
 sql_type! {
-    bool => ColumnType::Boolean,
-    i16 => ColumnType::SmallInteger,
-    i32 => ColumnType::Integer,
-    i64 => ColumnType::BigInteger,
-    f32 => ColumnType::Float,
-    f64 => ColumnType::Double,
-    String => ColumnType::Text,
-    Vec<u8> => ColumnType::Blob,
+    bool => Bool, ColumnType::Boolean,
+    i16 => I16, ColumnType::SmallInteger,
+    i32 => I32, ColumnType::Integer,
+    i64 => I64, ColumnType::BigInteger,
+    f32 => F32, ColumnType::Float,
+    f64 => F64, ColumnType::Double,
+    String => String, ColumnType::Text,
+    Vec<u8> => Bytes, ColumnType::Blob,
+}
+#[cfg(feature = "chrono")]
+sql_type! {
+    chrono::NaiveDate => ChronoDate, ColumnType::Date,
+    chrono::NaiveDateTime => ChronoDateTime, ColumnType::DateTime,
+    chrono::DateTime<chrono::Utc> => ChronoDateTimeUtc, ColumnType::TimestampWithTimeZone,
+}
+#[cfg(feature = "time")]
+sql_type! {
+    time::Date => TimeDate, ColumnType::Date,
+    time::OffsetDateTime => TimeOffsetDateTime, ColumnType::TimestampWithTimeZone,
+}
+#[cfg(feature = "uuid")]
+sql_type! { uuid::Uuid => Uuid, ColumnType::Uuid }
+#[cfg(feature = "rust_decimal")]
+sql_type! { rust_decimal::Decimal => Decimal, ColumnType::Decimal(None) }
+
+#[cfg(feature = "json")]
+impl SqlType for serde_json::Value {
+    const KIND: ValueKind = ValueKind::Json;
+    fn column_type() -> ColumnType {
+        ColumnType::JsonBinary
+    }
 }
 
-impl<T: SqlType> SqlType for Option<T> {
+#[cfg(feature = "json")]
+impl<T> SqlType for crate::types::Json<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Clone,
+{
+    const KIND: ValueKind = ValueKind::Json;
+    fn column_type() -> ColumnType {
+        ColumnType::JsonBinary
+    }
+}
+
+impl<T> SqlType for Option<T>
+where
+    T: SqlType + sea_query::Nullable,
+{
     const NULLABLE: bool = true;
+    const KIND: ValueKind = T::KIND;
     fn column_type() -> ColumnType {
         T::column_type()
     }
 }
+
+/// Column types whose values have an order every backend and the merger agree on: they can be
+/// sorted (`order_by`), grouped (`group_by`) and have a `MIN` / `MAX`. Every column type but
+/// JSON.
+#[diagnostic::on_unimplemented(
+    message = "a column of `{Self}` cannot be ordered or grouped",
+    label = "not orderable",
+    note = "JSON values have no order Grant can merge across shards; order or group by another \
+            column (a `#[derive(SqlEnum)]` enum or a newtype implementing `grant::Orderable` can \
+            be ordered)"
+)]
+pub trait Orderable {}
+
+impl<T: Orderable> Orderable for Option<T> {}
 
 /// Sort direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -250,14 +354,17 @@ pub enum Order {
 /// Column types that can be summed, and the type of their sum.
 ///
 /// Integer sums are `i64` (as in SQL, computed exactly; an overflow is the database's error),
-/// float sums `f64`.
+/// float sums `f64`, decimal sums `Decimal` (exact).
 #[diagnostic::on_unimplemented(
     message = "a column of `{Self}` cannot be summed",
-    note = "sum() and avg() take integer or float columns"
+    note = "sum() and avg() take integer, float or decimal columns"
 )]
 pub trait Summable {
     /// The sum's type.
     type Sum: SumValue;
+    /// The average's type: `f64`, or `Decimal` for decimals (exact to PostgreSQL's
+    /// `avg(numeric)` scale, see [`crate::types::avg_exact`]).
+    type Avg;
     /// The SQL type the per-shard sum is cast to, so every backend returns the same type.
     const SUM_SQL_TYPE: &'static str;
 }
@@ -266,6 +373,7 @@ macro_rules! summable {
     ($($t:ty => $sum:ty, $sql:literal);* $(;)?) => {$(
         impl Summable for $t {
             type Sum = $sum;
+            type Avg = f64;
             const SUM_SQL_TYPE: &'static str = $sql;
         }
     )*};
@@ -278,8 +386,16 @@ summable! {
     f64 => f64, "float8";
 }
 
+#[cfg(feature = "rust_decimal")]
+impl Summable for rust_decimal::Decimal {
+    type Sum = rust_decimal::Decimal;
+    type Avg = rust_decimal::Decimal;
+    const SUM_SQL_TYPE: &'static str = "numeric";
+}
+
 impl<T: Summable> Summable for Option<T> {
     type Sum = T::Sum;
+    type Avg = T::Avg;
     const SUM_SQL_TYPE: &'static str = T::SUM_SQL_TYPE;
 }
 
@@ -294,12 +410,20 @@ macro_rules! scalar {
     ($($t:ty),*) => {$( impl Scalar for $t { type Inner = $t; } )*};
 }
 scalar!(bool, i16, i32, i64, f32, f64, String, Vec<u8>);
+#[cfg(feature = "chrono")]
+scalar!(chrono::NaiveDate, chrono::NaiveDateTime, chrono::DateTime<chrono::Utc>);
+#[cfg(feature = "time")]
+scalar!(time::Date, time::OffsetDateTime);
+#[cfg(feature = "uuid")]
+scalar!(uuid::Uuid);
+#[cfg(feature = "rust_decimal")]
+scalar!(rust_decimal::Decimal);
 
 impl<T: Scalar> Scalar for Option<T> {
     type Inner = T::Inner;
 }
 
-/// A sum's value type: `i64` (overflow is an error, as in SQL) or `f64`.
+/// A sum's value type: `i64` (overflow is an error, as in SQL), `f64` or `Decimal`.
 pub trait SumValue: Copy + Send + Sync + std::fmt::Debug + 'static {
     /// `self + other`, or `None` on overflow.
     fn checked_sum(self, other: Self) -> Option<Self>;
@@ -325,4 +449,11 @@ pub enum Nulls {
     First,
     /// After every value.
     Last,
+}
+
+#[cfg(feature = "rust_decimal")]
+impl SumValue for rust_decimal::Decimal {
+    fn checked_sum(self, other: Self) -> Option<Self> {
+        self.checked_add(other)
+    }
 }

@@ -189,8 +189,8 @@ pub fn is_text_type(column_type: &ColumnType) -> bool {
 /// DISTINCT, GROUP BY and MIN/MAX of text goes through it, so each shard orders text the way
 /// the merger compares it (by bytes).
 pub fn byte_order_expr<DB: Backend>(name: &'static str, column_type: &ColumnType) -> Expr {
-    match DB::TEXT_COLLATION {
-        Some(collation) if is_text_type(column_type) => {
+    match DB::sort_collation(column_type) {
+        Some(collation) => {
             Expr::cust_with_expr(format!("$1 COLLATE \"{collation}\""), Expr::col(name))
         }
         _ => Expr::col(name),
@@ -356,6 +356,7 @@ mod tests {
             primary_key: true,
             nullable: false,
             column_type: int,
+            kind: crate::ValueKind::I64,
         },
         ColumnMeta {
             name: "name",
@@ -363,6 +364,7 @@ mod tests {
             primary_key: false,
             nullable: false,
             column_type: text,
+            kind: crate::ValueKind::String,
         },
     ];
     const ID: ColumnRef = ColumnRef {

@@ -95,9 +95,43 @@ impl KeyPart<'_> {
             Value::BigUnsigned(Some(v)) => KeyPart::Int(*v as i64),
             Value::String(Some(s)) => KeyPart::Text(s.as_str()),
             Value::Bytes(Some(b)) => KeyPart::Bytes(b.as_slice()),
-            _ => return None,
+            other => return feature_part(other),
         })
     }
+}
+
+/// The key part of a non-NULL value of a feature type (uuid, date, timestamp), as its
+/// [`ShardKey`] impl gives it.
+fn feature_part(value: &Value) -> Option<KeyPart<'static>> {
+    struct One(Option<KeyPart<'static>>);
+    impl KeyVisitor for One {
+        fn part(&mut self, part: KeyPart<'_>) {
+            self.0 = match part {
+                KeyPart::Int(v) => Some(KeyPart::Int(v)),
+                KeyPart::Uuid(u) => Some(KeyPart::Uuid(u)),
+                _ => None,
+            };
+        }
+    }
+    #[allow(unused_mut)]
+    let mut one = One(None);
+    #[allow(clippy::match_single_binding, unreachable_patterns)]
+    match value {
+        #[cfg(feature = "uuid")]
+        Value::Uuid(Some(u)) => u.visit(&mut one),
+        #[cfg(feature = "chrono")]
+        Value::ChronoDate(Some(d)) => d.visit(&mut one),
+        #[cfg(feature = "chrono")]
+        Value::ChronoDateTime(Some(t)) => t.visit(&mut one),
+        #[cfg(feature = "chrono")]
+        Value::ChronoDateTimeUtc(Some(t)) => t.visit(&mut one),
+        #[cfg(feature = "time")]
+        Value::TimeDate(Some(d)) => d.visit(&mut one),
+        #[cfg(feature = "time")]
+        Value::TimeDateTimeWithTimeZone(Some(t)) => t.visit(&mut one),
+        _ => {}
+    }
+    one.0
 }
 
 /// Receives the parts of a key, in order.
@@ -338,5 +372,87 @@ pub fn describe_part(part: &KeyPart<'_>) -> String {
             out
         }
         KeyPart::Uuid(u) => describe_uuid(u),
+    }
+}
+
+/// Shard keys of the column-type features. Their canonical parts are PostgreSQL's own
+/// representations, so `pg_hash` places them as PostgreSQL's hash partitioning does:
+///
+/// * a `uuid::Uuid`: its 16 bytes ([`KeyPart::Uuid`]);
+/// * a date (`chrono::NaiveDate`, `time::Date`): days since 2000-01-01 ([`KeyPart::Int`]; a
+///   PostgreSQL `date` is that `int4`);
+/// * a timestamp (`chrono::NaiveDateTime`; an instant — `chrono::DateTime<Utc>`,
+///   `time::OffsetDateTime` — in UTC): microseconds since 2000-01-01 00:00, truncated toward
+///   that epoch as sqlx truncates what it sends PostgreSQL ([`KeyPart::Int`]; a `timestamp` /
+///   `timestamptz` is that `int8`).
+mod feature_keys {
+    #[allow(unused_imports)]
+    use super::{KeyPart, KeyVisitor, PgHashKey, ShardKey};
+
+    #[allow(unused_macros)]
+    macro_rules! feature_key {
+        ($t:ty, |$v:ident| $part:expr) => {
+            impl ShardKey for $t {
+                #[inline]
+                fn visit<V: KeyVisitor>(&self, visitor: &mut V) {
+                    let $v = self;
+                    visitor.part($part);
+                }
+                fn describe(&self) -> String {
+                    self.to_string()
+                }
+            }
+            impl PgHashKey for $t {}
+        };
+    }
+
+    #[cfg(feature = "uuid")]
+    feature_key!(uuid::Uuid, |u| KeyPart::Uuid(*u.as_bytes()));
+
+    #[cfg(feature = "chrono")]
+    mod chrono_keys {
+        use super::*;
+        use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+
+        fn epoch() -> NaiveDateTime {
+            NaiveDate::from_ymd_opt(2000, 1, 1)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .expect("2000-01-01 is a date")
+        }
+
+        pub(super) fn micros(t: &NaiveDateTime) -> i64 {
+            // Out of i64 microseconds (±292,000 years): saturate.
+            (*t - epoch()).num_microseconds().unwrap_or(if *t < epoch() {
+                i64::MIN
+            } else {
+                i64::MAX
+            })
+        }
+
+        feature_key!(NaiveDate, |d| KeyPart::Int(
+            i64::from((*d - epoch().date()).num_days() as i32)
+        ));
+        feature_key!(NaiveDateTime, |t| KeyPart::Int(micros(t)));
+        feature_key!(DateTime<Utc>, |t| KeyPart::Int(micros(&t.naive_utc())));
+    }
+
+    #[cfg(feature = "time")]
+    mod time_keys {
+        use super::*;
+        use time::macros::{date, datetime};
+        use time::{Date, OffsetDateTime};
+
+        feature_key!(Date, |d| KeyPart::Int(i64::from(
+            d.to_julian_day() - date!(2000 - 01 - 01).to_julian_day()
+        )));
+        feature_key!(OffsetDateTime, |t| {
+            let nanos = (*t - datetime!(2000-01-01 0:00 UTC)).whole_nanoseconds();
+            // Truncated toward the epoch, as for chrono.
+            KeyPart::Int(i64::try_from(nanos / 1000).unwrap_or(if nanos < 0 {
+                i64::MIN
+            } else {
+                i64::MAX
+            }))
+        });
     }
 }

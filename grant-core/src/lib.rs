@@ -13,10 +13,24 @@ pub mod like;
 pub mod model;
 pub mod select;
 pub mod shard;
+#[cfg(all(feature = "sqlite", feature = "rust_decimal"))]
+mod sqlite_decimal;
+pub mod types;
 pub mod value;
 
 pub use backend::{Backend, LikeSyntax};
-pub use column::{Column, ColumnRef, Nulls, Order, Scalar, SqlType, SumValue, Summable};
+pub use column::{
+    Column, ColumnRef, Nulls, Order, Orderable, Scalar, SqlType, SumValue, Summable,
+};
+#[cfg(feature = "json")]
+pub use types::Json;
+
+/// The column types of the cargo features that are on (`grant::Json` with `json`), for the
+/// facade's glob re-export.
+pub mod feature_types {
+    #[cfg(feature = "json")]
+    pub use crate::types::Json;
+}
 pub use cond::{CmpOp, Cond, Node};
 pub use error::{Error, Result};
 pub use key::{KeyPart, KeyVisitor, ShardKey};

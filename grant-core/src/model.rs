@@ -23,6 +23,8 @@ pub struct ColumnMeta {
     pub nullable: bool,
     /// The column's SQL type.
     pub column_type: fn() -> ColumnType,
+    /// The kind its values are read as (from the field's Rust type, [`crate::SqlType::KIND`]).
+    pub kind: crate::value::ValueKind,
 }
 
 /// What Grant knows about a model: names, columns, keys.

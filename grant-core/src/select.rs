@@ -121,8 +121,9 @@ impl<M, T: Summable> Column<M, T> {
         })
     }
 
-    /// `AVG(column)` as `f64`; `None` when no non-NULL value.
-    pub fn avg(self) -> Agg<M, Option<f64>> {
+    /// `AVG(column)`: an `f64`, or for a decimal column a `Decimal` (with PostgreSQL's
+    /// `avg(numeric)` scale); `None` when no non-NULL value.
+    pub fn avg(self) -> Agg<M, Option<T::Avg>> {
         Agg::new(Item::Avg(self.as_ref()))
     }
 }
@@ -268,7 +269,7 @@ pub trait OrderItem<M> {
     fn order_item(&self) -> Item;
 }
 
-impl<M, T> OrderItem<M> for Column<M, T> {
+impl<M, T: crate::Orderable> OrderItem<M> for Column<M, T> {
     fn order_item(&self) -> Item {
         Item::Column(self.as_ref())
     }

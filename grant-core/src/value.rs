@@ -5,8 +5,13 @@ use sea_query::{ColumnType, Value};
 
 use crate::error::{Error, Result};
 
-/// The decoded kind of a column or an aggregate's result.
+/// The decoded kind of a column or an aggregate's result: how a backend reads the column
+/// ([`crate::Backend::get_value`]) and which [`Value`] variant holds it.
+///
+/// The kinds after `Bytes` exist with the cargo feature of the same name (`chrono`, `time`,
+/// `uuid`, `rust_decimal`, `json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ValueKind {
     /// `bool`.
     Bool,
@@ -24,10 +29,36 @@ pub enum ValueKind {
     String,
     /// `Vec<u8>`.
     Bytes,
+    /// `chrono::NaiveDate` (SQL `date`).
+    #[cfg(feature = "chrono")]
+    ChronoDate,
+    /// `chrono::NaiveDateTime` (SQL `timestamp`, without time zone).
+    #[cfg(feature = "chrono")]
+    ChronoDateTime,
+    /// `chrono::DateTime<Utc>` (SQL `timestamptz`: an instant).
+    #[cfg(feature = "chrono")]
+    ChronoDateTimeUtc,
+    /// `time::Date` (SQL `date`).
+    #[cfg(feature = "time")]
+    TimeDate,
+    /// `time::OffsetDateTime` (SQL `timestamptz`: an instant; read back in UTC).
+    #[cfg(feature = "time")]
+    TimeOffsetDateTime,
+    /// `uuid::Uuid`.
+    #[cfg(feature = "uuid")]
+    Uuid,
+    /// `rust_decimal::Decimal` (SQL `numeric`).
+    #[cfg(feature = "rust_decimal")]
+    Decimal,
+    /// `serde_json::Value` or [`crate::Json`] (SQL `jsonb`).
+    #[cfg(feature = "json")]
+    Json,
 }
 
 impl ValueKind {
-    /// The kind Grant decodes a column of `column_type` as.
+    /// The kind Grant decodes a column of `column_type` as, when nothing else is known (a
+    /// `date` column is a `chrono` date when that feature is on). A model's columns carry their
+    /// own kind ([`crate::ColumnMeta::kind`]), from the field's Rust type.
     pub fn of(column_type: &ColumnType) -> ValueKind {
         match column_type {
             ColumnType::Boolean => ValueKind::Bool,
@@ -37,6 +68,22 @@ impl ValueKind {
             ColumnType::Float => ValueKind::F32,
             ColumnType::Double => ValueKind::F64,
             ColumnType::Blob | ColumnType::Binary(_) | ColumnType::VarBinary(_) => ValueKind::Bytes,
+            #[cfg(feature = "chrono")]
+            ColumnType::Date => ValueKind::ChronoDate,
+            #[cfg(all(feature = "time", not(feature = "chrono")))]
+            ColumnType::Date => ValueKind::TimeDate,
+            #[cfg(feature = "chrono")]
+            ColumnType::DateTime | ColumnType::Timestamp => ValueKind::ChronoDateTime,
+            #[cfg(feature = "chrono")]
+            ColumnType::TimestampWithTimeZone => ValueKind::ChronoDateTimeUtc,
+            #[cfg(all(feature = "time", not(feature = "chrono")))]
+            ColumnType::TimestampWithTimeZone => ValueKind::TimeOffsetDateTime,
+            #[cfg(feature = "uuid")]
+            ColumnType::Uuid => ValueKind::Uuid,
+            #[cfg(feature = "rust_decimal")]
+            ColumnType::Decimal(_) => ValueKind::Decimal,
+            #[cfg(feature = "json")]
+            ColumnType::Json | ColumnType::JsonBinary => ValueKind::Json,
             _ => ValueKind::String,
         }
     }
@@ -52,6 +99,22 @@ impl ValueKind {
             ValueKind::F64 => Value::Double(None),
             ValueKind::String => Value::String(None),
             ValueKind::Bytes => Value::Bytes(None),
+            #[cfg(feature = "chrono")]
+            ValueKind::ChronoDate => Value::ChronoDate(None),
+            #[cfg(feature = "chrono")]
+            ValueKind::ChronoDateTime => Value::ChronoDateTime(None),
+            #[cfg(feature = "chrono")]
+            ValueKind::ChronoDateTimeUtc => Value::ChronoDateTimeUtc(None),
+            #[cfg(feature = "time")]
+            ValueKind::TimeDate => Value::TimeDate(None),
+            #[cfg(feature = "time")]
+            ValueKind::TimeOffsetDateTime => Value::TimeDateTimeWithTimeZone(None),
+            #[cfg(feature = "uuid")]
+            ValueKind::Uuid => Value::Uuid(None),
+            #[cfg(feature = "rust_decimal")]
+            ValueKind::Decimal => Value::Decimal(None),
+            #[cfg(feature = "json")]
+            ValueKind::Json => Value::Json(None),
         }
     }
 }
@@ -153,25 +216,21 @@ impl<T: FromValue> FromValue for Option<T> {
     }
 }
 
-/// Whether a value is SQL NULL.
+/// Whether a value is SQL NULL (of any type).
 pub fn is_null(v: &Value) -> bool {
-    matches!(
-        v,
-        Value::Bool(None)
-            | Value::TinyInt(None)
-            | Value::SmallInt(None)
-            | Value::Int(None)
-            | Value::BigInt(None)
-            | Value::TinyUnsigned(None)
-            | Value::SmallUnsigned(None)
-            | Value::Unsigned(None)
-            | Value::BigUnsigned(None)
-            | Value::Float(None)
-            | Value::Double(None)
-            | Value::String(None)
-            | Value::Char(None)
-            | Value::Bytes(None)
-    )
+    match v {
+        Value::Bool(x) => x.is_none(),
+        Value::TinyInt(x) => x.is_none(),
+        Value::SmallInt(x) => x.is_none(),
+        Value::Int(x) => x.is_none(),
+        Value::BigInt(x) => x.is_none(),
+        Value::Float(x) => x.is_none(),
+        Value::Double(x) => x.is_none(),
+        Value::String(x) => x.is_none(),
+        Value::Bytes(x) => x.is_none(),
+        // Every other variant (some exist only with sea-query's features): its NULL is itself.
+        other => *other == other.as_null(),
+    }
 }
 
 /// Appends an encoding of `value` to `out` such that two values get equal encodings exactly
@@ -203,6 +262,7 @@ pub fn encode_key(value: &Value, out: &mut Vec<u8>) {
             out.extend_from_slice(&(b.len() as u64).to_le_bytes());
             out.extend_from_slice(b);
         }
+        other if crate::types::encode_key(other, out) => {}
         other => {
             out.push(9);
             out.extend_from_slice(format!("{other:?}").as_bytes());
@@ -227,4 +287,56 @@ fn float_key(v: f64, out: &mut Vec<u8>) {
         v
     };
     out.extend_from_slice(&v.to_bits().to_le_bytes());
+}
+
+macro_rules! from_variant {
+    ($($feature:literal: $t:ty => $variant:ident),* $(,)?) => {$(
+        #[cfg(feature = $feature)]
+        impl FromValue for $t {
+            fn from_value(value: Value) -> Result<Self> {
+                match value {
+                    Value::$variant(Some(v)) => Ok(v),
+                    other => Err(mismatch::<$t>(&other)),
+                }
+            }
+        }
+    )*};
+}
+from_variant! {
+    "chrono": chrono::NaiveDate => ChronoDate,
+    "chrono": chrono::NaiveDateTime => ChronoDateTime,
+    "chrono": chrono::DateTime<chrono::Utc> => ChronoDateTimeUtc,
+    "time": time::Date => TimeDate,
+    "time": time::OffsetDateTime => TimeDateTimeWithTimeZone,
+    "uuid": uuid::Uuid => Uuid,
+    "rust_decimal": rust_decimal::Decimal => Decimal,
+}
+
+#[cfg(feature = "json")]
+impl FromValue for serde_json::Value {
+    fn from_value(value: Value) -> Result<Self> {
+        match value {
+            Value::Json(Some(v)) => Ok(*v),
+            other => Err(mismatch::<serde_json::Value>(&other)),
+        }
+    }
+}
+
+#[cfg(feature = "json")]
+impl<T: serde::de::DeserializeOwned> FromValue for crate::types::Json<T> {
+    fn from_value(value: Value) -> Result<Self> {
+        match value {
+            Value::Json(Some(v)) => serde_json::from_value(*v).map(crate::types::Json).map_err(|e| {
+                Error::Unsupported {
+                    model: "-",
+                    reason: format!(
+                        "the JSON read does not fit `{}`: {e}; make the type accept what the \
+                         column holds (e.g. `#[serde(default)]` for fields older rows lack)",
+                        std::any::type_name::<T>()
+                    ),
+                }
+            }),
+            other => Err(mismatch::<crate::types::Json<T>>(&other)),
+        }
+    }
 }

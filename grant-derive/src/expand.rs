@@ -484,6 +484,7 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
                 primary_key: #primary_key,
                 nullable: <#ty as #p::SqlType>::NULLABLE,
                 column_type: <#ty as #p::SqlType>::column_type,
+                kind: <#ty as #p::SqlType>::KIND,
             }
         }
     });
@@ -849,13 +850,13 @@ fn from_row_impl(model: &Model<'_>) -> TokenStream {
         let ty = c.ty;
         let p = private_at(ty.span());
         quote_spanned! {ty.span()=>
-            #ty: for<'r> #p::sqlx::Decode<'r, __DB> + #p::sqlx::Type<__DB>
+            #ty: #p::SqlType
         }
     });
     let fields = model.columns.iter().enumerate().map(|(i, c)| {
         let (field, ty) = (c.ident, c.ty);
         let i = Literal::usize_unsuffixed(i);
-        quote!(#field: <__DB as #p::Backend>::get::<#ty>(row, #i)?)
+        quote!(#field: <__DB as #p::Backend>::get_column::<#ty>(row, #i)?)
     });
     quote! {
         #[automatically_derived]

@@ -56,8 +56,10 @@ pub fn compare_values(a: &Value, b: &Value, nulls_first: bool) -> Ordering {
         (Value::Bytes(Some(x)), Value::Bytes(Some(y))) => x.cmp(y),
         (Value::Bool(Some(x)), Value::Bool(Some(y))) => x.cmp(y),
         (Value::Char(Some(x)), Value::Char(Some(y))) => x.cmp(y),
-        // Different kinds never meet in one typed column; order them stably anyway.
-        _ => format!("{a:?}").cmp(&format!("{b:?}")),
+        // Dates and instants in time order, uuids by bytes, decimals by number; different
+        // kinds never meet in one typed column: ordered stably anyway.
+        _ => grant_core::types::compare(a, b)
+            .unwrap_or_else(|| format!("{a:?}").cmp(&format!("{b:?}"))),
     }
 }
 

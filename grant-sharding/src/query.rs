@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use grant_core::cond::byte_order_expr;
 use grant_core::value::{ValueKind, is_null};
-use grant_core::{
+use grant_core::{Orderable, 
     Backend, CmpOp, Column, ColumnRef, Cond, Error, FromShardRow, Item, Model, ModelMeta, Node,
     Nulls, Order, Result, Scalar, Selectable, ShardId, Summable,
 };
@@ -161,12 +161,17 @@ impl<M: Model> Query<M> {
 
     /// Orders by `column` (after the orderings already given), NULLs where the backend puts
     /// them. Ties are finally broken by the primary key, so pages are deterministic.
-    pub fn order_by<T>(self, column: Column<M, T>, order: Order) -> Self {
+    pub fn order_by<T: Orderable>(self, column: Column<M, T>, order: Order) -> Self {
         self.push_order(column.index(), order, None)
     }
 
     /// Orders by `column` with NULLs explicitly first or last.
-    pub fn order_by_nulls<T>(self, column: Column<M, T>, order: Order, nulls: Nulls) -> Self {
+    pub fn order_by_nulls<T: Orderable>(
+        self,
+        column: Column<M, T>,
+        order: Order,
+        nulls: Nulls,
+    ) -> Self {
         self.push_order(column.index(), order, Some(nulls))
     }
 
@@ -589,7 +594,7 @@ impl<M: Model> Query<M> {
             .iter()
             .enumerate()
             .map(|(i, k)| {
-                let kind = ValueKind::of(&(M::META.columns[k.column].column_type)());
+                let kind = M::META.columns[k.column].kind;
                 (columns.len() + i, kind)
             })
             .collect();
@@ -861,9 +866,10 @@ impl<M: Model> Query<M> {
         self,
         column: Column<M, T>,
         cluster: &Cluster<DB>,
-    ) -> Result<Option<f64>>
+    ) -> Result<Option<T::Avg>>
     where
         T: Summable,
+        Option<T::Avg>: grant_core::FromValue,
     {
         self.no_page("avg")?;
         self.single(column.avg(), cluster).await

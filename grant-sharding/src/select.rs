@@ -5,6 +5,7 @@ use std::fmt;
 
 use futures_util::StreamExt;
 use grant_core::select::{Having, Item, OrderItem, Selectable};
+use grant_core::types::{add_exact, avg_exact, is_decimal, is_exact};
 use grant_core::value::{ValueKind, encode_key, is_null};
 use grant_core::{Backend, CmpOp, ColumnRef, Error, Model, Node, Nulls, Order, Result, ShardId};
 use sea_query::{Expr, ExprTrait, Value};
@@ -105,7 +106,7 @@ impl<M: Model, T> Select<M, T> {
     }
 
     /// Groups by `column` (after the columns already given).
-    pub fn group_by<C>(mut self, column: grant_core::Column<M, C>) -> Self {
+    pub fn group_by<C: grant_core::Orderable>(mut self, column: grant_core::Column<M, C>) -> Self {
         self.group_by.push(column.as_ref());
         self
     }
@@ -198,7 +199,7 @@ impl<M: Model, T> Select<M, T> {
     }
 
     fn kind(col: &ColumnRef) -> ValueKind {
-        ValueKind::of(&(M::META.columns[col.index].column_type)())
+        M::META.columns[col.index].kind
     }
 
     /// Plain columns: stream, merge in order, drop duplicates when `DISTINCT`.
@@ -395,6 +396,16 @@ impl<M: Model, T> Select<M, T> {
                 }
                 Item::CountColumn(c) => {
                     exprs.push(Expr::col(c.name).count());
+                    layout.push(ValueKind::I64);
+                }
+                Item::Sum { col, .. } if is_decimal(Self::kind(col)) => {
+                    exprs.push(decimal_sum::<DB>(col.name));
+                    layout.push(Self::kind(col));
+                }
+                Item::Avg(c) if is_decimal(Self::kind(c)) => {
+                    exprs.push(decimal_sum::<DB>(c.name));
+                    exprs.push(Expr::col(c.name).count());
+                    layout.push(Self::kind(c));
                     layout.push(ValueKind::I64);
                 }
                 Item::Sum { col, float } => {
@@ -639,8 +650,16 @@ impl Group {
 }
 
 /// A partial aggregate being combined.
+/// The exact per-shard sum of a decimal column.
+fn decimal_sum<DB: Backend>(column: &'static str) -> Expr {
+    Expr::cust_with_expr(DB::DECIMAL_SUM_SQL, Expr::col(column))
+}
+
 enum Acc {
     Count(i64),
+    /// A decimal sum (exact), and with the count an average.
+    SumExact(Option<Value>),
+    AvgExact(Option<Value>, i64),
     SumInt(Option<i64>),
     SumFloat(Option<f64>),
     Min(Value),
@@ -662,7 +681,36 @@ impl Acc {
 
     fn add(&mut self, item: &Item, parts: &[Value], model: &'static str) -> Result<()> {
         let first = parts.first().cloned().unwrap_or(Value::BigInt(None));
+        // A decimal column's partial sums are decimals: summed exactly.
+        if is_exact(&first) {
+            match self {
+                Acc::SumInt(None) => *self = Acc::SumExact(None),
+                Acc::Avg(_, 0) => *self = Acc::AvgExact(None, 0),
+                _ => {}
+            }
+        }
         match self {
+            Acc::SumExact(total) | Acc::AvgExact(total, _) if !is_null(&first) => {
+                *total = Some(match total.take() {
+                    None => first,
+                    Some(t) => match add_exact(&t, &first) {
+                        Some(Ok(sum)) => sum,
+                        _ => {
+                            return Err(Error::Unsupported {
+                                model,
+                                reason: format!(
+                                    "{item:?} overflows a decimal (28 digits) across shards"
+                                ),
+                            });
+                        }
+                    },
+                });
+                if let Acc::AvgExact(_, n) = self {
+                    *n += parts.get(1).and_then(as_i64).unwrap_or(0);
+                }
+            }
+            Acc::SumExact(_) => {}
+            Acc::AvgExact(_, n) => *n += parts.get(1).and_then(as_i64).unwrap_or(0),
             Acc::Count(n) => *n += as_i64(&first).unwrap_or(0),
             Acc::SumInt(total) => {
                 if let Some(v) = as_i64(&first) {
@@ -707,6 +755,11 @@ impl Acc {
     fn finish(&self) -> Value {
         match self {
             Acc::Count(n) => Value::BigInt(Some(*n)),
+            Acc::SumExact(v) => v.clone().unwrap_or(Value::BigInt(None)),
+            Acc::AvgExact(sum, n) => sum
+                .as_ref()
+                .and_then(|s| avg_exact(s, *n))
+                .unwrap_or(Value::Double(None)),
             Acc::SumInt(v) => Value::BigInt(*v),
             Acc::SumFloat(v) => Value::Double(*v),
             Acc::Min(v) | Acc::Max(v) => v.clone(),

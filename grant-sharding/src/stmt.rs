@@ -29,13 +29,14 @@ pub(crate) fn create_table<M: Model, DB: Backend>() -> String {
     table.table(M::META.table).if_not_exists();
     for column in M::META.columns {
         let column_type = (column.column_type)();
-        let text = grant_core::cond::is_text_type(&column_type);
-        let mut def = ColumnDef::new_with_type(column.name, column_type);
+        let collation = DB::sort_collation(&column_type);
+        let mut def = ColumnDef::new_with_type(column.name, DB::ddl_column_type(column_type));
         if !column.nullable {
             def.not_null();
         }
-        // Text in byte order, so indexes on it serve the per-shard sorts (`COLLATE "C"`).
-        if let (true, Some(collation)) = (text, DB::TEXT_COLLATION) {
+        // Text in byte order (`COLLATE "C"`), SQLite's decimals by number, so indexes on them
+        // serve the per-shard sorts.
+        if let Some(collation) = collation {
             def.extra(format!("COLLATE \"{collation}\""));
         }
         table.col(def);
@@ -188,7 +189,7 @@ fn pk_kinds<M: Model>() -> Vec<ValueKind> {
     M::META
         .primary_key
         .iter()
-        .map(|&i| ValueKind::of(&(M::META.columns[i].column_type)()))
+        .map(|&i| M::META.columns[i].kind)
         .collect()
 }
 
@@ -397,8 +398,8 @@ pub(crate) fn upserts<M: Model, DB: Backend>(rows: &[&M]) -> Vec<Statement> {
         .collect()
 }
 
-/// A primary key as text: `i:42`, `s:<hex utf-8>`, `b:<hex>`, `t`/`f`, `n` (NULL), joined by
-/// `,`.
+/// A primary key as text: `i:42`, `s:<hex utf-8>`, `b:<hex>`, `t`/`f`, `n` (NULL), `x:<hex of
+/// the text form>` for uuids, dates, timestamps and decimals, joined by `,`.
 pub(crate) fn encode_key(key: &[Value]) -> Result<String> {
     let parts = key
         .iter()
@@ -413,6 +414,9 @@ pub(crate) fn encode_key(key: &[Value]) -> Result<String> {
                 Value::Bytes(Some(b)) => format!("b:{}", crate::resolve::hex(b)),
                 other if is_null(other) => "n".to_owned(),
                 other => {
+                    if let Some(text) = grant_core::types::key_text(other) {
+                        return Ok(format!("x:{}", crate::resolve::hex(text.as_bytes())));
+                    }
                     return Err(Error::Unsupported {
                         model: "-",
                         reason: format!(
@@ -461,6 +465,11 @@ pub(crate) fn decode_key<M: Model>(text: &str) -> Result<Vec<Value>> {
                 )),
                 ("b", ValueKind::Bytes) => {
                     Value::Bytes(Some(unhex(body).ok_or_else(|| bad(body))?))
+                }
+                ("x", kind) => {
+                    let text = String::from_utf8(unhex(body).ok_or_else(|| bad(body))?)
+                        .map_err(|_| bad(body))?;
+                    grant_core::types::key_from_text(kind, &text).ok_or_else(|| bad(part))?
                 }
                 _ => return Err(bad(part)),
             })

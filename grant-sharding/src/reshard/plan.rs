@@ -87,7 +87,7 @@ impl ReshardPlan {
         let sources: Vec<ShardId> = old.shards::<M>().into_owned();
         let kinds: Vec<ValueKind> = key_columns::<M>()
             .iter()
-            .map(|&i| ValueKind::of(&(M::META.columns[i].column_type)()))
+            .map(|&i| M::META.columns[i].kind)
             .collect();
         let per_source = try_join_all(sources.iter().map(|&source| {
             let (new, kinds) = (&new, &kinds);
