@@ -32,15 +32,15 @@
 //! See the README for the tour and the guarantees.
 
 pub use grant_core::__private::sea_query::Value;
+#[allow(unused_imports, unreachable_pub)] // empty without the `json` feature
+pub use grant_core::feature_types::*;
 pub use grant_core::key::{IntKey, PgHashKey, TextKey};
 pub use grant_core::like;
+pub use grant_core::types;
 pub use grant_core::{
     Agg, Backend, Column, ColumnRef, Cond, Error, FromShardRow, FromValue, Having, KeyPart, Model,
     ModelMeta, Nulls, Order, Result, ShardId, ShardKey, Sharded, SqlType, count,
 };
-#[allow(unused_imports, unreachable_pub)] // empty without the `json` feature
-pub use grant_core::feature_types::*;
-pub use grant_core::types;
 pub use grant_core::{Orderable, ValueKind};
 pub use grant_derive::{Model, Sharded, SqlEnum};
 pub use grant_sharding::distribution::{Distribution, ShardRows};

@@ -217,9 +217,10 @@ pub trait Backend: sqlx::Database + Sized {
         column_type
     }
 
-    /// The exact per-shard sum of a decimal column, `$1` standing for the column: `SUM($1)`
-    /// (PostgreSQL's `numeric` sum is exact), SQLite's [`crate::types::DECIMAL_SUM`].
-    const DECIMAL_SUM_SQL: &'static str = "SUM($1)";
+    /// The exact per-shard sum of a decimal column, `{}` standing for the quoted column:
+    /// `SUM({})` (PostgreSQL's `numeric` sum is exact), SQLite's
+    /// [`crate::types::DECIMAL_SUM`].
+    const DECIMAL_SUM_SQL: &'static str = "SUM({})";
 
     /// Reads a nullable `bool` column.
     fn get_bool(row: &Self::Row, index: usize) -> Result<Option<bool>, sqlx::Error>;
@@ -605,7 +606,7 @@ backend!(
     adapt: sqlite_values,
     decimal: sqlite_decimal,
     {
-        const DECIMAL_SUM_SQL: &'static str = "grant_decimal_sum($1)";
+        const DECIMAL_SUM_SQL: &'static str = "grant_decimal_sum({})";
 
         fn sort_collation(column_type: &ColumnType) -> Option<&'static str> {
             match column_type {

@@ -411,11 +411,15 @@ macro_rules! scalar {
 }
 scalar!(bool, i16, i32, i64, f32, f64, String, Vec<u8>);
 #[cfg(feature = "chrono")]
-scalar!(chrono::NaiveDate, chrono::NaiveDateTime, chrono::DateTime<chrono::Utc>);
+scalar!(
+    chrono::NaiveDate,
+    chrono::NaiveDateTime,
+    chrono::DateTime<chrono::Utc>
+);
 #[cfg(feature = "time")]
 scalar!(time::Date, time::OffsetDateTime);
-#[cfg(feature = "uuid")]
-scalar!(uuid::Uuid);
+// Not `uuid::Uuid`: PostgreSQL 15 has no `min(uuid)` / `max(uuid)` (uuids sort, but have no
+// MIN / MAX there).
 #[cfg(feature = "rust_decimal")]
 scalar!(rust_decimal::Decimal);
 

@@ -183,6 +183,11 @@ pub fn is_text_type(column_type: &ColumnType) -> bool {
     )
 }
 
+/// `name` as a double-quoted SQL identifier (both dialects quote so), quotes in it doubled.
+pub fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// The column as it is sorted and compared on backend `DB`: a text column in byte order
 /// (`"name" COLLATE "C"` on PostgreSQL, whatever the database's or the column's collation), any
 /// other column as itself. Every per-shard ORDER BY, keyset condition, range comparison,
@@ -190,9 +195,8 @@ pub fn is_text_type(column_type: &ColumnType) -> bool {
 /// the merger compares it (by bytes).
 pub fn byte_order_expr<DB: Backend>(name: &'static str, column_type: &ColumnType) -> Expr {
     match DB::sort_collation(column_type) {
-        Some(collation) => {
-            Expr::cust_with_expr(format!("$1 COLLATE \"{collation}\""), Expr::col(name))
-        }
+        // Written out: a custom expression's placeholders are the dialect's (`$1`, `?`).
+        Some(collation) => Expr::cust(format!("{} COLLATE \"{collation}\"", quoted(name))),
         _ => Expr::col(name),
     }
 }

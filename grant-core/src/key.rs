@@ -422,16 +422,14 @@ mod feature_keys {
 
         pub(super) fn micros(t: &NaiveDateTime) -> i64 {
             // Out of i64 microseconds (±292,000 years): saturate.
-            (*t - epoch()).num_microseconds().unwrap_or(if *t < epoch() {
-                i64::MIN
-            } else {
-                i64::MAX
-            })
+            (*t - epoch())
+                .num_microseconds()
+                .unwrap_or(if *t < epoch() { i64::MIN } else { i64::MAX })
         }
 
-        feature_key!(NaiveDate, |d| KeyPart::Int(
-            i64::from((*d - epoch().date()).num_days() as i32)
-        ));
+        feature_key!(NaiveDate, |d| KeyPart::Int(i64::from(
+            (*d - epoch().date()).num_days() as i32
+        )));
         feature_key!(NaiveDateTime, |t| KeyPart::Int(micros(t)));
         feature_key!(DateTime<Utc>, |t| KeyPart::Int(micros(&t.naive_utc())));
     }

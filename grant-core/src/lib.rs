@@ -19,9 +19,7 @@ pub mod types;
 pub mod value;
 
 pub use backend::{Backend, LikeSyntax};
-pub use column::{
-    Column, ColumnRef, Nulls, Order, Orderable, Scalar, SqlType, SumValue, Summable,
-};
+pub use column::{Column, ColumnRef, Nulls, Order, Orderable, Scalar, SqlType, SumValue, Summable};
 #[cfg(feature = "json")]
 pub use types::Json;
 

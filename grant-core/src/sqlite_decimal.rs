@@ -63,8 +63,8 @@ unsafe extern "C" fn step(
     // aggregate context is at least `size_of::<SumState>()` zeroed bytes, suitably aligned
     // (SQLite aligns to 8), and lives until `finish`.
     unsafe {
-        let state = ffi::sqlite3_aggregate_context(ctx, size_of::<SumState>() as c_int)
-            .cast::<SumState>();
+        let state =
+            ffi::sqlite3_aggregate_context(ctx, size_of::<SumState>() as c_int).cast::<SumState>();
         if state.is_null() {
             ffi::sqlite3_result_error_nomem(ctx);
             return;

@@ -191,11 +191,7 @@ pub fn is_exact(value: &Value) -> bool {
 pub fn add_exact(a: &Value, b: &Value) -> Option<Result<Value, ()>> {
     #[cfg(feature = "rust_decimal")]
     if let (Value::Decimal(Some(x)), Value::Decimal(Some(y))) = (a, b) {
-        return Some(
-            x.checked_add(*y)
-                .map(|s| Value::Decimal(Some(s)))
-                .ok_or(()),
-        );
+        return Some(x.checked_add(*y).map(|s| Value::Decimal(Some(s))).ok_or(()));
     }
     let _ = (a, b);
     None
@@ -351,10 +347,11 @@ mod tests {
     fn average_scale_follows_postgresql() {
         use rust_decimal::Decimal;
         use std::str::FromStr;
-        let avg = |s: &str, n| match avg_exact(&Value::Decimal(Some(Decimal::from_str(s).unwrap())), n) {
-            Some(Value::Decimal(Some(d))) => d.to_string(),
-            other => panic!("{other:?}"),
-        };
+        let avg =
+            |s: &str, n| match avg_exact(&Value::Decimal(Some(Decimal::from_str(s).unwrap())), n) {
+                Some(Value::Decimal(Some(d))) => d.to_string(),
+                other => panic!("{other:?}"),
+            };
         // Values PostgreSQL 15 answers: SELECT avg(x) FROM (VALUES ..) t(x).
         assert_eq!(avg("10", 3), "3.3333333333333333"); // avg of 1, 2, 7
         assert_eq!(avg("3.00", 2), "1.5000000000000000"); // avg of 1.00, 2.00
@@ -379,6 +376,7 @@ mod tests {
 
 /// The text of a non-NULL feature-type key value in a resharding cursor (its `Display` /
 /// RFC 3339 form), or `None` for other values.
+#[allow(unreachable_code)]
 pub fn key_text(value: &Value) -> Option<String> {
     #[allow(unreachable_patterns)]
     Some(match value {
@@ -401,7 +399,7 @@ pub fn key_text(value: &Value) -> Option<String> {
 }
 
 /// The inverse of [`key_text`] for a column of `kind`.
-#[allow(unused_variables)]
+#[allow(unused_variables, unreachable_code)]
 pub fn key_from_text(kind: ValueKind, text: &str) -> Option<Value> {
     #[allow(unreachable_patterns)]
     Some(match kind {
@@ -415,8 +413,11 @@ pub fn key_from_text(kind: ValueKind, text: &str) -> Option<Value> {
         ValueKind::ChronoDateTimeUtc => Value::ChronoDateTimeUtc(Some(text.parse().ok()?)),
         #[cfg(feature = "time")]
         ValueKind::TimeDate => Value::TimeDate(Some(
-            time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
-                .ok()?,
+            time::Date::parse(
+                text,
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .ok()?,
         )),
         #[cfg(feature = "time")]
         ValueKind::TimeOffsetDateTime => Value::TimeDateTimeWithTimeZone(Some(

@@ -326,16 +326,18 @@ impl FromValue for serde_json::Value {
 impl<T: serde::de::DeserializeOwned> FromValue for crate::types::Json<T> {
     fn from_value(value: Value) -> Result<Self> {
         match value {
-            Value::Json(Some(v)) => serde_json::from_value(*v).map(crate::types::Json).map_err(|e| {
-                Error::Unsupported {
-                    model: "-",
-                    reason: format!(
-                        "the JSON read does not fit `{}`: {e}; make the type accept what the \
+            Value::Json(Some(v)) => {
+                serde_json::from_value(*v)
+                    .map(crate::types::Json)
+                    .map_err(|e| Error::Unsupported {
+                        model: "-",
+                        reason: format!(
+                            "the JSON read does not fit `{}`: {e}; make the type accept what the \
                          column holds (e.g. `#[serde(default)]` for fields older rows lack)",
-                        std::any::type_name::<T>()
-                    ),
-                }
-            }),
+                            std::any::type_name::<T>()
+                        ),
+                    })
+            }
             other => Err(mismatch::<crate::types::Json<T>>(&other)),
         }
     }

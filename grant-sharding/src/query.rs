@@ -8,9 +8,9 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use grant_core::cond::byte_order_expr;
 use grant_core::value::{ValueKind, is_null};
-use grant_core::{Orderable, 
+use grant_core::{
     Backend, CmpOp, Column, ColumnRef, Cond, Error, FromShardRow, Item, Model, ModelMeta, Node,
-    Nulls, Order, Result, Scalar, Selectable, ShardId, Summable,
+    Nulls, Order, Orderable, Result, Scalar, Selectable, ShardId, Summable,
 };
 use sea_query::{Expr, NullOrdering, SelectStatement, Value};
 use sea_query_sqlx::SqlxBinder;

@@ -652,7 +652,7 @@ impl Group {
 /// A partial aggregate being combined.
 /// The exact per-shard sum of a decimal column.
 fn decimal_sum<DB: Backend>(column: &'static str) -> Expr {
-    Expr::cust_with_expr(DB::DECIMAL_SUM_SQL, Expr::col(column))
+    Expr::cust(DB::DECIMAL_SUM_SQL.replace("{}", &grant_core::cond::quoted(column)))
 }
 
 enum Acc {
