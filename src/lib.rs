@@ -34,7 +34,7 @@
 pub use grant_core::__private::sea_query::Value;
 #[allow(unused_imports, unreachable_pub)] // empty without the `json` feature
 pub use grant_core::feature_types::*;
-pub use grant_core::key::{IntKey, PgHashKey, TextKey};
+pub use grant_core::key::{IntKey, PgHashKey, RangeUnit, TextKey};
 pub use grant_core::like;
 pub use grant_core::types;
 pub use grant_core::{
@@ -104,7 +104,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use grant_core::__private::{sea_query, sea_query_sqlx, sqlx};
-    pub use grant_core::key::{IntKey, PgHashKey, TextKey};
+    pub use grant_core::key::{IntKey, PgHashKey, TextKey, time_bound};
     pub use grant_core::{
         Backend, Column, ColumnMeta, DirectorySpec, Error, FromShardRow, FromValue, Model,
         ModelMeta, Orderable, Result, ShardId, ShardKey, Sharded, SqlType, ValueKind,

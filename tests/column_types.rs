@@ -610,3 +610,79 @@ async fn sqlite_stores_sortable_text() {
     assert_eq!(back, row);
     assert_eq!(back.closed_at.unwrap().offset(), time::UtcOffset::UTC);
 }
+
+/// A reading per sensor and instant, in monthly shards by its day (a `range` over dates).
+#[derive(Sharded, Clone, Debug, PartialEq)]
+#[shard(strategy = "range", on = "day", ranges(
+    before = .."2025-01-01",
+    m_2025_01 = "2025-01-01".."2025-02-01",
+    m_2025_02 = "2025-02-01"..="2025-02-28",
+    m_2025_03 = "2025-03-01"..,
+))]
+struct Reading {
+    #[primary_key]
+    day: NaiveDate,
+    #[primary_key]
+    sensor: i64,
+    at: DateTime<Utc>,
+    value: f64,
+}
+
+/// Events in shards by the hour of their instant.
+#[derive(Sharded, Clone, Debug, PartialEq)]
+#[shard(strategy = "range", on = "at", ranges(
+    night = .."2025-03-01T06:00:00Z",
+    day = "2025-03-01T06:00:00Z"..,
+))]
+struct Event {
+    #[primary_key]
+    at: OffsetDateTime,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_over_dates_places_rows_in_monthly_shards_and_prunes_by_day() {
+    let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+    let name = |day| Reading::shard_for(&day).name().to_owned();
+    assert_eq!(name(d(2024, 12, 31)), "before");
+    assert_eq!(name(d(2025, 1, 1)), "m_2025_01");
+    assert_eq!(name(d(2025, 1, 31)), "m_2025_01");
+    assert_eq!(name(d(2025, 2, 28)), "m_2025_02");
+    assert_eq!(name(d(2025, 3, 1)), "m_2025_03");
+    assert_eq!(name(d(2031, 7, 4)), "m_2025_03");
+    let six = time::macros::datetime!(2025-03-01 06:00 UTC);
+    assert_eq!(Event::shard_for(&(six - time::Duration::microseconds(1))).name(), "night");
+    assert_eq!(Event::shard_for(&six).name(), "day");
+    // The same instant in another offset is the same key.
+    assert_eq!(Event::shard_for(&six.to_offset(time::macros::offset!(+09:00))).name(), "day");
+
+    let dir = common::tempdir();
+    let mut builder = Cluster::<Sqlite>::builder();
+    for shard in ["before", "m_2025_01", "m_2025_02", "m_2025_03"] {
+        builder = builder.shard(shard, dir.path().join(format!("{shard}.db")).display().to_string());
+    }
+    let cluster = builder.connect().await.unwrap();
+    Reading::create_table(&cluster).await.unwrap();
+    let start = d(2024, 12, 20);
+    let rows: Vec<Reading> = (0..120)
+        .map(|i| Reading {
+            day: start + Duration::days(i),
+            sensor: i % 3,
+            at: Utc.from_utc_datetime(&(start + Duration::days(i)).and_hms_opt(12, 0, 0).unwrap()),
+            value: i as f64,
+        })
+        .collect();
+    Reading::insert_many(&cluster, &rows).await.unwrap();
+    cluster.log().start();
+    let february = Reading::query()
+        .filter(Reading::DAY.between(d(2025, 2, 1), d(2025, 2, 28)))
+        .count(&cluster)
+        .await
+        .unwrap();
+    let touched: std::collections::HashSet<String> =
+        cluster.log().stop().into_iter().map(|e| e.shard.to_string()).collect();
+    assert_eq!(february, 28);
+    assert_eq!(touched, ["m_2025_02".to_owned()].into(), "a February filter reads February's shard");
+    for row in &rows {
+        assert_eq!(Reading::find(&cluster, (row.day, row.sensor)).await.unwrap().as_ref(), Some(row));
+    }
+}

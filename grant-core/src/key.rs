@@ -277,12 +277,54 @@ impl<T: PgHashKey + ?Sized> PgHashKey for &T {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the key of this strategy: it needs an integer key",
     label = "not an integer",
-    note = "`range` (and a `mapping` with integer values) takes `i8`..`i64` or `u8`..`u32`; \
-            store times as integers (e.g. `20250101` or seconds since the epoch)"
+    note = "`range` (and a `mapping` with integer values) takes `i8`..`i64`, `u8`..`u32` or, with \
+            the `chrono` / `time` features, dates and timestamps (bounds written as dates, \
+            `\"2025-01-01\"..\"2025-02-01\"`)"
 )]
 pub trait IntKey: ShardKey {
+    /// What the key's integer counts: itself, or for date and time keys days or microseconds
+    /// since 2000-01-01 (see the feature keys' encoding above), which `range` bounds written
+    /// as dates (`"2025-01-01".."2025-02-01"`) are converted to.
+    const RANGE_UNIT: RangeUnit = RangeUnit::Integer;
+
     /// The key as an `i64`.
     fn to_i64(&self) -> i64;
+}
+
+/// What an [`IntKey`]'s integer counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeUnit {
+    /// The integer is the key.
+    Integer,
+    /// Days since 2000-01-01 (date keys).
+    Days,
+    /// Microseconds since 2000-01-01 00:00 UTC (timestamp keys).
+    Micros,
+}
+
+/// A `range` bound written as a date or timestamp (`micros` since 2000-01-01 00:00 UTC, as the
+/// derive computes it) in the unit of key type `K`; evaluated in the model's static range
+/// table, so a misuse is a compile error.
+///
+/// # Panics
+///
+/// (At compile time.) When `K` is not a date or time key, or `K` is a date and the bound has
+/// a time of day.
+pub const fn time_bound<K: IntKey + ?Sized>(micros: i64) -> i64 {
+    const DAY: i64 = 86_400_000_000;
+    match K::RANGE_UNIT {
+        RangeUnit::Micros => micros,
+        RangeUnit::Days => {
+            if micros.rem_euclid(DAY) != 0 {
+                panic!("a range bound of a date key must be a date, without a time of day");
+            }
+            micros.div_euclid(DAY)
+        }
+        RangeUnit::Integer => panic!(
+            "range bounds written as dates (\"2025-01-01\") need a date or timestamp key \
+             (chrono/time dates and timestamps); write integers for an integer key"
+        ),
+    }
 }
 
 macro_rules! int_key_marker {
@@ -298,6 +340,7 @@ macro_rules! int_key_marker {
 int_key_marker!(i8, i16, i32, i64, u8, u16, u32);
 
 impl<T: IntKey + ?Sized> IntKey for &T {
+    const RANGE_UNIT: RangeUnit = T::RANGE_UNIT;
     #[inline]
     fn to_i64(&self) -> i64 {
         (**self).to_i64()
@@ -387,7 +430,33 @@ pub fn describe_part(part: &KeyPart<'_>) -> String {
 ///   `timestamptz` is that `int8`).
 mod feature_keys {
     #[allow(unused_imports)]
-    use super::{KeyPart, KeyVisitor, PgHashKey, ShardKey};
+    use super::{IntKey, KeyPart, KeyVisitor, PgHashKey, RangeUnit, ShardKey};
+
+    /// Reads an integer key part.
+    #[allow(dead_code)]
+    struct Int(i64);
+    impl KeyVisitor for Int {
+        fn part(&mut self, part: KeyPart<'_>) {
+            if let KeyPart::Int(v) = part {
+                self.0 = v;
+            }
+        }
+    }
+
+    /// `range` over a date or time key: its integer is its key part's.
+    #[allow(unused_macros)]
+    macro_rules! time_range_key {
+        ($t:ty, $unit:ident) => {
+            impl IntKey for $t {
+                const RANGE_UNIT: RangeUnit = RangeUnit::$unit;
+                fn to_i64(&self) -> i64 {
+                    let mut int = Int(0);
+                    self.visit(&mut int);
+                    int.0
+                }
+            }
+        };
+    }
 
     #[allow(unused_macros)]
     macro_rules! feature_key {
@@ -432,6 +501,9 @@ mod feature_keys {
         )));
         feature_key!(NaiveDateTime, |t| KeyPart::Int(micros(t)));
         feature_key!(DateTime<Utc>, |t| KeyPart::Int(micros(&t.naive_utc())));
+        time_range_key!(NaiveDate, Days);
+        time_range_key!(NaiveDateTime, Micros);
+        time_range_key!(DateTime<Utc>, Micros);
     }
 
     #[cfg(feature = "time")]
@@ -452,5 +524,7 @@ mod feature_keys {
                 i64::MAX
             }))
         });
+        time_range_key!(Date, Days);
+        time_range_key!(OffsetDateTime, Micros);
     }
 }

@@ -163,6 +163,9 @@ pub(crate) struct RangeEntry {
     pub(crate) start: Option<i64>,
     /// Excluded end, `None` when open.
     pub(crate) end: Option<i64>,
+    /// Whether the bounds were written as dates or timestamps (then `start` and `end` are
+    /// microseconds since 2000-01-01 00:00 UTC).
+    pub(crate) time: bool,
 }
 
 /// A listed value of `map(..)`.
@@ -1109,9 +1112,26 @@ fn range_entry(input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<Optio
         (Some(None), _) | (_, Some(None)) => return Ok(None),
         (start, end) => (start.flatten(), end.flatten()),
     };
+    let time = match (start, end) {
+        (Some((_, a)), Some((_, b))) if a != b => {
+            errors.spanned(
+                &expr,
+                format!(
+                    "range `{text}` of shard `{shard}` mixes a date with an integer; write both \
+                     bounds as dates (\"2025-01-01\") for a date or timestamp key, or both as \
+                     integers"
+                ),
+            );
+            return Ok(None);
+        }
+        (Some((_, t)), _) | (_, Some((_, t))) => t,
+        (None, None) => false,
+    };
+    let (start, end) = (start.map(|(v, _)| v), end.map(|(v, _)| v));
     let end = match range.limits {
         syn::RangeLimits::HalfOpen(_) => end,
-        // `..=i64::MAX` is open above.
+        // `..=i64::MAX` is open above; `..="2025-12-31"` takes that whole day (a date key).
+        syn::RangeLimits::Closed(_) if time => end.and_then(|e| e.checked_add(86_400_000_000)),
         syn::RangeLimits::Closed(_) => end.and_then(|e| e.checked_add(1)),
     };
     if let (Some(s), Some(e)) = (start, end)
@@ -1131,11 +1151,32 @@ fn range_entry(input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<Optio
         text,
         start,
         end,
+        time,
     }))
 }
 
-/// An integer literal (possibly negative) as a range bound; `None` after recording an error.
-fn int_bound(expr: &Expr, shard: &str, errors: &mut Errors) -> Option<i64> {
+/// An integer literal (possibly negative) as a range bound, or a date / UTC timestamp string
+/// as microseconds since 2000-01-01 (`true`); `None` after recording an error.
+fn int_bound(expr: &Expr, shard: &str, errors: &mut Errors) -> Option<(i64, bool)> {
+    if let Expr::Lit(syn::ExprLit {
+        lit: Lit::Str(lit), ..
+    }) = expr
+    {
+        return match crate::timetext::micros_since_2000(&lit.value()) {
+            Ok(micros) => Some((micros, true)),
+            Err(why) => {
+                errors.spanned(
+                    expr,
+                    format!(
+                        "the range bound {:?} of shard `{shard}` is not a date or UTC timestamp \
+                         ({why}); write `\"2025-01-01\"` or `\"2025-01-01T06:00:00Z\"`",
+                        lit.value()
+                    ),
+                );
+                None
+            }
+        };
+    }
     let parsed = match expr {
         Expr::Lit(syn::ExprLit {
             lit: Lit::Int(lit), ..
@@ -1157,11 +1198,12 @@ fn int_bound(expr: &Expr, shard: &str, errors: &mut Errors) -> Option<i64> {
             expr,
             format!(
                 "the bounds of the range of shard `{shard}` must be integer literals that fit an \
-                 `i64`, e.g. `20250101..20260101`"
+                 `i64`, e.g. `20250101..20260101`, or dates for a date or timestamp key \
+                 (`\"2025-01-01\"..\"2025-02-01\"`)"
             ),
         );
     }
-    parsed
+    parsed.map(|v| (v, false))
 }
 
 /// `value = "shard"` in `map(..)`: the value an identifier, a string or an integer.

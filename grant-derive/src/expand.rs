@@ -336,9 +336,21 @@ fn helpers(model: &Model<'_>) -> TokenStream {
                 }
             }
         }
-        Plan::Range { shards, ranges } => {
+        Plan::Range {
+            shards,
+            ranges,
+            time,
+        } => {
+            let key_ty = key_type(model, sharding);
+            let bound = |v: Option<i64>| match (v, time) {
+                (Some(v), true) => {
+                    let v = Literal::i64_suffixed(v);
+                    quote!(::core::option::Option::Some(#p::time_bound::<#key_ty>(#v)))
+                }
+                (v, _) => some_i64(v),
+            };
             let ranges = ranges.iter().map(|&(start, end, shard)| {
-                let (start, end) = (some_i64(start), some_i64(end));
+                let (start, end) = (bound(start), bound(end));
                 let id = named(shards, shard);
                 quote!(#p::resolve::KeyRange::new(#start, #end, #id))
             });

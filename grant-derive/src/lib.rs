@@ -20,6 +20,7 @@ mod expand;
 mod fallback;
 mod names;
 mod sql_enum;
+mod timetext;
 mod valid;
 
 #[cfg(test)]

@@ -78,6 +78,9 @@ pub(crate) enum Plan {
         shards: Vec<String>,
         /// (start, end, shard position).
         ranges: Vec<(Option<i64>, Option<i64>, u32)>,
+        /// Whether the bounds were written as dates: microseconds since 2000-01-01 UTC, in
+        /// the key's unit through `grant::key::time_bound`.
+        time: bool,
     },
     /// `mapping`: shards named in `map(..)` and `default`.
     Mapping {
@@ -627,7 +630,23 @@ fn range(entries: &[RangeEntry], errors: &mut Errors) -> Option<Plan> {
             (e.start, e.end, index)
         })
         .collect();
-    ok.then_some(Plan::Range { shards, ranges })
+    let time = entries.iter().any(|e| e.time);
+    if let Some(int) = entries.iter().find(|e| time && !e.time && (e.start.is_some() || e.end.is_some())) {
+        errors.at(
+            int.span,
+            format!(
+                "range `{}` of shard `{}` has integer bounds while others are dates; write every \
+                 bound as a date (\"2025-01-01\") for a date or timestamp key",
+                int.text, int.shard
+            ),
+        );
+        return None;
+    }
+    ok.then_some(Plan::Range {
+        shards,
+        ranges,
+        time,
+    })
 }
 
 /// `mapping`: the listed values sorted, and their shards (then the default's) listed in order of
