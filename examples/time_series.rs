@@ -1,10 +1,12 @@
-//! Time series by month: sensor readings keyed by day (`YYYYMMDD`) live in one SQLite file per
-//! month with the `range` strategy. A query over a period reads only the months it covers; old
+//! Time series by month: sensor readings keyed by their day (a `chrono::NaiveDate`, with the
+//! instant they were taken as a `DateTime<Utc>`) live in one SQLite file per month with the
+//! `range` strategy, its bounds written as dates. A query over a period reads only the months it covers; old
 //! months can be archived by detaching one file.
 //!
 //! Run with `cargo run --example time_series`. Rerunnable: it starts from empty SQLite shard files
 //! each time (in `target/grant-time-series`, or the directory in `GRANT_DATA_DIR`).
 
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use grant::prelude::*;
 
 /// One reading of one sensor on one day.
@@ -14,24 +16,27 @@ use grant::prelude::*;
     strategy = "range",
     on = "day",
     ranges(
-        archive = ..20250101,
-        m2025_01 = 20250101..20250201,
-        m2025_02 = 20250201..20250301,
-        m2025_03 = 20250301..20250401,
-        m2025_04 = 20250401..20250501,
-        m2025_05 = 20250501..20250601,
-        current = 20250601..,
+        archive = .."2025-01-01",
+        m2025_01 = "2025-01-01".."2025-02-01",
+        m2025_02 = "2025-02-01".."2025-03-01",
+        m2025_03 = "2025-03-01".."2025-04-01",
+        m2025_04 = "2025-04-01".."2025-05-01",
+        m2025_05 = "2025-05-01".."2025-06-01",
+        current = "2025-06-01"..,
     )
 )]
 struct Reading {
     #[primary_key]
-    day: i32,
+    day: NaiveDate,
     #[primary_key]
     sensor: i64,
+    taken_at: DateTime<Utc>,
     celsius: f64,
 }
 
-const MONTH_DAYS: [i32; 7] = [31, 31, 28, 31, 30, 31, 30];
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("a calendar date")
+}
 
 #[tokio::main]
 async fn main() -> grant::Result<()> {
@@ -45,28 +50,26 @@ async fn main() -> grant::Result<()> {
     let cluster = builder.connect().await?;
     Reading::create_table(&cluster).await?;
 
-    // December 2024 to June 2025, 20 sensors, one reading per sensor and day.
+    // December 2024 to June 2025, 20 sensors, one reading per sensor and day, at 06:00 UTC
+    // plus a minute per sensor.
     let mut readings = Vec::new();
-    for (month, &days) in MONTH_DAYS.iter().enumerate() {
-        let (year, month) = if month == 0 {
-            (2024, 12)
-        } else {
-            (2025, month as i32)
-        };
-        for d in 1..=days {
-            let day = year * 10_000 + month * 100 + d;
-            for sensor in 0..20 {
-                let celsius = 5.0
-                    + f64::from(month % 12) * 2.5
-                    + f64::from(d % 7) * 0.3
-                    + sensor as f64 * 0.1;
-                readings.push(Reading {
-                    day,
-                    sensor,
-                    celsius,
-                });
-            }
+    let mut day = date(2024, 12, 1);
+    while day < date(2025, 7, 1) {
+        for sensor in 0..20 {
+            let celsius = 5.0
+                + f64::from(day.month() % 12) * 2.5
+                + f64::from(day.day() % 7) * 0.3
+                + sensor as f64 * 0.1;
+            let taken_at = Utc.from_utc_datetime(&day.and_hms_opt(6, 0, 0).expect("06:00"))
+                + Duration::minutes(sensor);
+            readings.push(Reading {
+                day,
+                sensor,
+                taken_at,
+                celsius,
+            });
         }
+        day += Duration::days(1);
     }
     Reading::insert_many(&cluster, &readings).await?;
     println!("{}", cluster.distribution::<Reading>().await?);
@@ -74,7 +77,7 @@ async fn main() -> grant::Result<()> {
     // One week in March: one month's file.
     cluster.log().start();
     let week = Reading::query()
-        .filter(Reading::DAY.between(20250310, 20250316))
+        .filter(Reading::DAY.between(date(2025, 3, 10), date(2025, 3, 16)))
         .count(&cluster)
         .await?;
     let touched = shards(cluster.log().stop());
@@ -85,7 +88,11 @@ async fn main() -> grant::Result<()> {
     // A period across a month boundary: two files; the average is exact across them.
     cluster.log().start();
     let avg = Reading::query()
-        .filter(Reading::DAY.gte(20250420).and(Reading::DAY.lt(20250510)))
+        .filter(
+            Reading::DAY
+                .gte(date(2025, 4, 20))
+                .and(Reading::DAY.lt(date(2025, 5, 10))),
+        )
         .avg(Reading::CELSIUS, &cluster)
         .await?;
     let touched = shards(cluster.log().stop());
@@ -93,7 +100,7 @@ async fn main() -> grant::Result<()> {
     assert_eq!(touched, ["m2025_04", "m2025_05"]);
     let expected: Vec<f64> = readings
         .iter()
-        .filter(|r| (20250420..20250510).contains(&r.day))
+        .filter(|r| (date(2025, 4, 20)..date(2025, 5, 10)).contains(&r.day))
         .map(|r| r.celsius)
         .collect();
     let mean = expected.iter().sum::<f64>() / expected.len() as f64;
@@ -102,18 +109,19 @@ async fn main() -> grant::Result<()> {
     // Everything before 2025 is in the archive file.
     cluster.log().start();
     let old = Reading::query()
-        .filter(Reading::DAY.lt(20250101))
+        .filter(Reading::DAY.lt(date(2025, 1, 1)))
         .count(&cluster)
         .await?;
     let touched = shards(cluster.log().stop());
     println!("readings before 2025: {old}, read from {touched:?}");
     assert_eq!(touched, ["archive"]);
 
-    // One sensor's latest readings: the key is the day, so this reads every month.
+    // One sensor's latest readings, newest instant first: the key is the day, so this reads
+    // every month and merges them by time.
     cluster.log().start();
     let latest = Reading::query()
         .filter(Reading::SENSOR.eq(7))
-        .order_by(Reading::DAY, Order::Desc)
+        .order_by(Reading::TAKEN_AT, Order::Desc)
         .limit(3)
         .all(&cluster)
         .await?;
@@ -125,8 +133,19 @@ async fn main() -> grant::Result<()> {
     );
     assert_eq!(
         latest.iter().map(|r| r.day).collect::<Vec<_>>(),
-        [20250630, 20250629, 20250628]
+        [date(2025, 6, 30), date(2025, 6, 29), date(2025, 6, 28)]
     );
+    assert_eq!(latest[0].taken_at.to_rfc3339(), "2025-06-30T06:07:00+00:00");
+
+    // The readings of one morning hour, across sensors: a filter on the instant.
+    let from = Utc.with_ymd_and_hms(2025, 6, 30, 6, 5, 0).unwrap();
+    let five = Reading::query()
+        .filter(Reading::DAY.eq(date(2025, 6, 30)))
+        .filter(Reading::TAKEN_AT.between(from, from + Duration::minutes(4)))
+        .count(&cluster)
+        .await?;
+    println!("readings 2025-06-30 06:05 ..= 06:09 UTC: {five}");
+    assert_eq!(five, 5);
     println!("time_series: ok");
     Ok(())
 }
