@@ -47,9 +47,9 @@ pub use grant_sharding::distribution::{Distribution, ShardRows};
 pub use grant_sharding::placement::directory::{Directory, NewKeys};
 pub use grant_sharding::placement::{Placement, PlacementState, Resolver};
 pub use grant_sharding::{
-    Balance, Circuit, Cluster, ClusterBuilder, EndpointStatus, Executed, HealthConfig, Migration,
-    Partial, PartialQuery, Query, QueryLog, ReadPolicy, RecoveryReport, SchemaReport, Select,
-    ShardStatus, ShardTx, Tracked, Transaction, TwoPhase, current_shard, with_shard,
+    Balance, Circuit, Cluster, ClusterBuilder, EndpointStatus, Executed, HealthConfig, IdGenerator,
+    Migration, Partial, PartialQuery, Query, QueryLog, ReadPolicy, RecoveryReport, SchemaReport,
+    Select, ShardStatus, ShardTx, Tracked, Transaction, TwoPhase, current_shard, with_shard,
 };
 
 pub use grant_sharding::saga;

@@ -650,15 +650,24 @@ async fn range_over_dates_places_rows_in_monthly_shards_and_prunes_by_day() {
     assert_eq!(name(d(2025, 3, 1)), "m_2025_03");
     assert_eq!(name(d(2031, 7, 4)), "m_2025_03");
     let six = time::macros::datetime!(2025-03-01 06:00 UTC);
-    assert_eq!(Event::shard_for(&(six - time::Duration::microseconds(1))).name(), "night");
+    assert_eq!(
+        Event::shard_for(&(six - time::Duration::microseconds(1))).name(),
+        "night"
+    );
     assert_eq!(Event::shard_for(&six).name(), "day");
     // The same instant in another offset is the same key.
-    assert_eq!(Event::shard_for(&six.to_offset(time::macros::offset!(+09:00))).name(), "day");
+    assert_eq!(
+        Event::shard_for(&six.to_offset(time::macros::offset!(+09:00))).name(),
+        "day"
+    );
 
     let dir = common::tempdir();
     let mut builder = Cluster::<Sqlite>::builder();
     for shard in ["before", "m_2025_01", "m_2025_02", "m_2025_03"] {
-        builder = builder.shard(shard, dir.path().join(format!("{shard}.db")).display().to_string());
+        builder = builder.shard(
+            shard,
+            dir.path().join(format!("{shard}.db")).display().to_string(),
+        );
     }
     let cluster = builder.connect().await.unwrap();
     Reading::create_table(&cluster).await.unwrap();
@@ -678,11 +687,25 @@ async fn range_over_dates_places_rows_in_monthly_shards_and_prunes_by_day() {
         .count(&cluster)
         .await
         .unwrap();
-    let touched: std::collections::HashSet<String> =
-        cluster.log().stop().into_iter().map(|e| e.shard.to_string()).collect();
+    let touched: std::collections::HashSet<String> = cluster
+        .log()
+        .stop()
+        .into_iter()
+        .map(|e| e.shard.to_string())
+        .collect();
     assert_eq!(february, 28);
-    assert_eq!(touched, ["m_2025_02".to_owned()].into(), "a February filter reads February's shard");
+    assert_eq!(
+        touched,
+        ["m_2025_02".to_owned()].into(),
+        "a February filter reads February's shard"
+    );
     for row in &rows {
-        assert_eq!(Reading::find(&cluster, (row.day, row.sensor)).await.unwrap().as_ref(), Some(row));
+        assert_eq!(
+            Reading::find(&cluster, (row.day, row.sensor))
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(row)
+        );
     }
 }

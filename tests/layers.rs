@@ -39,20 +39,21 @@ const RULES: &[(&[&str], &[&str])] = &[
             "txn",
             "reshard",
             "saga",
+            "ids",
         ],
     ),
     // L2 placement.
     (
         &["placement", "router.rs", "context.rs"],
         &[
-            "crud", "query", "select", "schema", "txn", "reshard", "saga",
+            "crud", "query", "select", "schema", "txn", "reshard", "saga", "ids",
         ],
     ),
     // L3 execution.
     (
         &["exec.rs", "merge.rs", "stmt.rs"],
         &[
-            "crud", "query", "select", "schema", "txn", "reshard", "saga",
+            "crud", "query", "select", "schema", "txn", "reshard", "saga", "ids",
         ],
     ),
     // L4 operations.
@@ -64,7 +65,7 @@ const RULES: &[(&[&str], &[&str])] = &[
             "schema.rs",
             "distribution.rs",
         ],
-        &["txn", "reshard", "saga"],
+        &["txn", "reshard", "saga", "ids"],
     ),
 ];
 

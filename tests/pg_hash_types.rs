@@ -68,14 +68,21 @@ impl Rng {
 
 /// Creates `table (k <ty>)` `PARTITION BY HASH (k)` with `modulus` partitions `{table}_p{r}`.
 async fn partitioned(pool: &PgPool, table: &str, ty: &str, modulus: u32) {
-    let sql = format!("CREATE TABLE {table} (i int NOT NULL, k {ty} NOT NULL) PARTITION BY HASH (k)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await.unwrap();
+    let sql =
+        format!("CREATE TABLE {table} (i int NOT NULL, k {ty} NOT NULL) PARTITION BY HASH (k)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .unwrap();
     for r in 0..modulus {
         let sql = format!(
             "CREATE TABLE {table}_p{r} PARTITION OF {table} \
              FOR VALUES WITH (MODULUS {modulus}, REMAINDER {r})"
         );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(pool)
+            .await
+            .unwrap();
     }
 }
 
@@ -88,12 +95,14 @@ where
     partitioned(pool, table, ty, modulus).await;
     let mut tx = pool.begin().await.unwrap();
     for (i, k) in keys.iter().enumerate() {
-        sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {table} VALUES ($1, $2)")))
-            .bind(i as i32)
-            .bind(k.clone())
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {table} VALUES ($1, $2)"
+        )))
+        .bind(i as i32)
+        .bind(k.clone())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     }
     tx.commit().await.unwrap();
     let rows: Vec<(i32, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -108,7 +117,11 @@ where
         .map(|(_, p)| p.rsplit_once("_p").unwrap().1.parse().unwrap())
         .collect();
     let distinct: HashSet<u32> = remainders.iter().copied().collect();
-    assert_eq!(distinct.len(), modulus as usize, "{table}: every partition gets rows");
+    assert_eq!(
+        distinct.len(),
+        modulus as usize,
+        "{table}: every partition gets rows"
+    );
     remainders
 }
 
@@ -120,7 +133,11 @@ fn agree<K: std::fmt::Debug>(table: &str, keys: &[K], pg: &[u32], grant: impl Fn
         .take(10)
         .map(|(k, r)| format!("{k:?}: PostgreSQL remainder {r}, Grant {}", grant(k)))
         .collect();
-    assert!(wrong.is_empty(), "{table}: Grant disagrees with PostgreSQL:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{table}: Grant disagrees with PostgreSQL:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,7 +163,9 @@ async fn pg_hash_places_uuid_date_and_timestamp_keys_where_postgres_partitions_t
     // date: 1900 .. 2100, the epoch and the day before it.
     let epoch = NaiveDate::from_ymd_opt(2000, 1, 1).unwrap();
     let mut dates: Vec<NaiveDate> = vec![epoch, epoch.pred_opt().unwrap()];
-    dates.extend((0..KEYS).map(|_| epoch + chrono::Duration::days((rng.next() % 73_000) as i64 - 36_500)));
+    dates.extend(
+        (0..KEYS).map(|_| epoch + chrono::Duration::days((rng.next() % 73_000) as i64 - 36_500)),
+    );
     let pg8 = placed(&pool, "t_date_8", "date", 8, &dates).await;
     agree("date/8", &dates, &pg8, |k| {
         let dynamic = <Date8 as Model>::shard_for_value(&Value::ChronoDate(Some(*k))).unwrap();
@@ -165,7 +184,9 @@ async fn pg_hash_places_uuid_date_and_timestamp_keys_where_postgres_partitions_t
         })
         .collect();
     assert_eq!(time_dates[0], time::macros::date!(2000 - 01 - 01));
-    agree("time::Date/8", &time_dates, &pg8, |k| TimeDate8::shard_for(k).index());
+    agree("time::Date/8", &time_dates, &pg8, |k| {
+        TimeDate8::shard_for(k).index()
+    });
 
     // timestamp and timestamptz, with nanoseconds, before and after the epoch.
     let mut instants: Vec<DateTime<Utc>> = vec![
@@ -181,7 +202,9 @@ async fn pg_hash_places_uuid_date_and_timestamp_keys_where_postgres_partitions_t
         dynamic.index()
     });
     let pg5 = placed(&pool, "t_ts_5", "timestamp", 5, &naive).await;
-    agree("timestamp/5", &naive, &pg5, |k| Stamp5::shard_for(k).index());
+    agree("timestamp/5", &naive, &pg5, |k| {
+        Stamp5::shard_for(k).index()
+    });
 
     let pg8 = placed(&pool, "t_tstz_8", "timestamptz", 8, &instants).await;
     agree("timestamptz/8", &instants, &pg8, |k| {
@@ -191,7 +214,9 @@ async fn pg_hash_places_uuid_date_and_timestamp_keys_where_postgres_partitions_t
         dynamic.index()
     });
     let pg5 = placed(&pool, "t_tstz_5", "timestamptz", 5, &instants).await;
-    agree("timestamptz/5", &instants, &pg5, |k| Instant5::shard_for(k).index());
+    agree("timestamptz/5", &instants, &pg5, |k| {
+        Instant5::shard_for(k).index()
+    });
     // The same instants as `time::OffsetDateTime` in another offset: the same partitions.
     let offsets: Vec<OffsetDateTime> = instants
         .iter()
@@ -203,7 +228,8 @@ async fn pg_hash_places_uuid_date_and_timestamp_keys_where_postgres_partitions_t
         .collect();
     agree("OffsetDateTime/8", &offsets, &pg8, |k| {
         let dynamic =
-            <Offset8 as Model>::shard_for_value(&Value::TimeDateTimeWithTimeZone(Some(*k))).unwrap();
+            <Offset8 as Model>::shard_for_value(&Value::TimeDateTimeWithTimeZone(Some(*k)))
+                .unwrap();
         assert_eq!(Offset8::shard_for(k), dynamic);
         dynamic.index()
     });

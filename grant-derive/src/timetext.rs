@@ -39,7 +39,20 @@ pub(crate) fn micros_since_2000(text: &str) -> Result<i64, String> {
     }
     let (y, m) = (number(y, "year", 0..=9999)?, number(m, "month", 1..=12)?);
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     let d = number(d, "day of that month", 1..=month_days[(m - 1) as usize])?;
     let days = days_from_civil(y, m, d) - days_from_civil(2000, 1, 1);
     let mut micros = days * 86_400_000_000;
@@ -84,7 +97,10 @@ mod tests {
         assert_eq!(micros_since_2000("1999-12-31"), Ok(-DAY));
         assert_eq!(micros_since_2000("2025-03-01"), Ok(9191 * DAY));
         assert_eq!(micros_since_2000("2000-01-01T00:00:01.5Z"), Ok(1_500_000));
-        assert_eq!(micros_since_2000("2000-01-01 06:00+00:00"), Ok(6 * 3_600_000_000));
+        assert_eq!(
+            micros_since_2000("2000-01-01 06:00+00:00"),
+            Ok(6 * 3_600_000_000)
+        );
         assert!(micros_since_2000("2025-02-29").is_err());
         assert!(micros_since_2000("2025-1-01").is_err());
         assert!(micros_since_2000("2025-01-01T10:00:00+02:00").is_err());

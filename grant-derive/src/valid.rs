@@ -631,7 +631,10 @@ fn range(entries: &[RangeEntry], errors: &mut Errors) -> Option<Plan> {
         })
         .collect();
     let time = entries.iter().any(|e| e.time);
-    if let Some(int) = entries.iter().find(|e| time && !e.time && (e.start.is_some() || e.end.is_some())) {
+    if let Some(int) = entries
+        .iter()
+        .find(|e| time && !e.time && (e.start.is_some() || e.end.is_some()))
+    {
         errors.at(
             int.span,
             format!(

@@ -12,7 +12,7 @@
 //!
 //! | layer | modules | what they decide |
 //! |---|---|---|
-//! | L5 features | [`txn`], [`saga`], [`reshard`], `features` | transactions and 2PC, sagas, online resharding; the standard cluster's hooks |
+//! | L5 features | [`txn`], [`saga`], [`reshard`], [`ids`], `features` | transactions and 2PC, sagas, online resharding, cluster-wide ids; the standard cluster's hooks |
 //! | L4 operations | [`crud`], [`query`], [`select`], [`schema`], [`distribution`] | writes and finds by key, routed queries and aggregates, DDL and migrations, row counts |
 //! | L3 execution | `exec`, [`merge`], `stmt` | running one statement per shard in parallel under one deadline; merging ordered rows; every SQL builder |
 //! | L2 placement | `router`, [`placement`] (with [`placement::directory`]), [`context`] | which shards a query visits; where a write goes (main and dual-write shards); operation gates |
@@ -47,6 +47,7 @@ mod exec;
 mod extensions;
 mod features;
 pub mod health;
+pub mod ids;
 pub mod merge;
 pub mod observe;
 mod parking;
@@ -68,6 +69,7 @@ pub use cluster::{Balance, Cluster, ClusterBuilder, Executed, QueryLog, ReadPoli
 pub use context::{current_shard, with_shard};
 pub use crud::Tracked;
 pub use health::{Circuit, EndpointStatus, HealthConfig, ShardStatus};
+pub use ids::IdGenerator;
 pub use placement::{Placement, PlacementState, Resolver};
 pub use query::{Partial, PartialQuery, Query};
 pub use saga::{Saga, SagaRegistry, SagaReport, SagaStatus, StepContext, StepResult};
