@@ -217,6 +217,9 @@ where
     (sharded, single)
 }
 
+/// What a filter keeps, judged on the rows as written.
+type Want = Box<dyn Fn(&Issue) -> bool>;
+
 fn keys(rows: &[Issue]) -> Vec<(Uuid, i64)> {
     rows.iter().map(|r| (r.tenant_id, r.id)).collect()
 }
@@ -250,7 +253,7 @@ where
 
     let cut = rows[17].opened_at;
     let someone = rows.iter().find_map(|r| r.reporter).unwrap();
-    let filters: Vec<(&str, Cond<Issue>, Box<dyn Fn(&Issue) -> bool>)> = vec![
+    let filters: Vec<(&str, Cond<Issue>, Want)> = vec![
         (
             "estimate > 1.1",
             Issue::ESTIMATE.gt(dec("1.10")),

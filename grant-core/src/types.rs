@@ -120,7 +120,7 @@ pub fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
 
 /// Appends the canonical group-key encoding of a non-NULL value of a feature type (see
 /// [`crate::value::encode_key`]); `false` when `value` is of no such type.
-#[allow(unused_variables, unreachable_code)]
+#[allow(unused_variables, unreachable_code, clippy::ptr_arg)]
 pub fn encode_key(value: &Value, out: &mut Vec<u8>) -> bool {
     #[allow(unreachable_patterns)]
     match value {
@@ -291,9 +291,9 @@ pub fn instant_text(t: &time::OffsetDateTime) -> String {
     let nanos = t.nanosecond();
     let fraction = if nanos == 0 {
         String::new()
-    } else if nanos % 1_000_000 == 0 {
+    } else if nanos.is_multiple_of(1_000_000) {
         format!(".{:03}", nanos / 1_000_000)
-    } else if nanos % 1_000 == 0 {
+    } else if nanos.is_multiple_of(1_000) {
         format!(".{:06}", nanos / 1_000)
     } else {
         format!(".{nanos:09}")
@@ -321,56 +321,6 @@ pub fn sqlite_value(value: &mut Value) {
         #[cfg(feature = "rust_decimal")]
         Value::Decimal(Some(d)) => *value = Value::String(Some(decimal_text(d))),
         _ => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[cfg(feature = "rust_decimal")]
-    #[test]
-    fn decimal_text_is_canonical_and_sorts_by_number() {
-        use rust_decimal::Decimal;
-        use std::str::FromStr;
-        let d = |s: &str| Decimal::from_str(s).unwrap();
-        assert_eq!(decimal_text(&d("1.10")), "1.1");
-        assert_eq!(decimal_text(&d("-0.000")), "0");
-        assert_eq!(decimal_text(&d("100")), "100");
-        assert_eq!(compare_decimal_text("9", "10.5"), Ordering::Less);
-        assert_eq!(compare_decimal_text("-2", "-10"), Ordering::Greater);
-        assert_eq!(compare_decimal_text("1.1", "1.10"), Ordering::Equal);
-    }
-
-    #[cfg(feature = "rust_decimal")]
-    #[test]
-    fn average_scale_follows_postgresql() {
-        use rust_decimal::Decimal;
-        use std::str::FromStr;
-        let avg =
-            |s: &str, n| match avg_exact(&Value::Decimal(Some(Decimal::from_str(s).unwrap())), n) {
-                Some(Value::Decimal(Some(d))) => d.to_string(),
-                other => panic!("{other:?}"),
-            };
-        // Values PostgreSQL 15 answers: SELECT avg(x) FROM (VALUES ..) t(x).
-        assert_eq!(avg("10", 3), "3.3333333333333333"); // avg of 1, 2, 7
-        assert_eq!(avg("3.00", 2), "1.5000000000000000"); // avg of 1.00, 2.00
-        assert_eq!(avg("0", 2), "0.00000000000000000000");
-        assert_eq!(avg("20000", 2), "10000.0000000000000000");
-        assert_eq!(avg("0.00007", 3), "0.000023333333333333333333");
-        assert_eq!(avg("123456790.123", 2), "61728395.061500000000");
-    }
-
-    #[cfg(feature = "time")]
-    #[test]
-    fn instant_text_is_utc_and_sorts_as_time() {
-        use time::macros::datetime;
-        let a = instant_text(&datetime!(2025-03-01 12:00:00 +02:00));
-        assert_eq!(a, "2025-03-01T10:00:00+00:00");
-        let b = instant_text(&datetime!(2025-03-01 10:00:00.5 UTC));
-        assert_eq!(b, "2025-03-01T10:00:00.500+00:00");
-        let c = instant_text(&datetime!(2025-03-01 10:00:00.000001 UTC));
-        assert!(a < c && c < b);
     }
 }
 
@@ -428,4 +378,54 @@ pub fn key_from_text(kind: ValueKind, text: &str) -> Option<Value> {
         ValueKind::Decimal => Value::Decimal(Some(text.parse().ok()?)),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(feature = "rust_decimal")]
+    #[test]
+    fn decimal_text_is_canonical_and_sorts_by_number() {
+        use rust_decimal::Decimal;
+        use std::str::FromStr;
+        let d = |s: &str| Decimal::from_str(s).unwrap();
+        assert_eq!(decimal_text(&d("1.10")), "1.1");
+        assert_eq!(decimal_text(&d("-0.000")), "0");
+        assert_eq!(decimal_text(&d("100")), "100");
+        assert_eq!(compare_decimal_text("9", "10.5"), Ordering::Less);
+        assert_eq!(compare_decimal_text("-2", "-10"), Ordering::Greater);
+        assert_eq!(compare_decimal_text("1.1", "1.10"), Ordering::Equal);
+    }
+
+    #[cfg(feature = "rust_decimal")]
+    #[test]
+    fn average_scale_follows_postgresql() {
+        use rust_decimal::Decimal;
+        use std::str::FromStr;
+        let avg =
+            |s: &str, n| match avg_exact(&Value::Decimal(Some(Decimal::from_str(s).unwrap())), n) {
+                Some(Value::Decimal(Some(d))) => d.to_string(),
+                other => panic!("{other:?}"),
+            };
+        // Values PostgreSQL 15 answers: SELECT avg(x) FROM (VALUES ..) t(x).
+        assert_eq!(avg("10", 3), "3.3333333333333333"); // avg of 1, 2, 7
+        assert_eq!(avg("3.00", 2), "1.5000000000000000"); // avg of 1.00, 2.00
+        assert_eq!(avg("0", 2), "0.00000000000000000000");
+        assert_eq!(avg("20000", 2), "10000.0000000000000000");
+        assert_eq!(avg("0.00007", 3), "0.000023333333333333333333");
+        assert_eq!(avg("123456790.123", 2), "61728395.061500000000");
+    }
+
+    #[cfg(feature = "time")]
+    #[test]
+    fn instant_text_is_utc_and_sorts_as_time() {
+        use time::macros::datetime;
+        let a = instant_text(&datetime!(2025-03-01 12:00:00 +02:00));
+        assert_eq!(a, "2025-03-01T10:00:00+00:00");
+        let b = instant_text(&datetime!(2025-03-01 10:00:00.5 UTC));
+        assert_eq!(b, "2025-03-01T10:00:00.500+00:00");
+        let c = instant_text(&datetime!(2025-03-01 10:00:00.000001 UTC));
+        assert!(a < c && c < b);
+    }
 }

@@ -585,6 +585,22 @@ const MAX_RING_POINTS: u64 = 1 << 24;
 /// `range`: the ranges sorted, checked for overlaps and gaps, and their shards listed in order of
 /// first appearance.
 fn range(entries: &[RangeEntry], errors: &mut Errors) -> Option<Plan> {
+    // Dates and integers are different units: checked before any overlap.
+    let time = entries.iter().any(|e| e.time);
+    if let Some(int) = entries
+        .iter()
+        .find(|e| time && !e.time && (e.start.is_some() || e.end.is_some()))
+    {
+        errors.at(
+            int.span,
+            format!(
+                "range `{}` of shard `{}` has integer bounds while others are dates; write every \
+                 bound as a date (\"2025-01-01\") for a date or timestamp key",
+                int.text, int.shard
+            ),
+        );
+        return None;
+    }
     let mut shards: Vec<String> = Vec::new();
     for e in entries {
         if !shards.contains(&e.shard) {
@@ -630,21 +646,6 @@ fn range(entries: &[RangeEntry], errors: &mut Errors) -> Option<Plan> {
             (e.start, e.end, index)
         })
         .collect();
-    let time = entries.iter().any(|e| e.time);
-    if let Some(int) = entries
-        .iter()
-        .find(|e| time && !e.time && (e.start.is_some() || e.end.is_some()))
-    {
-        errors.at(
-            int.span,
-            format!(
-                "range `{}` of shard `{}` has integer bounds while others are dates; write every \
-                 bound as a date (\"2025-01-01\") for a date or timestamp key",
-                int.text, int.shard
-            ),
-        );
-        return None;
-    }
     ok.then_some(Plan::Range {
         shards,
         ranges,
