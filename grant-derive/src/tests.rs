@@ -64,7 +64,7 @@ fn sharded_user_expansion() {
             "const _ : () = {",
             "# [automatically_derived]",
             "impl :: grant :: __private :: Model for User",
-            "i64 : :: grant :: __private :: SqlType + :: core :: clone :: Clone + :: core :: convert :: Into < :: grant :: __private :: sea_query :: Value >",
+            "i64 : :: grant :: __private :: SqlType",
             "Option < String > : :: grant :: __private :: SqlType",
             "type PrimaryKey = i64 ;",
             "name : \"User\" , table : \"users\"",

@@ -930,6 +930,9 @@ impl<DB: Backend> Cluster<DB> {
                     Ok(None) => continue,
                     Err(e) => Err(e),
                 };
+                if let Err(e) = log.release().await {
+                    tracing::warn!(saga_id = %id, error = %e, "saga resumed; its hold stays until it lapses");
+                }
                 match outcome {
                     Ok(r) => report.resumed.push(r),
                     Err(e) => report.errors.push((id, e)),
@@ -953,6 +956,19 @@ fn log_shard_id<DB: Backend>(cluster: &Cluster<DB>, name: Option<&str>) -> Resul
             shard: name.unwrap_or("<first shard>").to_owned(),
             known: cluster.shard_names().collect::<Vec<_>>().join(", "),
         })
+}
+
+/// How long a resumer's claim hides a saga from other resumers, renewed at each change it makes.
+const CLAIM_HOLD_MS: i64 = 30_000;
+
+/// `updated_at` for a change to a saga's log: the present, or — while a resumer holds the
+/// saga (its `updated_at` is in the future) — a renewed hold.
+fn held_or_now() -> Expr {
+    let now = now_millis();
+    Expr::cust(format!(
+        "CASE WHEN \"updated_at\" > {now} THEN {} ELSE {now} END",
+        now + CLAIM_HOLD_MS
+    ))
 }
 
 fn no_values() -> SqlxValues {
@@ -1098,7 +1114,7 @@ impl<'c, DB: Backend> Log<'c, DB> {
         update
             .table(SAGA_LOG)
             .value("status", status)
-            .value("updated_at", now_millis());
+            .value("updated_at", held_or_now());
         if let Some(attempts) = attempts {
             update.value("attempts", i64::from(attempts));
         }
@@ -1140,16 +1156,38 @@ impl<'c, DB: Backend> Log<'c, DB> {
         self.update(SAGA_ROW, status.as_str(), None, error).await
     }
 
-    /// Takes the saga for resuming if its row still shows `seen` as its last change.
+    /// Takes the saga for resuming if its row still shows `seen` as its last change, and holds
+    /// it: its `updated_at` moves [`CLAIM_HOLD_MS`] into the future (renewed by each change the
+    /// resume makes, [`held_or_now`]), so resumers listing sagas meanwhile do not see it as
+    /// unfinished and claim it again half-way through its compensation.
     async fn claim(&self, seen: i64) -> Result<bool> {
         let mut update = Query::update();
         update
             .table(SAGA_LOG)
-            .value("updated_at", Ord::max(now_millis(), seen + 1))
+            .value(
+                "updated_at",
+                Ord::max(now_millis() + CLAIM_HOLD_MS, seen + 1),
+            )
             .and_where(Expr::col("saga_id").eq(self.id))
             .and_where(Expr::col("step").eq(SAGA_ROW))
             .and_where(Expr::col("updated_at").eq(seen));
         Ok(self.execute(update.build_sqlx(DB::builder())).await? == 1)
+    }
+
+    /// Ends a resume's hold (whatever its outcome): the saga row shows the present again, so
+    /// a saga left unfinished is resumable at once.
+    async fn release(&self) -> Result<()> {
+        let now = now_millis();
+        let mut update = Query::update();
+        update
+            .table(SAGA_LOG)
+            .value("updated_at", now)
+            .and_where(Expr::col("saga_id").eq(self.id))
+            .and_where(Expr::col("step").eq(SAGA_ROW))
+            .and_where(Expr::col("updated_at").gt(now));
+        self.execute(update.build_sqlx(DB::builder()))
+            .await
+            .map(|_| ())
     }
 
     async fn load(&self) -> Result<Option<SagaRecord>> {
