@@ -1080,6 +1080,16 @@ impl<DB: Backend> Cluster<DB> {
         self.inner.shards.live().nth(index).map(|(_, s)| s.id)
     }
 
+    /// The shard that holds the cluster's own tables (resharding jobs, id leases): the first
+    /// one, named and as a [`ShardId`]. `what` says what it is wanted for, in the error.
+    pub(crate) fn first_shard(&self, what: &str) -> Result<(String, ShardId)> {
+        let (_, shard) =
+            self.inner.shards.live().next().ok_or_else(|| {
+                Error::Config(format!("the cluster has no shard to keep {what} on"))
+            })?;
+        Ok((shard.name.clone(), shard.id))
+    }
+
     /// The primary pool of the shard called `name`, for direct access.
     pub fn pool(&self, name: &str) -> Option<&Pool<DB>> {
         let i = self.inner.shards.find(name)?;

@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use grant_core::{Backend, Error, Result, ShardId, ValueKind};
-use sea_query_sqlx::SqlxValues;
+use sea_query::{Expr, OnConflict, Query, UpdateStatement};
+use sea_query_sqlx::{SqlxBinder, SqlxValues};
 
 use crate::cluster::Cluster;
 
@@ -157,15 +158,9 @@ impl<DB: Backend> Cluster<DB> {
     /// As [`Cluster::id_generator`].
     pub async fn id_generator_with_lease(&self, lease: Duration) -> Result<IdGenerator<DB>> {
         let lease = lease.max(Duration::from_secs(1));
-        let shard = first_shard(self)?;
-        execute(
-            self,
-            &shard,
-            "create the lease table",
-            CREATE.to_owned(),
-            vec![],
-        )
-        .await?;
+        let shard = self.first_shard("id leases")?;
+        let create = (CREATE.to_owned(), SqlxValues(sea_query::Values(Vec::new())));
+        execute(self, &shard, "create the lease table", create).await?;
         let holder = format!(
             "{}-{:016x}",
             std::process::id(),
@@ -201,14 +196,10 @@ impl<DB: Backend> Drop for Shared<DB> {
         );
         let node = self.clock.lock().unwrap_or_else(|p| p.into_inner()).node;
         runtime.spawn(async move {
-            let _ = execute(
-                &cluster,
-                &shard,
-                "release the node id",
-                format!("UPDATE {TABLE} SET expires_at = 0 WHERE node = {node} AND holder = $1"),
-                vec![holder.into()],
-            )
-            .await;
+            let mut release = update_held(node, &holder);
+            release.value("expires_at", 0_i64);
+            let statement = release.build_sqlx(DB::builder());
+            let _ = execute(&cluster, &shard, "release the node id", statement).await;
         });
     }
 }
@@ -231,18 +222,12 @@ async fn renew<DB: Backend>(shared: Weak<Shared<DB>>) {
             let clock = s.clock.lock().unwrap_or_else(|p| p.into_inner());
             clock.high_water.max(now + lease_ms)
         };
-        let renewed = execute(
-            &s.cluster,
-            &s.shard,
-            "renew the lease",
-            format!(
-                "UPDATE {TABLE} SET expires_at = {}, high_water = {high_water} \
-                 WHERE node = {node} AND holder = $1",
-                now + lease_ms
-            ),
-            vec![s.holder.clone().into()],
-        )
-        .await;
+        let mut renewal = update_held(node, &s.holder);
+        renewal
+            .value("expires_at", now + lease_ms)
+            .value("high_water", high_water);
+        let statement = renewal.build_sqlx(DB::builder());
+        let renewed = execute(&s.cluster, &s.shard, "renew the lease", statement).await;
         match renewed {
             Ok(1) => {
                 let mut clock = s.clock.lock().unwrap_or_else(|p| p.into_inner());
@@ -274,13 +259,13 @@ async fn acquire<DB: Backend>(
 ) -> Result<Clock> {
     let lease_ms = lease.as_millis() as i64;
     for _attempt in 0..16 {
-        let rows = fetch(
-            cluster,
-            shard,
-            "read the leases",
-            format!("SELECT node, expires_at, high_water FROM {TABLE} ORDER BY node"),
-        )
-        .await?;
+        let mut select = Query::select();
+        select
+            .columns(["node", "expires_at", "high_water"])
+            .from(TABLE)
+            .order_by("node", sea_query::Order::Asc);
+        let statement = select.build_sqlx(DB::builder());
+        let rows = fetch(cluster, shard, "read the leases", statement).await?;
         let mut taken: Vec<(i64, i64, i64)> = Vec::with_capacity(rows.len());
         for row in &rows {
             let int = |i| match DB::get_value(row, i, ValueKind::I64) {
@@ -296,20 +281,20 @@ async fn acquire<DB: Backend>(
             taken.iter().find(|(_, expires_at, _)| *expires_at < now)
         {
             let begin = start(high_water);
-            let claimed = execute(
-                cluster,
-                shard,
-                "take over an expired node id",
-                format!(
-                    "UPDATE {TABLE} SET holder = $1, expires_at = {}, high_water = {} \
-                     WHERE node = {node} AND expires_at = {expires_at} \
-                     AND high_water = {high_water}",
-                    now + lease_ms,
-                    begin + lease_ms
-                ),
-                vec![holder.to_owned().into()],
-            )
-            .await?;
+            // Compare-and-set on what was read: one of two racing processes wins.
+            use sea_query::ExprTrait;
+            let mut takeover = Query::update();
+            takeover
+                .table(TABLE)
+                .value("holder", holder)
+                .value("expires_at", now + lease_ms)
+                .value("high_water", begin + lease_ms)
+                .and_where(Expr::col("node").eq(node))
+                .and_where(Expr::col("expires_at").eq(expires_at))
+                .and_where(Expr::col("high_water").eq(high_water));
+            let statement = takeover.build_sqlx(DB::builder());
+            let claimed =
+                execute(cluster, shard, "take over an expired node id", statement).await?;
             if claimed == 1 {
                 return Ok(clock(node, begin, begin + lease_ms));
             }
@@ -317,19 +302,19 @@ async fn acquire<DB: Backend>(
         }
         if let Some(node) = (0..NODES).find(|n| !taken.iter().any(|t| t.0 == *n)) {
             let begin = start(-1);
-            let claimed = execute(
-                cluster,
-                shard,
-                "lease a free node id",
-                format!(
-                    "INSERT INTO {TABLE} (node, holder, expires_at, high_water) \
-                     VALUES ({node}, $1, {}, {}) ON CONFLICT (node) DO NOTHING",
-                    now + lease_ms,
-                    begin + lease_ms
-                ),
-                vec![holder.to_owned().into()],
-            )
-            .await?;
+            let mut insert = Query::insert();
+            insert
+                .into_table(TABLE)
+                .columns(["node", "holder", "expires_at", "high_water"])
+                .values_panic([
+                    node.into(),
+                    holder.into(),
+                    (now + lease_ms).into(),
+                    (begin + lease_ms).into(),
+                ])
+                .on_conflict(OnConflict::column("node").do_nothing().to_owned());
+            let statement = insert.build_sqlx(DB::builder());
+            let claimed = execute(cluster, shard, "lease a free node id", statement).await?;
             if claimed == 1 {
                 return Ok(clock(node, begin, begin + lease_ms));
             }
@@ -358,18 +343,6 @@ fn clock(node: i64, begin: i64, high_water: i64) -> Clock {
     }
 }
 
-fn first_shard<DB: Backend>(cluster: &Cluster<DB>) -> Result<(String, ShardId)> {
-    let name = cluster
-        .shard_names()
-        .next()
-        .ok_or_else(|| Error::Config("the cluster has no shard to lease id nodes on".into()))?
-        .to_owned();
-    let id = cluster
-        .shard_id(0)
-        .ok_or_else(|| Error::Config(format!("shard `{name}` is not in the cluster")))?;
-    Ok((name, id))
-}
-
 fn db_error(shard: &str, what: &str, e: impl std::fmt::Display) -> Error {
     Error::Config(format!(
         "id generator: {what} in `{TABLE}` on shard `{shard}` failed: {e}; check that the shard \
@@ -377,49 +350,41 @@ fn db_error(shard: &str, what: &str, e: impl std::fmt::Display) -> Error {
     ))
 }
 
-/// `$1`-style parameters in `sql` in the dialect's form (`?` on SQLite).
-fn dialect<DB: Backend>(sql: String) -> String {
-    use sea_query::QueryBuilder;
-    let (mark, numbered) = DB::builder().placeholder();
-    if numbered {
-        sql
-    } else {
-        sql.replace("$1", mark)
-    }
-}
-
+/// A statement on the lease table's shard, through the cluster's statement path.
 async fn execute<DB: Backend>(
     cluster: &Cluster<DB>,
     (name, id): &(String, ShardId),
     what: &str,
-    sql: String,
-    values: Vec<sea_query::Value>,
+    statement: (String, SqlxValues),
 ) -> Result<u64> {
     cluster
-        .execute(
-            "-",
-            *id,
-            (dialect::<DB>(sql), SqlxValues(sea_query::Values(values))),
-        )
+        .execute("-", *id, statement)
         .await
         .map_err(|e| db_error(name, what, e))
 }
 
+/// A read of the lease table (on its shard's primary).
 async fn fetch<DB: Backend>(
     cluster: &Cluster<DB>,
     (name, id): &(String, ShardId),
     what: &str,
-    sql: String,
+    statement: (String, SqlxValues),
 ) -> Result<Vec<DB::Row>> {
     cluster
-        .fetch(
-            "-",
-            *id,
-            Some(crate::ReadPolicy::Primary),
-            (sql, SqlxValues(sea_query::Values(Vec::new()))),
-        )
+        .fetch("-", *id, Some(crate::ReadPolicy::Primary), statement)
         .await
         .map_err(|e| db_error(name, what, e))
+}
+
+/// `UPDATE grant_id_nodes SET .. WHERE node = node AND holder = holder`.
+fn update_held(node: i64, holder: &str) -> UpdateStatement {
+    use sea_query::ExprTrait; // here only: its `max` would shadow `Ord::max` on integers
+    let mut update = Query::update();
+    update
+        .table(TABLE)
+        .and_where(Expr::col("node").eq(node))
+        .and_where(Expr::col("holder").eq(holder));
+    update
 }
 
 #[cfg(test)]

@@ -50,15 +50,7 @@ pub(crate) fn now_millis() -> i64 {
 
 /// The shard the job table lives on: the cluster's first.
 fn first_shard<DB: Backend>(cluster: &Cluster<DB>) -> Result<(String, ShardId)> {
-    let name = cluster
-        .shard_names()
-        .next()
-        .ok_or_else(|| Error::Config("the cluster has no shard to keep resharding jobs on".into()))?
-        .to_owned();
-    let id = cluster
-        .shard_id(0)
-        .ok_or_else(|| Error::Config(format!("shard `{name}` is not in the cluster")))?;
-    Ok((name, id))
+    cluster.first_shard("resharding jobs")
 }
 
 fn db_error(shard: &str, what: &str, e: impl std::fmt::Display) -> Error {
