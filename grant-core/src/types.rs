@@ -175,16 +175,6 @@ pub fn encode_key(value: &Value, out: &mut Vec<u8>) -> bool {
     true
 }
 
-/// Whether `value` is a non-NULL decimal (summed exactly, averaged as a decimal).
-pub fn is_exact(value: &Value) -> bool {
-    #[cfg(feature = "rust_decimal")]
-    if let Value::Decimal(Some(_)) = value {
-        return true;
-    }
-    let _ = value;
-    false
-}
-
 /// `a + b` for exact sums (decimals): `None` when either is not a decimal, `Some(Err(()))` on
 /// overflow.
 #[allow(clippy::result_unit_err)]
@@ -339,7 +329,9 @@ pub fn key_text(value: &Value) -> Option<String> {
         #[cfg(feature = "chrono")]
         Value::ChronoDateTimeUtc(Some(t)) => t.to_rfc3339(),
         #[cfg(feature = "time")]
-        Value::TimeDate(Some(d)) => instant_text(&d.midnight().assume_utc())[..10].to_owned(),
+        Value::TimeDate(Some(d)) => {
+            format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+        }
         #[cfg(feature = "time")]
         Value::TimeDateTimeWithTimeZone(Some(t)) => instant_text(t),
         #[cfg(feature = "rust_decimal")]

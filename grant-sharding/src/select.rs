@@ -5,7 +5,7 @@ use std::fmt;
 
 use futures_util::StreamExt;
 use grant_core::select::{Having, Item, OrderItem, Selectable};
-use grant_core::types::{add_exact, avg_exact, is_decimal, is_exact};
+use grant_core::types::{add_exact, avg_exact, is_decimal};
 use grant_core::value::{ValueKind, encode_key, is_null};
 use grant_core::{Backend, CmpOp, ColumnRef, Error, Model, Node, Nulls, Order, Result, ShardId};
 use sea_query::{Expr, ExprTrait, Value};
@@ -443,6 +443,17 @@ impl<M: Model, T> Select<M, T> {
             }
             partials.push((item.clone(), at));
         }
+        // Each group's accumulators start from these (a decimal column's sums are exact).
+        let fresh: Vec<Acc> = partials
+            .iter()
+            .map(|(item, _)| {
+                let exact = match item {
+                    Item::Sum { col, .. } | Item::Avg(col) => is_decimal(Self::kind(col)),
+                    _ => false,
+                };
+                Acc::new(item, exact)
+            })
+            .collect();
 
         let legs = self.query.legs(cluster, DB::NULLS_FIRST_IN_ASC).await?;
         let policy = self.query.policy(cluster, partial);
@@ -538,7 +549,7 @@ impl<M: Model, T> Select<M, T> {
                 let parts = row.split_off(k);
                 let group = groups
                     .entry(values_key(&row))
-                    .or_insert_with(|| Group::new(row, &partials, distinct_cols.len()));
+                    .or_insert_with(|| Group::new(row, &fresh, distinct_cols.len()));
                 for (slot, (item, at)) in partials.iter().enumerate() {
                     let at = at - k;
                     group.accs[slot].add(item, &parts[at..], M::META.name)?;
@@ -549,7 +560,7 @@ impl<M: Model, T> Select<M, T> {
                     let value = row.split_off(k);
                     let group = groups
                         .entry(values_key(&row))
-                        .or_insert_with(|| Group::new(row, &partials, distinct_cols.len()));
+                        .or_insert_with(|| Group::new(row, &fresh, distinct_cols.len()));
                     let mut key = Vec::new();
                     encode_key(&value[0], &mut key);
                     if group.distinct[d].insert(key) {
@@ -568,7 +579,7 @@ impl<M: Model, T> Select<M, T> {
             // An aggregate without GROUP BY has one row even over no rows.
             groups.insert(
                 Vec::new(),
-                Group::new(Vec::new(), &partials, distinct_cols.len()),
+                Group::new(Vec::new(), &fresh, distinct_cols.len()),
             );
         }
 
@@ -640,21 +651,22 @@ struct Group {
 }
 
 impl Group {
-    fn new(keys: Vec<Value>, partials: &[(Item, usize)], distinct: usize) -> Self {
+    fn new(keys: Vec<Value>, fresh: &[Acc], distinct: usize) -> Self {
         Group {
             keys,
-            accs: partials.iter().map(|(item, _)| Acc::new(item)).collect(),
+            accs: fresh.to_vec(),
             distinct: vec![HashSet::new(); distinct],
         }
     }
 }
 
-/// A partial aggregate being combined.
 /// The exact per-shard sum of a decimal column.
 fn decimal_sum<DB: Backend>(column: &'static str) -> Expr {
     Expr::cust(DB::DECIMAL_SUM_SQL.replace("{}", &grant_core::cond::quoted(column)))
 }
 
+/// A partial aggregate being combined.
+#[derive(Clone)]
 enum Acc {
     Count(i64),
     /// A decimal sum (exact), and with the count an average.
@@ -668,8 +680,11 @@ enum Acc {
 }
 
 impl Acc {
-    fn new(item: &Item) -> Acc {
+    /// The accumulator of `item`; `exact` for a decimal column's sum or average.
+    fn new(item: &Item, exact: bool) -> Acc {
         match item {
+            Item::Sum { .. } if exact => Acc::SumExact(None),
+            Item::Avg(_) if exact => Acc::AvgExact(None, 0),
             Item::Sum { float: true, .. } => Acc::SumFloat(None),
             Item::Sum { .. } => Acc::SumInt(None),
             Item::Min(_) => Acc::Min(Value::BigInt(None)),
@@ -681,14 +696,6 @@ impl Acc {
 
     fn add(&mut self, item: &Item, parts: &[Value], model: &'static str) -> Result<()> {
         let first = parts.first().cloned().unwrap_or(Value::BigInt(None));
-        // A decimal column's partial sums are decimals: summed exactly.
-        if is_exact(&first) {
-            match self {
-                Acc::SumInt(None) => *self = Acc::SumExact(None),
-                Acc::Avg(_, 0) => *self = Acc::AvgExact(None, 0),
-                _ => {}
-            }
-        }
         match self {
             Acc::SumExact(total) | Acc::AvgExact(total, _) if !is_null(&first) => {
                 *total = Some(match total.take() {
