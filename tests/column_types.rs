@@ -7,12 +7,15 @@
 mod common;
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "common/rng.rs"]
+mod rng;
 
 use std::str::FromStr;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use grant::prelude::*;
 use grant::{Backend, FromShardRow, Json};
+use rng::Rng;
 use rust_decimal::Decimal;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -46,22 +49,9 @@ struct Issue {
     reporter: Option<Uuid>,
 }
 
-/// SplitMix64.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn uuid(&mut self) -> Uuid {
-        Uuid::from_u64_pair(self.next(), self.next())
-    }
+/// A random uuid.
+fn uuid(rng: &mut Rng) -> Uuid {
+    Uuid::from_u64_pair(rng.next(), rng.next())
 }
 
 fn dec(s: &str) -> Decimal {
@@ -71,8 +61,8 @@ fn dec(s: &str) -> Decimal {
 /// 400 issues of 8 tenants, with ties, NULLs, offsets other than UTC, decimals of every scale.
 fn issues() -> Vec<Issue> {
     let mut rng = Rng(13);
-    let tenants: Vec<Uuid> = (0..8).map(|_| rng.uuid()).collect();
-    let people: Vec<Uuid> = (0..5).map(|_| rng.uuid()).collect();
+    let tenants: Vec<Uuid> = (0..8).map(|_| uuid(&mut rng)).collect();
+    let people: Vec<Uuid> = (0..5).map(|_| uuid(&mut rng)).collect();
     let base = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
     let statuses = [Status::Open, Status::InProgress, Status::Closed];
     let decimals = [
@@ -589,6 +579,9 @@ async fn sqlite_stores_sortable_text() {
     row.estimate = Some(dec("12.50"));
     row.status = Status::InProgress;
     row.closed_at = Some(time::macros::datetime!(2025-03-01 12:00:00.5 +02:00));
+    // SQLite keeps nanoseconds (PostgreSQL keeps microseconds).
+    row.opened_at =
+        Utc.with_ymd_and_hms(2025, 3, 1, 9, 0, 0).unwrap() + Duration::nanoseconds(123_456_789);
     row.insert(&cluster).await.unwrap();
     let plain = sqlx::SqlitePool::connect(&format!(
         "sqlite://{}",
@@ -596,8 +589,8 @@ async fn sqlite_stores_sortable_text() {
     ))
     .await
     .unwrap();
-    let (estimate, status, closed, tenant): (String, String, String, Vec<u8>) =
-        sqlx::query_as("SELECT estimate, status, closed_at, tenant_id FROM issues")
+    let (estimate, status, closed, tenant, opened): (String, String, String, Vec<u8>, String) =
+        sqlx::query_as("SELECT estimate, status, closed_at, tenant_id, opened_at FROM issues")
             .fetch_one(&plain)
             .await
             .unwrap();
@@ -605,6 +598,7 @@ async fn sqlite_stores_sortable_text() {
     assert_eq!(status, "in_progress");
     assert_eq!(closed, "2025-03-01T10:00:00.500+00:00");
     assert_eq!(tenant, row.tenant_id.as_bytes().to_vec());
+    assert_eq!(opened, "2025-03-01T09:00:00.123456789+00:00");
     plain.close().await;
     let back = Issue::find(&cluster, (row.tenant_id, row.id))
         .await

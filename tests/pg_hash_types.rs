@@ -7,11 +7,14 @@
 
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "common/rng.rs"]
+mod rng;
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use grant::prelude::*;
+use rng::Rng;
 use sea_query::Value;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -43,27 +46,16 @@ models! {
     Offset8: OffsetDateTime, 8;
 }
 
-/// SplitMix64.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Nanoseconds from 1900 to 2100, around PostgreSQL's epoch.
-    fn instant(&mut self) -> DateTime<Utc> {
-        let span: i64 = 200 * 365 * 86_400;
-        let secs = -2_208_988_800 + (self.next() % span as u64) as i64; // from 1900-01-01
-        let nanos = match self.next() % 3 {
-            0 => 0,
-            1 => (self.next() % 1_000_000) as u32 * 1000, // microseconds
-            _ => (self.next() % 1_000_000_000) as u32,    // nanoseconds: truncated by sqlx
-        };
-        DateTime::from_timestamp(secs, nanos).unwrap()
-    }
+/// Nanoseconds from 1900 to 2100, around PostgreSQL's epoch.
+fn instant(rng: &mut Rng) -> DateTime<Utc> {
+    let span: i64 = 200 * 365 * 86_400;
+    let secs = -2_208_988_800 + rng.below(span as u64) as i64; // from 1900-01-01
+    let nanos = match rng.below(3) {
+        0 => 0,
+        1 => rng.below(1_000_000) as u32 * 1000, // microseconds
+        _ => rng.below(1_000_000_000) as u32,    // nanoseconds: truncated by sqlx
+    };
+    DateTime::from_timestamp(secs, nanos).unwrap()
 }
 
 /// Creates `table (k <ty>)` `PARTITION BY HASH (k)` with `modulus` partitions `{table}_p{r}`.
@@ -193,7 +185,7 @@ async fn pg_hash_places_uuid_date_and_timestamp_keys_where_postgres_partitions_t
         epoch.and_hms_opt(0, 0, 0).unwrap().and_utc(),
         DateTime::from_timestamp(946_684_799, 999_999_999).unwrap(), // 1 ns before the epoch
     ];
-    instants.extend((0..KEYS).map(|_| rng.instant()));
+    instants.extend((0..KEYS).map(|_| instant(&mut rng)));
     let naive: Vec<NaiveDateTime> = instants.iter().map(|t| t.naive_utc()).collect();
     let pg8 = placed(&pool, "t_ts_8", "timestamp", 8, &naive).await;
     agree("timestamp/8", &naive, &pg8, |k| {
