@@ -37,9 +37,13 @@ pub use grant_core::feature_types::*;
 pub use grant_core::key::{IntKey, PgHashKey, RangeUnit, TextKey};
 pub use grant_core::like;
 pub use grant_core::types;
+/// Typed column constants and their roles ([`column::Data`], [`column::Key`]).
+pub mod column {
+    pub use grant_core::column::{Assignable, Column, ColumnRef, Data, Key};
+}
 pub use grant_core::{
-    Agg, Backend, Column, ColumnRef, Cond, Error, FromShardRow, FromValue, Having, KeyPart, Model,
-    ModelMeta, Nulls, Order, Result, ShardId, ShardKey, Sharded, SqlType, count,
+    Agg, Backend, Column, ColumnRef, Cond, Error, FromShardRow, FromValue, Having, IndexMeta,
+    KeyPart, Model, ModelMeta, Nulls, Order, Result, ShardId, ShardKey, Sharded, SqlType, count,
 };
 pub use grant_core::{Orderable, ValueKind};
 pub use grant_derive::{Model, Sharded, SqlEnum};
@@ -49,7 +53,8 @@ pub use grant_sharding::placement::{Placement, PlacementState, Resolver};
 pub use grant_sharding::{
     Balance, Circuit, Cluster, ClusterBuilder, EndpointStatus, Executed, HealthConfig, IdGenerator,
     Migration, Partial, PartialQuery, Query, QueryLog, ReadPolicy, RecoveryReport, SchemaReport,
-    Select, ShardStatus, ShardTx, Tracked, Transaction, TwoPhase, current_shard, with_shard,
+    Select, ShardStatus, ShardTx, Tracked, Transaction, TwoPhase, Update, current_shard,
+    with_shard,
 };
 
 pub use grant_sharding::saga;
@@ -104,10 +109,11 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use grant_core::__private::{sea_query, sea_query_sqlx, sqlx};
+    pub use grant_core::column::{Data as DataColumn, Key as KeyColumn};
     pub use grant_core::key::{IntKey, PgHashKey, TextKey, time_bound};
     pub use grant_core::{
-        Backend, Column, ColumnMeta, DirectorySpec, Error, FromShardRow, FromValue, Model,
-        ModelMeta, Orderable, Result, ShardId, ShardKey, Sharded, SqlType, ValueKind,
+        Backend, Column, ColumnMeta, DirectorySpec, Error, FromShardRow, FromValue, IndexMeta,
+        Model, ModelMeta, Orderable, Result, ShardId, ShardKey, Sharded, SqlType, ValueKind,
     };
     pub use grant_sharding::placement::directory;
     pub use grant_sharding::resolve;

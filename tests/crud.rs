@@ -547,3 +547,124 @@ where
     );
     assert!(stored_everywhere(side, 8).await.is_empty());
 }
+
+on_both!(update_by_filter_changes_what_one_database_would);
+async fn update_by_filter_changes_what_one_database_would<S: Side>(side: &S)
+where
+    User: FromShardRow<S::DB>,
+{
+    let cluster = side.cluster(8).await;
+    User::create_table(&cluster).await.unwrap();
+    let users: Vec<User> = (1..=1_000).map(user).collect();
+    User::insert_many(&cluster, &users).await.unwrap();
+    // The oracle: what `UPDATE users SET name = 'frozen', email = NULL, active = false WHERE
+    // balance < 0 AND region = 'eu'` does to one table.
+    let hit = |u: &User| u.balance < 0 && u.region == "eu";
+    let expected: Vec<User> = users
+        .iter()
+        .map(|u| {
+            if hit(u) {
+                User {
+                    name: "frozen".into(),
+                    email: None,
+                    active: false,
+                    ..u.clone()
+                }
+            } else {
+                u.clone()
+            }
+        })
+        .collect();
+    let n = User::query()
+        .filter(User::BALANCE.lt(0).and(User::REGION.eq("eu".to_owned())))
+        .set(User::NAME, "frozen".to_owned())
+        .set(User::EMAIL, None)
+        .set(User::ACTIVE, true)
+        .set(User::ACTIVE, false) // the last assignment of a column wins
+        .update(&cluster)
+        .await
+        .unwrap();
+    let hits = users.iter().filter(|u| hit(u)).count() as u64;
+    assert!(hits > 50, "the scenario must update many rows: {hits}");
+    assert_eq!(n, hits);
+    // Checked from outside Grant: every shard's rows, by plain sqlx.
+    let mut stored: Vec<Stored> = stored_everywhere(side, 8)
+        .await
+        .into_iter()
+        .map(|(_, row)| row)
+        .collect();
+    stored.sort_unstable();
+    let want: Vec<Stored> = expected
+        .iter()
+        .map(|u| (u.id, u.name.clone(), u.email.clone()))
+        .collect();
+    assert_eq!(stored, want);
+    let mut all = User::on_all_shards().all(&cluster).await.unwrap();
+    all.sort_by_key(|u| u.id);
+    assert_eq!(all, expected);
+
+    // Routed by the shard key: one statement, on the key's shard only.
+    cluster.log().start();
+    assert_eq!(
+        User::query()
+            .filter(User::ID.eq(4))
+            .set(User::BALANCE, 77)
+            .update(&cluster)
+            .await
+            .unwrap(),
+        1
+    );
+    let sent = cluster.log().stop();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].shard, User::shard_for(&4).name());
+    assert!(sent[0].sql.starts_with("UPDATE"), "{sent:?}");
+    assert_eq!(User::find(&cluster, 4).await.unwrap().unwrap().balance, 77);
+    // A key no row has: nothing updated.
+    assert_eq!(
+        User::query()
+            .filter(User::ID.eq(5_000))
+            .set(User::BALANCE, 1)
+            .update(&cluster)
+            .await
+            .unwrap(),
+        0
+    );
+    // Values are bound: a quote in a value is stored as written.
+    let odd = "O'Brien\"; DROP TABLE users; --".to_owned();
+    User::query()
+        .filter(User::ID.eq(5))
+        .set(User::NAME, odd.clone())
+        .update(&cluster)
+        .await
+        .unwrap();
+    assert_eq!(User::find(&cluster, 5).await.unwrap().unwrap().name, odd);
+
+    // A page of rows is not a set to update.
+    let err = User::query()
+        .limit(10)
+        .set(User::BALANCE, 0)
+        .update(&cluster)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsupported { model: "User", .. }),
+        "{err}"
+    );
+    // No filter: every row, on every shard.
+    assert_eq!(
+        User::on_all_shards()
+            .set(User::REGION, "moon".to_owned())
+            .update(&cluster)
+            .await
+            .unwrap(),
+        1_000
+    );
+    assert_eq!(
+        User::query()
+            .filter(User::REGION.ne("moon".to_owned()))
+            .count(&cluster)
+            .await
+            .unwrap(),
+        0
+    );
+}

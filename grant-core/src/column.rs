@@ -18,13 +18,43 @@ use crate::value::{FromValue, ValueKind};
 /// ```ignore
 /// let rich = User::BALANCE.gte(1_000).and(User::ACTIVE.eq(true));
 /// ```
-pub struct Column<M, T> {
+///
+/// The third parameter says whether an update by filter (`Query::set`) may assign the column:
+/// [`Data`] (the default) for an ordinary column, [`Key`] for a primary-key or shard-key column,
+/// which never changes in place.
+pub struct Column<M, T, R = Data> {
     name: &'static str,
     index: usize,
-    _marker: PhantomData<fn() -> (M, T)>,
+    _marker: PhantomData<Marker<M, T, R>>,
 }
 
-impl<M, T> Column<M, T> {
+/// `Column`'s phantom: covariant, `Send + Sync` whatever its parameters.
+type Marker<M, T, R> = fn() -> (M, T, R);
+
+/// The role of an ordinary column: it may be assigned by an update (see [`Column`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Data {}
+
+/// The role of a primary-key or shard-key column: it identifies or places the row, so an update
+/// by filter cannot assign it (see [`Column`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Key {}
+
+/// Implemented by the roles of columns an update by filter may assign: [`Data`] only.
+///
+/// A primary-key or shard-key column in `set` is a compile error: changing the primary key would
+/// change the row's identity, changing the shard key would leave the row on a shard that no
+/// longer holds its key. Move such a row explicitly (delete it and insert it with the new key).
+#[diagnostic::on_unimplemented(
+    message = "a primary-key or shard-key column cannot be assigned by `set`",
+    label = "this column is part of the primary key or the shard key",
+    note = "a row's key never changes in place (it would change the row's identity or leave it on \
+            the wrong shard): delete the row and insert it with the new key instead"
+)]
+pub trait Assignable {}
+impl Assignable for Data {}
+
+impl<M, T, R> Column<M, T, R> {
     /// A column named `name` at position `index` of the model's column list (used by the derive).
     pub const fn new(name: &'static str, index: usize) -> Self {
         Column {
@@ -53,14 +83,14 @@ impl<M, T> Column<M, T> {
     }
 }
 
-impl<M, T> Clone for Column<M, T> {
+impl<M, T, R> Clone for Column<M, T, R> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<M, T> Copy for Column<M, T> {}
+impl<M, T, R> Copy for Column<M, T, R> {}
 
-impl<M, T> fmt::Debug for Column<M, T> {
+impl<M, T, R> fmt::Debug for Column<M, T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Column({})", self.name)
     }
@@ -75,7 +105,7 @@ pub struct ColumnRef {
     pub index: usize,
 }
 
-impl<M, T> Column<M, T>
+impl<M, T, R> Column<M, T, R>
 where
     T: Into<Value>,
 {

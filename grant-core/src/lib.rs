@@ -19,7 +19,9 @@ pub mod types;
 pub mod value;
 
 pub use backend::{Backend, LikeSyntax};
-pub use column::{Column, ColumnRef, Nulls, Order, Orderable, Scalar, SqlType, SumValue, Summable};
+pub use column::{
+    Assignable, Column, ColumnRef, Nulls, Order, Orderable, Scalar, SqlType, SumValue, Summable,
+};
 #[cfg(feature = "json")]
 pub use types::Json;
 
@@ -32,7 +34,7 @@ pub mod feature_types {
 pub use cond::{CmpOp, Cond, Node};
 pub use error::{Error, Result};
 pub use key::{KeyPart, KeyVisitor, ShardKey};
-pub use model::{ColumnMeta, DirectorySpec, FromShardRow, Model, ModelMeta, Sharded};
+pub use model::{ColumnMeta, DirectorySpec, FromShardRow, IndexMeta, Model, ModelMeta, Sharded};
 pub use select::{Agg, Having, Item, OrderItem, Selectable, count};
 pub use shard::ShardId;
 pub use value::{FromValue, ValueKind};

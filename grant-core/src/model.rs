@@ -76,6 +76,19 @@ impl ModelMeta {
     }
 }
 
+/// A secondary index of a model's table (`#[grant(index)]`, `#[grant(unique(a, b))]`, ...),
+/// created by `create_table` on every shard the model uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexMeta {
+    /// The SQL index name, `{table}_{columns}_idx` (`_key` when unique).
+    pub name: &'static str,
+    /// Positions of its columns in [`ModelMeta::columns`], in index order.
+    pub columns: &'static [usize],
+    /// A unique index: for a sharded model it contains every shard-key column (the derive
+    /// refuses one that does not), so each shard enforcing it enforces it cluster-wide.
+    pub unique: bool,
+}
+
 /// What `#[shard(strategy = "directory", ..)]` says about a model whose key → shard entries
 /// live in a directory table of the cluster (see `grant_sharding::placement::directory`).
 ///
@@ -111,6 +124,9 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     /// identical rows on every shard of the cluster, written everywhere at once, read from any
     /// one shard. Default `false`.
     const REFERENCE: bool = false;
+
+    /// The table's secondary indexes, which `create_table` creates. Default none.
+    const INDEXES: &'static [IndexMeta] = &[];
 
     /// This row's primary key.
     fn primary_key(&self) -> Self::PrimaryKey;

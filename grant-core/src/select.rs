@@ -83,7 +83,7 @@ pub fn count<M>() -> Agg<M, i64> {
     Agg::new(Item::Count)
 }
 
-impl<M, T> Column<M, T> {
+impl<M, T, R> Column<M, T, R> {
     /// `COUNT(column)`: the number of non-NULL values.
     pub fn count(self) -> Agg<M, i64> {
         Agg::new(Item::CountColumn(self.as_ref()))
@@ -111,7 +111,7 @@ impl<M, T> Column<M, T> {
     }
 }
 
-impl<M, T: Summable> Column<M, T> {
+impl<M, T: Summable, R> Column<M, T, R> {
     /// `SUM(column)`; `None` when no non-NULL value (as in SQL).
     pub fn sum(self) -> Agg<M, Option<T::Sum>> {
         let float = T::SUM_SQL_TYPE == "float8";
@@ -221,7 +221,7 @@ fn next_value(values: &mut dyn Iterator<Item = Value>) -> Value {
     values.next().unwrap_or(Value::Bool(None))
 }
 
-impl<M, T: FromValue> Selectable<M> for Column<M, T> {
+impl<M, T: FromValue, R> Selectable<M> for Column<M, T, R> {
     type Output = T;
     fn push_items(&self, items: &mut Vec<Item>) {
         items.push(Item::Column(self.as_ref()));
@@ -269,7 +269,7 @@ pub trait OrderItem<M> {
     fn order_item(&self) -> Item;
 }
 
-impl<M, T: crate::Orderable> OrderItem<M> for Column<M, T> {
+impl<M, T: crate::Orderable, R> OrderItem<M> for Column<M, T, R> {
     fn order_item(&self) -> Item {
         Item::Column(self.as_ref())
     }

@@ -260,6 +260,18 @@ pub(crate) struct Container<'a> {
     /// `#[grant(methods(find = "find_one", ..))]`: generated inherent methods renamed (the
     /// generated name, the name to give it), so they leave room for the model's own items.
     pub(crate) methods: Vec<(String, Ident)>,
+    /// `#[grant(index(a, b))]` and `#[grant(unique(a, b))]`, in order written.
+    pub(crate) indexes: Vec<IndexAttr>,
+}
+
+/// One `#[grant(index(..))]` or `#[grant(unique(..))]` on the struct: the fields, by name.
+pub(crate) struct IndexAttr {
+    /// `unique(..)` rather than `index(..)`.
+    pub(crate) unique: bool,
+    /// The fields listed, in order.
+    pub(crate) fields: Vec<Ident>,
+    /// The span of `index` / `unique`, for errors about the whole list.
+    pub(crate) span: Span,
 }
 
 /// A field's attributes.
@@ -270,6 +282,10 @@ pub(crate) struct FieldAttrs {
     pub(crate) column: Slot<LitStr>,
     /// `#[grant(constant = "...")]`: the name of the field's column constant.
     pub(crate) constant: Slot<LitStr>,
+    /// `#[grant(index)]`: a one-column index, with its span.
+    pub(crate) index: Option<Span>,
+    /// `#[grant(unique)]`: a one-column unique index, with its span.
+    pub(crate) unique: Option<Span>,
 }
 
 const SHARD_KEYS: &[&str] = &[
@@ -282,9 +298,17 @@ pub(crate) const DIRECTORY_POLICIES: &[&str] = &["least_rows", "round_robin", "e
 
 /// The largest `#[shard(vnodes = N)]`.
 pub(crate) const MAX_VNODES: u32 = 1 << 16;
-const GRANT_KEYS_SHARDED: &[&str] = &["table", "crate", "methods"];
-const GRANT_KEYS_MODEL: &[&str] = &["table", "shard", "reference", "crate", "methods"];
-const GRANT_FIELD_KEYS: &[&str] = &["column", "constant"];
+const GRANT_KEYS_SHARDED: &[&str] = &["table", "crate", "methods", "index", "unique"];
+const GRANT_KEYS_MODEL: &[&str] = &[
+    "table",
+    "shard",
+    "reference",
+    "crate",
+    "methods",
+    "index",
+    "unique",
+];
+const GRANT_FIELD_KEYS: &[&str] = &["column", "constant", "index", "unique"];
 
 /// The inherent methods the derive generates, which `#[grant(methods(..))]` can rename.
 pub(crate) const METHODS: [&str; 14] = [
@@ -317,6 +341,7 @@ pub(crate) fn container<'a>(
         reference: None,
         krate: Slot::Missing,
         methods: Vec::new(),
+        indexes: Vec::new(),
     };
     for attr in attrs {
         if attr.path().is_ident("shard") {
@@ -580,6 +605,11 @@ fn parse_container_grant(
                 store(&mut out.krate, &meta, "grant", value, errors);
             }
             (Some("methods"), _) => parse_methods(&meta, &mut out.methods, errors)?,
+            (Some(which @ ("index" | "unique")), _) => {
+                if let Some(index) = parse_index(&meta, which == "unique", errors)? {
+                    out.indexes.push(index);
+                }
+            }
             (Some("shard"), Derive::Model) => {
                 let value = string_value(&meta, "grant", "shard", "\"shard_0\"", errors)?;
                 let value = value.and_then(|lit| {
@@ -644,6 +674,58 @@ fn parse_container_grant(
     if let Err(error) = result {
         errors.push(error);
     }
+}
+
+/// `index(a, b)` / `unique(a, b)` on the struct: field names, at least one.
+fn parse_index(
+    meta: &ParseNestedMeta<'_>,
+    unique: bool,
+    errors: &mut Errors,
+) -> syn::Result<Option<IndexAttr>> {
+    let which = if unique { "unique" } else { "index" };
+    if !meta.input.peek(syn::token::Paren) {
+        errors.spanned(
+            &meta.path,
+            format!(
+                "`#[grant({which}(..))]` on a struct lists the fields of the index, e.g. \
+                 `#[grant({which}(tenant_id, email))]`; for one field write `#[grant({which})]` \
+                 on the field"
+            ),
+        );
+        skip_value(meta)?;
+        return Ok(None);
+    }
+    let mut fields = Vec::new();
+    meta.parse_nested_meta(|field| {
+        match field.path.get_ident() {
+            Some(ident) if field.input.is_empty() || field.input.peek(Token![,]) => {
+                fields.push(ident.clone());
+            }
+            _ => {
+                errors.spanned(
+                    &field.path,
+                    format!(
+                        "`#[grant({which}(..))]` lists field names, e.g. \
+                         `#[grant({which}(tenant_id, email))]`"
+                    ),
+                );
+                skip_value(&field)?;
+            }
+        }
+        Ok(())
+    })?;
+    if fields.is_empty() {
+        errors.spanned(
+            &meta.path,
+            format!("`#[grant({which}(..))]` needs at least one field"),
+        );
+        return Ok(None);
+    }
+    Ok(Some(IndexAttr {
+        unique,
+        fields,
+        span: meta.path.span(),
+    }))
 }
 
 /// `methods(find = "find_one", insert = "save")`: each key a generated method, each value the
@@ -747,6 +829,8 @@ pub(crate) fn field(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
         primary_key: None,
         column: Slot::Missing,
         constant: Slot::Missing,
+        index: None,
+        unique: None,
     };
     for attr in attrs {
         if attr.path().is_ident("primary_key") {
@@ -768,6 +852,22 @@ pub(crate) fn field(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
                     let value = string_value(&meta, "grant", "column", "\"user_id\"", errors)?;
                     let value = value.and_then(|lit| non_empty(lit, "#[grant(column = ...)]", "the SQL column name", errors));
                     store(&mut out.column, &meta, "grant", value, errors);
+                } else if let Some(which @ ("index" | "unique")) = key_of(&meta).as_deref() {
+                    let slot = if which == "index" { &mut out.index } else { &mut out.unique };
+                    if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
+                        errors.spanned(
+                            &meta.path,
+                            format!(
+                                "`#[grant({which})]` on a field takes no value; for an index \
+                                 over several fields write `#[grant({which}(a, b))]` on the struct"
+                            ),
+                        );
+                        skip_value(&meta)?;
+                    } else if slot.is_some() {
+                        errors.spanned(&meta.path, format!("duplicate `{which}` in `#[grant(..)]`"));
+                    } else {
+                        *slot = Some(meta.path.span());
+                    }
                 } else if key_of(&meta).as_deref() == Some("constant") {
                     let value = string_value(&meta, "grant", "constant", "\"EMAIL_COLUMN\"", errors)?;
                     let value = value.filter(|lit| identifier(lit, "a column constant's name", errors).is_some());

@@ -81,6 +81,7 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
             ty: c.ty,
             name: c.name.clone(),
             index,
+            key: c.primary_key,
         })
         .collect();
     let shard_for = match &model.placement {
@@ -566,6 +567,20 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
         TokenStream::new()
     };
 
+    let indexes = if model.indexes.is_empty() {
+        TokenStream::new()
+    } else {
+        let entries = model.indexes.iter().map(|index| {
+            let name = &index.name;
+            let columns = index.columns.iter().map(|&i| Literal::usize_unsuffixed(i));
+            let unique = index.unique;
+            quote!(#p::IndexMeta { name: #name, columns: &[#(#columns),*], unique: #unique })
+        });
+        quote!(
+            const INDEXES: &'static [#p::IndexMeta] = &[#(#entries),*];
+        )
+    };
+
     quote! {
         #[automatically_derived]
         #[allow(unused_qualifications)]
@@ -586,6 +601,7 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
 
             #directory
             #reference
+            #indexes
 
             fn primary_key(&self) -> Self::PrimaryKey {
                 #pk_value
@@ -891,6 +907,9 @@ pub(crate) struct ColumnConst<'a> {
     pub(crate) ty: &'a Type,
     pub(crate) name: String,
     pub(crate) index: usize,
+    /// A primary-key (hence also every shard-key) column: typed `Column<_, _, Key>`, so that
+    /// an update by filter cannot assign it.
+    pub(crate) key: bool,
 }
 
 /// The inherent `shard_for` and `try_shard_for` to generate.
@@ -984,12 +1003,18 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
             ty,
             name,
             index,
+            key,
         } = c;
         let doc = format!("The `{name}` column of `{table}`, for typed conditions and ordering.");
         let index = Literal::usize_unsuffixed(*index);
+        let role = if *key {
+            quote!(#p::KeyColumn)
+        } else {
+            quote!(#p::DataColumn)
+        };
         quote! {
             #[doc = #doc]
-            #vis const #constant: #p::Column<Self, #ty> = #p::Column::new(#name, #index);
+            #vis const #constant: #p::Column<Self, #ty, #role> = #p::Column::new(#name, #index);
         }
     });
 

@@ -111,6 +111,7 @@ pub(crate) fn expand(input: &DeriveInput, parsed: Option<&Input<'_>>, kind: Deri
                 ty: f.ty,
                 name: f.attrs.column.get().map_or(field, LitStr::value),
                 index,
+                key: f.attrs.primary_key.is_some(),
             })
         })
         .collect();

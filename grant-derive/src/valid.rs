@@ -32,6 +32,18 @@ pub(crate) struct Model<'a> {
     pub(crate) placement: Placement,
     /// Generated methods renamed with `#[grant(methods(..))]`.
     pub(crate) methods: Vec<(String, Ident)>,
+    /// The secondary indexes, field ones first (in field order), then the struct's.
+    pub(crate) indexes: Vec<Index>,
+}
+
+/// A secondary index `create_table` creates.
+pub(crate) struct Index {
+    /// The SQL index name (unique per database: derived from the table and the columns).
+    pub(crate) name: String,
+    /// Indices (into `columns`), in index order.
+    pub(crate) columns: Vec<usize>,
+    /// A unique index.
+    pub(crate) unique: bool,
 }
 
 /// One field as a column.
@@ -181,6 +193,7 @@ pub(crate) fn check<'a>(input: &Input<'a>, kind: Derive, errors: &mut Errors) ->
     if primary_key.is_empty() || columns.len() != input.fields.len() {
         return None;
     }
+    let indexes = indexes(input, &name, &table, &columns, &placement, errors);
     Some(Model {
         ident: input.ident,
         vis: input.vis,
@@ -190,7 +203,132 @@ pub(crate) fn check<'a>(input: &Input<'a>, kind: Derive, errors: &mut Errors) ->
         primary_key,
         placement,
         methods: input.attrs.methods.clone(),
+        indexes,
     })
+}
+
+/// The indexes of `#[grant(index)]` / `#[grant(unique)]` on fields and `#[grant(index(..))]` /
+/// `#[grant(unique(..))]` on the struct. A unique index of a sharded model must contain every
+/// shard-key column: each shard enforces uniqueness among its own rows only, so a unique set
+/// without the shard key could hold the same values twice, on two shards.
+fn indexes(
+    input: &Input<'_>,
+    name: &str,
+    table: &str,
+    columns: &[Column<'_>],
+    placement: &Placement,
+    errors: &mut Errors,
+) -> Vec<Index> {
+    // (columns, unique, span of what declared it)
+    let mut declared: Vec<(Vec<usize>, bool, proc_macro2::Span)> = Vec::new();
+    for (i, field) in input.fields.iter().enumerate() {
+        if let Some(span) = field.attrs.index {
+            declared.push((vec![i], false, span));
+        }
+        if let Some(span) = field.attrs.unique {
+            declared.push((vec![i], true, span));
+        }
+    }
+    for attr in &input.attrs.indexes {
+        let mut list = Vec::new();
+        let mut ok = true;
+        for ident in &attr.fields {
+            let wanted = crate::ast::unraw(ident);
+            match input.fields.iter().position(|f| f.name() == wanted) {
+                Some(i) if list.contains(&i) => {
+                    errors.spanned(
+                        ident,
+                        format!("field `{wanted}` is listed twice in this index"),
+                    );
+                    ok = false;
+                }
+                Some(i) => list.push(i),
+                None => {
+                    let names: Vec<String> = input.fields.iter().map(Field::name).collect();
+                    let hint = closest(&wanted, names.iter().map(String::as_str))
+                        .map(|c| format!("; did you mean `{c}`?"))
+                        .unwrap_or_default();
+                    errors.spanned(
+                        ident,
+                        format!(
+                            "`{name}` has no field `{wanted}`; an index lists fields by their Rust \
+                             names{hint}"
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if ok {
+            declared.push((list, attr.unique, attr.span));
+        }
+    }
+    let shard_key: &[usize] = match placement {
+        Placement::Sharded(sharding) => &sharding.key,
+        Placement::Single { .. } => &[],
+    };
+    let mut out: Vec<Index> = Vec::new();
+    for (list, unique, span) in declared {
+        let names: Vec<&str> = list.iter().map(|&i| columns[i].name.as_str()).collect();
+        if unique && !shard_key.iter().all(|k| list.contains(k)) {
+            let key: Vec<&str> = shard_key
+                .iter()
+                .map(|&k| columns[k].field.as_str())
+                .collect();
+            let fields: Vec<&str> = list.iter().map(|&i| columns[i].field.as_str()).collect();
+            errors.at(
+                span,
+                format!(
+                    "a unique index on ({}) of `{name}` must contain the shard key ({}): each \
+                     shard enforces uniqueness only among its own rows, so two rows with equal \
+                     values on different shards would both be accepted; write \
+                     `#[grant(unique({}, {}))]` on the struct, or use a non-unique `index`",
+                    fields.join(", "),
+                    key.join(", "),
+                    key.join(", "),
+                    fields
+                        .iter()
+                        .filter(|f| !key.contains(f))
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+            );
+            continue;
+        }
+        if out.iter().any(|o| o.columns == list && o.unique == unique) {
+            errors.at(
+                span,
+                format!("this index on ({}) is declared twice", names.join(", ")),
+            );
+            continue;
+        }
+        let suffix = if unique { "key" } else { "idx" };
+        out.push(Index {
+            name: index_name(table, &names, suffix),
+            columns: list,
+            unique,
+        });
+    }
+    out
+}
+
+/// `{table}_{col}_.._{suffix}`, PostgreSQL's own naming; a name longer than PostgreSQL's 63
+/// bytes is cut and ends in 8 hex digits of a stable hash (FNV-1a) of the whole name.
+fn index_name(table: &str, columns: &[&str], suffix: &str) -> String {
+    let full = format!("{table}_{}_{suffix}", columns.join("_"));
+    if full.len() <= 63 {
+        return full;
+    }
+    // FNV-1a, 32 bits (offset basis 2166136261, prime 16777619).
+    let hash = full.bytes().fold(2_166_136_261_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16_777_619)
+    });
+    let mut cut = 54;
+    while !full.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{hash:08x}", &full[..cut])
 }
 
 /// The columns; clashing column names or constants are recorded as errors and dropped.

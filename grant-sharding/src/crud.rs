@@ -52,7 +52,33 @@ pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Resul
     }))
     .await?;
     // The table may have existed before, made by an older version of the model.
-    cluster.verify_tables::<M>(&shards).await
+    cluster.verify_tables::<M>(&shards).await?;
+    create_indexes::<M, DB>(cluster, &shards).await
+}
+
+/// Creates model `M`'s secondary indexes (those missing) on each of `shards`, shards in
+/// parallel; after the table's columns were verified, so a table lacking an indexed column
+/// fails with the schema error naming it, not the database's.
+pub(crate) async fn create_indexes<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    shards: &[ShardId],
+) -> Result<()> {
+    let statements = stmt::create_indexes::<M, DB>();
+    if statements.is_empty() {
+        return Ok(());
+    }
+    try_join_all(shards.iter().map(|&shard| {
+        let statements = &statements;
+        async move {
+            for sql in statements {
+                let statement = (sql.clone(), SqlxValues(sea_query::Values(Vec::new())));
+                cluster.execute(M::META.name, shard, statement).await?;
+            }
+            Ok::<_, Error>(())
+        }
+    }))
+    .await?;
+    Ok(())
 }
 
 /// The statement path for model `M`: the schema check of its table on `shard` (once per shard

@@ -71,7 +71,7 @@ pub use crud::Tracked;
 pub use health::{Circuit, EndpointStatus, HealthConfig, ShardStatus};
 pub use ids::IdGenerator;
 pub use placement::{Placement, PlacementState, Resolver};
-pub use query::{Partial, PartialQuery, Query};
+pub use query::{Partial, PartialQuery, Query, Update};
 pub use saga::{Saga, SagaRegistry, SagaReport, SagaStatus, StepContext, StepResult};
 pub use schema::{Migration, SchemaReport};
 pub use select::Select;

@@ -161,14 +161,14 @@ impl<M: Model> Query<M> {
 
     /// Orders by `column` (after the orderings already given), NULLs where the backend puts
     /// them. Ties are finally broken by the primary key, so pages are deterministic.
-    pub fn order_by<T: Orderable>(self, column: Column<M, T>, order: Order) -> Self {
+    pub fn order_by<T: Orderable, R>(self, column: Column<M, T, R>, order: Order) -> Self {
         self.push_order(column.index(), order, None)
     }
 
     /// Orders by `column` with NULLs explicitly first or last.
-    pub fn order_by_nulls<T: Orderable>(
+    pub fn order_by_nulls<T: Orderable, R>(
         self,
-        column: Column<M, T>,
+        column: Column<M, T, R>,
         order: Order,
         nulls: Nulls,
     ) -> Self {
@@ -698,33 +698,91 @@ impl<M: Model> Query<M> {
     /// transaction) and while the model is being resharded (delete by key meanwhile, which the
     /// job journals); otherwise as [`Query::all`].
     pub async fn delete<DB: Backend>(self, cluster: &Cluster<DB>) -> Result<u64> {
-        let refuse = |reason: &str| {
+        let (gated, by_shard) = self
+            .write_by_filter(cluster, "delete", |filter| {
+                let mut delete = sea_query::Query::delete();
+                delete.from_table(M::META.table);
+                if let Some(node) = filter {
+                    delete.cond_where(node.to_condition_for::<DB>(M::META.columns));
+                }
+                delete.build_sqlx(DB::builder())
+            })
+            .await?;
+        let mut total = 0;
+        for (shard, n) in by_shard {
+            if let Some(state) = &gated {
+                crate::placement::note_rows(&state.placement, shard, -(n as i64));
+            }
+            total += n;
+        }
+        Ok(total)
+    }
+
+    /// Starts an update by filter: the matching rows get `value` in `column` (more columns with
+    /// [`Update::set`]), run by [`Update::update`].
+    ///
+    /// Only ordinary columns can be assigned: a primary-key or shard-key column (typed
+    /// `Column<M, T, Key>` by the derive) is a compile error, since a row's key never changes
+    /// in place.
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// let closed = Issue::query()
+    ///     .filter(Issue::TENANT_ID.eq(tenant).and(Issue::STATUS.eq(Status::Open)))
+    ///     .set(Issue::STATUS, Status::Closed)
+    ///     .set(Issue::CLOSED_AT, Some(now))
+    ///     .update(&cluster)
+    ///     .await?;
+    /// ```
+    pub fn set<T, R>(self, column: Column<M, T, R>, value: impl Into<T>) -> Update<M>
+    where
+        T: Into<Value>,
+        R: grant_core::Assignable,
+    {
+        Update {
+            query: self,
+            assignments: Vec::new(),
+        }
+        .set(column, value)
+    }
+
+    /// Runs one statement per shard the query visits (built from the shard's filter), on its
+    /// primary, shards in parallel: the part `delete` and `update` share. Refuses what a write
+    /// by filter cannot do; returns the placement state it held and each shard's affected rows.
+    async fn write_by_filter<DB: Backend>(
+        self,
+        cluster: &Cluster<DB>,
+        what: &str,
+        build: impl Fn(Option<&Node>) -> crate::stmt::Statement,
+    ) -> Result<(Option<crate::placement::Gated>, Vec<(ShardId, u64)>)> {
+        let refuse = |reason: String| {
             Err(Error::Unsupported {
                 model: M::META.name,
-                reason: reason.to_owned(),
+                reason,
             })
         };
         if self.limit.is_some() || self.offset.is_some() || self.after.is_some() {
-            return refuse(
-                "delete() of a query with limit, offset or after would delete an arbitrary \
-                 subset on each shard; remove them (filter on the rows to delete)",
-            );
+            return refuse(format!(
+                "{what}() of a query with limit, offset or after would {what} an arbitrary \
+                 subset on each shard; remove them (filter on the rows to {what})"
+            ));
         }
         if M::REFERENCE {
-            return refuse(
-                "delete() by filter on a reference table; delete its rows by key \
-                 (`row.delete(&cluster)`), which writes every shard in one transaction",
-            );
+            return refuse(format!(
+                "{what}() by filter on a reference table; {what} its rows by key \
+                 (`row.{what}(&cluster)`), which writes every shard in one transaction"
+            ));
         }
-        // resharding: the placement is read under the model's gate, held for the whole delete.
+        // resharding: the placement is read under the model's gate, held for the whole write.
         let gated = cluster.gated_placement::<M>().await;
         if let Some(state) = &gated
             && matches!(state.placement, Placement::Migrating { .. })
         {
-            return refuse(
-                "delete() by filter while the model is being resharded (its journal needs the \
-                 keys of deleted rows); delete by key meanwhile, or after the job finishes",
-            );
+            return refuse(format!(
+                "{what}() by filter while the model is being resharded (its journal needs the \
+                 keys of the rows written); {what} by key meanwhile, or after the job finishes"
+            ));
         }
         let legs = self.legs(cluster, DB::NULLS_FIRST_IN_ASC).await?;
         let policy = self.policy(cluster, false);
@@ -734,26 +792,11 @@ impl<M: Model> Query<M> {
                     .iter()
                     .find(|(s, _)| *s == shard)
                     .and_then(|(_, f)| f.clone());
-                async move {
-                    let mut delete = sea_query::Query::delete();
-                    delete.from_table(M::META.table);
-                    if let Some(node) = &filter {
-                        delete.cond_where(node.to_condition_for::<DB>(M::META.columns));
-                    }
-                    cluster
-                        .execute(M::META.name, shard, delete.build_sqlx(DB::builder()))
-                        .await
-                }
+                let statement = build(filter.as_ref());
+                async move { cluster.execute(M::META.name, shard, statement).await }
             })
             .await?;
-        let mut total = 0;
-        for (shard, n) in gathered.ok {
-            if let Some(state) = &gated {
-                crate::placement::note_rows(&state.placement, shard, -(n as i64));
-            }
-            total += n;
-        }
-        Ok(total)
+        Ok((gated, gathered.ok))
     }
 
     /// The number of rows [`Query::all`] would return (the page's limit and offset included).
@@ -807,9 +850,9 @@ impl<M: Model> Query<M> {
     ///
     /// As [`Query::all`]; [`Error::Unsupported`] with `limit` / `offset`; an integer overflow
     /// is [`Error::Unsupported`] (across shards) or the database's error.
-    pub async fn sum<T, DB: Backend>(
+    pub async fn sum<T, R, DB: Backend>(
         self,
-        column: Column<M, T>,
+        column: Column<M, T, R>,
         cluster: &Cluster<DB>,
     ) -> Result<Option<T::Sum>>
     where
@@ -825,9 +868,9 @@ impl<M: Model> Query<M> {
     /// # Errors
     ///
     /// As [`Query::sum`].
-    pub async fn min<T, DB: Backend>(
+    pub async fn min<T, R, DB: Backend>(
         self,
-        column: Column<M, T>,
+        column: Column<M, T, R>,
         cluster: &Cluster<DB>,
     ) -> Result<Option<T::Inner>>
     where
@@ -843,9 +886,9 @@ impl<M: Model> Query<M> {
     /// # Errors
     ///
     /// As [`Query::sum`].
-    pub async fn max<T, DB: Backend>(
+    pub async fn max<T, R, DB: Backend>(
         self,
-        column: Column<M, T>,
+        column: Column<M, T, R>,
         cluster: &Cluster<DB>,
     ) -> Result<Option<T::Inner>>
     where
@@ -862,9 +905,9 @@ impl<M: Model> Query<M> {
     /// # Errors
     ///
     /// As [`Query::sum`].
-    pub async fn avg<T, DB: Backend>(
+    pub async fn avg<T, R, DB: Backend>(
         self,
-        column: Column<M, T>,
+        column: Column<M, T, R>,
         cluster: &Cluster<DB>,
     ) -> Result<Option<T::Avg>>
     where
@@ -888,6 +931,68 @@ impl<M: Model> Query<M> {
             .into_iter()
             .next()
             .unwrap_or_default())
+    }
+}
+
+/// An update by filter: a query's matching rows get new values in some columns
+/// ([`Query::set`]).
+#[derive(Debug, Clone)]
+pub struct Update<M: Model> {
+    query: Query<M>,
+    assignments: Vec<(usize, Value)>,
+}
+
+impl<M: Model> Update<M> {
+    /// Also assigns `value` to `column` (a later `set` of the same column wins).
+    pub fn set<T, R>(mut self, column: Column<M, T, R>, value: impl Into<T>) -> Self
+    where
+        T: Into<Value>,
+        R: grant_core::Assignable,
+    {
+        let value: Value = value.into().into();
+        match self
+            .assignments
+            .iter_mut()
+            .find(|(i, _)| *i == column.index())
+        {
+            Some(slot) => slot.1 = value,
+            None => self.assignments.push((column.index(), value)),
+        }
+        self
+    }
+
+    /// Updates the matching rows, routed like any query (the shards the filter's shard key
+    /// allows, else every shard), each shard's `UPDATE` run on its primary, shards in
+    /// parallel; returns how many rows matched.
+    ///
+    /// Each shard's update is one statement (all of its matching rows or none); shards are not
+    /// atomic together: on an error, shards that answered first may have updated theirs (run
+    /// it again: assigning constants is idempotent).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] with `limit`, `offset` or `after` (each shard would update an
+    /// arbitrary subset), on a reference table (update its rows by key) and while the model is
+    /// being resharded (update by key meanwhile, which the job journals); otherwise as
+    /// [`Query::all`]. A value the column cannot hold (a NULL in a `NOT NULL` column) is the
+    /// database's error.
+    pub async fn update<DB: Backend>(self, cluster: &Cluster<DB>) -> Result<u64> {
+        let assignments = self.assignments;
+        let (_, by_shard) = self
+            .query
+            .write_by_filter(cluster, "update", |filter| {
+                let mut update = sea_query::Query::update();
+                update.table(M::META.table);
+                for (i, value) in &assignments {
+                    update.value(M::META.columns[*i].name, value.clone());
+                }
+                if let Some(node) = filter {
+                    update.cond_where(node.to_condition_for::<DB>(M::META.columns));
+                }
+                update.build_sqlx(DB::builder())
+            })
+            .await?;
+        Ok(by_shard.into_iter().map(|(_, n)| n).sum())
     }
 }
 

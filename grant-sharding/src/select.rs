@@ -106,7 +106,10 @@ impl<M: Model, T> Select<M, T> {
     }
 
     /// Groups by `column` (after the columns already given).
-    pub fn group_by<C: grant_core::Orderable>(mut self, column: grant_core::Column<M, C>) -> Self {
+    pub fn group_by<C: grant_core::Orderable, R>(
+        mut self,
+        column: grant_core::Column<M, C, R>,
+    ) -> Self {
         self.group_by.push(column.as_ref());
         self
     }

@@ -33,7 +33,8 @@ pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Resul
     }))
     .await?;
     // The table may have existed before, made by an older version of the model.
-    cluster.verify_tables::<M>(&shards).await
+    cluster.verify_tables::<M>(&shards).await?;
+    crate::crud::create_indexes::<M, DB>(cluster, &shards).await
 }
 
 /// Ends a transaction after its write: commit after success, roll back after failure.
