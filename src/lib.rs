@@ -115,7 +115,9 @@ pub mod __private {
         Backend, Column, ColumnMeta, DirectorySpec, Error, FromShardRow, FromValue, IndexMeta,
         Model, ModelMeta, Orderable, Result, ShardId, ShardKey, Sharded, SqlType, ValueKind,
     };
+    pub use grant_core::{BelongsTo, Colocation, colocation};
     pub use grant_sharding::placement::directory;
+    pub use grant_sharding::relations;
     pub use grant_sharding::resolve;
     pub use grant_sharding::resolve::custom;
     pub use grant_sharding::resolve::hash;

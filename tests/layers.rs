@@ -64,6 +64,7 @@ const RULES: &[(&[&str], &[&str])] = &[
             "select.rs",
             "schema.rs",
             "distribution.rs",
+            "relations.rs",
         ],
         &["txn", "reshard", "saga", "ids"],
     ),

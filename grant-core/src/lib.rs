@@ -34,7 +34,10 @@ pub mod feature_types {
 pub use cond::{CmpOp, Cond, Node};
 pub use error::{Error, Result};
 pub use key::{KeyPart, KeyVisitor, ShardKey};
-pub use model::{ColumnMeta, DirectorySpec, FromShardRow, IndexMeta, Model, ModelMeta, Sharded};
+pub use model::{
+    BelongsTo, Colocation, ColumnMeta, DirectorySpec, FromShardRow, IndexMeta, Model, ModelMeta,
+    Sharded, colocation,
+};
 pub use select::{Agg, Having, Item, OrderItem, Selectable, count};
 pub use shard::ShardId;
 pub use value::{FromValue, ValueKind};

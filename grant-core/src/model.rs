@@ -128,6 +128,12 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     /// The table's secondary indexes, which `create_table` creates. Default none.
     const INDEXES: &'static [IndexMeta] = &[];
 
+    /// The model's static placement as a signature: two models with equal, non-empty
+    /// signatures place equal shard keys on the same shard (same strategy, shards and
+    /// parameters). The derive writes it (`"hash/8/shard_"`); `belongs_to` compares them.
+    /// Default `""`: placed like no other model.
+    const PLACEMENT: &'static str = "";
+
     /// This row's primary key.
     fn primary_key(&self) -> Self::PrimaryKey;
 
@@ -256,4 +262,103 @@ pub trait FromShardRow<DB: Backend>: Sized {
     ///
     /// The database's decode error when a column has an unexpected type or NULL.
     fn from_row(row: &DB::Row) -> std::result::Result<Self, sqlx::Error>;
+
+    /// Decodes one model from the row's columns starting at position `offset` (a co-located
+    /// join puts the parent's columns after the child's). The derive implements it; the
+    /// default reads only at offset 0.
+    ///
+    /// # Errors
+    ///
+    /// As [`FromShardRow::from_row`]; for the default, any other offset.
+    fn from_row_at(row: &DB::Row, offset: usize) -> std::result::Result<Self, sqlx::Error> {
+        if offset == 0 {
+            Self::from_row(row)
+        } else {
+            Err(sqlx::Error::Decode(
+                format!(
+                    "{} decodes rows only from their first column; implement \
+                     FromShardRow::from_row_at to read it after another model's columns",
+                    std::any::type_name::<Self>()
+                )
+                .into(),
+            ))
+        }
+    }
+}
+
+/// A child model placed with its parent model `P`: `#[grant(belongs_to(P, key(..)))]` on the
+/// child, which the derive accepts only when every child row lives on its parent's shard (the
+/// same placement, the parent's shard key mapped onto the child's; see [`colocation`]).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not placed with `{P}`: it does not declare `belongs_to({P}, key(..))`",
+    label = "a co-located relation needs `#[grant(belongs_to({P}, key(..)))]` on `{Self}`",
+    note = "a join or a children's query runs on each shard alone, so it is only possible between \
+            a child and the parent it is placed with; across models placed apart, load each \
+            side with its own query"
+)]
+pub trait BelongsTo<P: Model>: Model {
+    /// Positions (in [`ModelMeta::columns`]) of the child's columns holding the parent's
+    /// primary key, in the parent's primary-key order.
+    const PARENT_KEY: &'static [usize];
+
+    /// The primary key of this row's parent.
+    fn parent_key(&self) -> P::PrimaryKey;
+}
+
+/// Why a child model is not placed with its parent, as checked by [`colocation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Colocation {
+    /// Every child row lives on its parent's shard.
+    Colocated,
+    /// The placements differ (strategy, shard count, names or parameters), or one of them is
+    /// not static (a directory model, a hand-written `Model`).
+    Placement,
+    /// `key(..)` does not list one field per primary-key field of the parent.
+    KeyLength,
+    /// The parent's shard key, read through `key(..)`, is not the child's shard key (in order).
+    ShardKey,
+}
+
+/// Whether a child whose columns `key` hold the parent's primary key is placed with the parent:
+/// equal non-empty [`Model::PLACEMENT`] signatures, one key field per parent primary-key field,
+/// and for each of the parent's shard-key columns (in key order) the child's field at its
+/// primary-key position being the child's shard-key column at the same position. Evaluated by
+/// the compiler in constants the derive generates.
+pub const fn colocation(
+    child_placement: &str,
+    child: &ModelMeta,
+    parent_placement: &str,
+    parent: &ModelMeta,
+    key: &[usize],
+) -> Colocation {
+    let (a, b) = (child_placement.as_bytes(), parent_placement.as_bytes());
+    if a.is_empty() || a.len() != b.len() {
+        return Colocation::Placement;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return Colocation::Placement;
+        }
+        i += 1;
+    }
+    if key.len() != parent.primary_key.len() {
+        return Colocation::KeyLength;
+    }
+    if child.shard_key_columns.len() != parent.shard_key_columns.len() {
+        return Colocation::ShardKey;
+    }
+    let mut j = 0;
+    while j < parent.shard_key_columns.len() {
+        let column = parent.shard_key_columns[j];
+        let mut pos = 0;
+        while pos < parent.primary_key.len() && parent.primary_key[pos] != column {
+            pos += 1;
+        }
+        if pos == parent.primary_key.len() || key[pos] != child.shard_key_columns[j] {
+            return Colocation::ShardKey;
+        }
+        j += 1;
+    }
+    Colocation::Colocated
 }

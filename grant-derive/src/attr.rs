@@ -4,7 +4,7 @@
 //! checks between values and fields are in `valid.rs`. Errors are collected, never returned
 //! early, so that every mistake in an attribute is reported at once.
 
-use proc_macro2::{Span, TokenTree};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
@@ -262,6 +262,19 @@ pub(crate) struct Container<'a> {
     pub(crate) methods: Vec<(String, Ident)>,
     /// `#[grant(index(a, b))]` and `#[grant(unique(a, b))]`, in order written.
     pub(crate) indexes: Vec<IndexAttr>,
+    /// `#[grant(belongs_to(Parent, key(a, b)))]`, in order written.
+    pub(crate) belongs_to: Vec<BelongsToAttr>,
+}
+
+/// One `#[grant(belongs_to(Parent, key(a, b)))]`: the parent model and the child's fields
+/// holding the parent's primary key, in the order of the parent's primary-key fields.
+pub(crate) struct BelongsToAttr {
+    /// The parent model's type.
+    pub(crate) parent: syn::Path,
+    /// The child's fields, in the parent's primary-key order.
+    pub(crate) key: Vec<Ident>,
+    /// The span of the whole `belongs_to(..)`, for errors about it.
+    pub(crate) span: Span,
 }
 
 /// One `#[grant(index(..))]` or `#[grant(unique(..))]` on the struct: the fields, by name.
@@ -298,7 +311,7 @@ pub(crate) const DIRECTORY_POLICIES: &[&str] = &["least_rows", "round_robin", "e
 
 /// The largest `#[shard(vnodes = N)]`.
 pub(crate) const MAX_VNODES: u32 = 1 << 16;
-const GRANT_KEYS_SHARDED: &[&str] = &["table", "crate", "methods", "index", "unique"];
+const GRANT_KEYS_SHARDED: &[&str] = &["table", "crate", "methods", "index", "unique", "belongs_to"];
 const GRANT_KEYS_MODEL: &[&str] = &[
     "table",
     "shard",
@@ -311,7 +324,7 @@ const GRANT_KEYS_MODEL: &[&str] = &[
 const GRANT_FIELD_KEYS: &[&str] = &["column", "constant", "index", "unique"];
 
 /// The inherent methods the derive generates, which `#[grant(methods(..))]` can rename.
-pub(crate) const METHODS: [&str; 14] = [
+pub(crate) const METHODS: [&str; 16] = [
     "create_table",
     "insert",
     "insert_many",
@@ -326,6 +339,8 @@ pub(crate) const METHODS: [&str; 14] = [
     "on_all_shards",
     "shard_for",
     "try_shard_for",
+    "belonging_to",
+    "belonging_to_each",
 ];
 
 /// Parses the struct's `#[shard(..)]`, `#[grant(..)]` and misplaced `#[primary_key]`.
@@ -342,6 +357,7 @@ pub(crate) fn container<'a>(
         krate: Slot::Missing,
         methods: Vec::new(),
         indexes: Vec::new(),
+        belongs_to: Vec::new(),
     };
     for attr in attrs {
         if attr.path().is_ident("shard") {
@@ -605,6 +621,19 @@ fn parse_container_grant(
                 store(&mut out.krate, &meta, "grant", value, errors);
             }
             (Some("methods"), _) => parse_methods(&meta, &mut out.methods, errors)?,
+            (Some("belongs_to"), Derive::Sharded) => {
+                if let Some(relation) = parse_belongs_to(&meta, errors)? {
+                    out.belongs_to.push(relation);
+                }
+            }
+            (Some("belongs_to"), Derive::Model) => {
+                errors.spanned(
+                    &meta.path,
+                    "`#[grant(belongs_to(..))]` is for `#[derive(Sharded)]` models: a child row \
+                     lives on its parent's shard; a `#[derive(Model)]` table is not spread by a key",
+                );
+                skip_value(&meta)?;
+            }
             (Some(which @ ("index" | "unique")), _) => {
                 if let Some(index) = parse_index(&meta, which == "unique", errors)? {
                     out.indexes.push(index);
@@ -676,6 +705,87 @@ fn parse_container_grant(
     }
 }
 
+/// A comma-separated list of field names, each an identifier or a string literal
+/// (`key(tenant_id, issue_id)` or `key("tenant_id", "issue_id")`: the string form keeps
+/// clippy's `duplicated_attributes` quiet when two relations of a struct share a field).
+fn field_names(input: ParseStream<'_>) -> syn::Result<Vec<Ident>> {
+    let mut out = Vec::new();
+    while !input.is_empty() {
+        if input.peek(LitStr) {
+            let lit: LitStr = input.parse()?;
+            out.push(lit.parse_with(Ident::parse_any)?);
+        } else {
+            out.push(Ident::parse_any(input)?);
+        }
+        if input.is_empty() {
+            break;
+        }
+        let _: Token![,] = input.parse()?;
+    }
+    Ok(out)
+}
+
+/// `belongs_to(Parent, key(a, b))`.
+fn parse_belongs_to(
+    meta: &ParseNestedMeta<'_>,
+    errors: &mut Errors,
+) -> syn::Result<Option<BelongsToAttr>> {
+    const EXAMPLE: &str = "`#[grant(belongs_to(Issue, key(tenant_id, issue_id)))]`";
+    if !meta.input.peek(syn::token::Paren) {
+        errors.spanned(
+            &meta.path,
+            format!(
+                "`belongs_to` names the parent model and the fields holding its primary key, \
+                 e.g. {EXAMPLE}"
+            ),
+        );
+        skip_value(meta)?;
+        return Ok(None);
+    }
+    let span = meta.path.span();
+    let content;
+    syn::parenthesized!(content in meta.input);
+    let parent: syn::Path = content.parse()?;
+    let mut key = Vec::new();
+    if content.peek(Token![,]) {
+        let _: Token![,] = content.parse()?;
+        let word: Ident = content.parse()?;
+        if word != "key" || !content.peek(syn::token::Paren) {
+            errors.spanned(
+                &word,
+                format!("expected `key(..)` after the parent model, e.g. {EXAMPLE}"),
+            );
+            let _: TokenStream = content.parse()?;
+            return Ok(None);
+        }
+        let fields;
+        syn::parenthesized!(fields in content);
+        key = field_names(&fields)?;
+        if content.peek(Token![,]) {
+            let _: Token![,] = content.parse()?;
+        }
+    }
+    if !content.is_empty() {
+        let rest: TokenStream = content.parse()?;
+        errors.spanned(
+            rest,
+            format!("unexpected tokens in `belongs_to(..)`, expected {EXAMPLE}"),
+        );
+        return Ok(None);
+    }
+    if key.is_empty() {
+        errors.spanned(
+            &parent,
+            format!(
+                "`belongs_to` needs the fields holding the parent's primary key, in the order of \
+                 its primary-key fields, e.g. {EXAMPLE}"
+            ),
+        );
+        return Ok(None);
+    }
+    Ok(Some(BelongsToAttr { parent, key, span }))
+}
+
 /// `index(a, b)` / `unique(a, b)` on the struct: field names, at least one.
 fn parse_index(
     meta: &ParseNestedMeta<'_>,
@@ -695,25 +805,21 @@ fn parse_index(
         skip_value(meta)?;
         return Ok(None);
     }
-    let mut fields = Vec::new();
-    meta.parse_nested_meta(|field| {
-        match field.path.get_ident() {
-            Some(ident) if field.input.is_empty() || field.input.peek(Token![,]) => {
-                fields.push(ident.clone());
-            }
-            _ => {
-                errors.spanned(
-                    &field.path,
-                    format!(
-                        "`#[grant({which}(..))]` lists field names, e.g. \
-                         `#[grant({which}(tenant_id, email))]`"
-                    ),
-                );
-                skip_value(&field)?;
-            }
+    let content;
+    syn::parenthesized!(content in meta.input);
+    let fields = match field_names(&content) {
+        Ok(fields) => fields,
+        Err(error) => {
+            errors.push(syn::Error::new(
+                error.span(),
+                format!(
+                    "`#[grant({which}(..))]` lists field names, e.g. \
+                     `#[grant({which}(tenant_id, email))]`"
+                ),
+            ));
+            return Ok(None);
         }
-        Ok(())
-    })?;
+    };
     if fields.is_empty() {
         errors.spanned(
             &meta.path,

@@ -106,6 +106,7 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
         reference: is_reference(model),
         methods: &model.methods,
     });
+    let relations = relations(model);
     quote! {
         const _: () = {
             #helpers
@@ -113,8 +114,145 @@ pub(crate) fn expand(model: &Model<'_>) -> TokenStream {
             #sharded_impl
             #row_impl
             #inherent
+            #relations
         };
     }
+}
+
+/// For each `belongs_to(Parent, key(..))`: the compile-time co-location check (constants the
+/// compiler evaluates against the parent's placement, failing at the attribute with what to
+/// change), `BelongsTo<Parent>`, and the generic `belonging_to` / `belonging_to_each`.
+fn relations(model: &Model<'_>) -> TokenStream {
+    if model.belongs_to.is_empty() {
+        return TokenStream::new();
+    }
+    let p = private();
+    let ident = model.ident;
+    let vis = model.vis;
+    let child = &model.name;
+    let child_key: Vec<&str> = match &model.placement {
+        Placement::Sharded(sharding) => sharding
+            .key
+            .iter()
+            .map(|&i| model.columns[i].field.as_str())
+            .collect(),
+        Placement::Single { .. } => Vec::new(),
+    };
+    let mut out = TokenStream::new();
+    for relation in &model.belongs_to {
+        let parent = &relation.parent;
+        let parent_name = parent
+            .segments
+            .last()
+            .map_or_else(String::new, |s| crate::ast::unraw(&s.ident));
+        let span = relation.span;
+        let fields: Vec<&Ident> = relation
+            .key
+            .iter()
+            .map(|&i| model.columns[i].ident)
+            .collect();
+        let listed: Vec<&str> = relation
+            .key
+            .iter()
+            .map(|&i| model.columns[i].field.as_str())
+            .collect();
+        let positions = relation.key.iter().map(|&i| Literal::usize_unsuffixed(i));
+        let placement_msg = format!(
+            "`{child}` belongs_to `{parent_name}` but is not placed like it: a child row must \
+             live on its parent's shard, so `{child}` needs the same `#[shard(..)]` strategy, \
+             count, shard names and parameters as `{parent_name}` (a `directory` model is placed \
+             by its own table and cannot be a parent or a child)"
+        );
+        let length_msg = format!(
+            "`key({})` of `{child}`'s belongs_to(`{parent_name}`) must list one field per \
+             primary-key field of `{parent_name}`, in the order of its primary key",
+            listed.join(", ")
+        );
+        let shard_key_msg = format!(
+            "`{child}`'s shard key ({}) is not `{parent_name}`'s shard key read through \
+             `key({})`: the fields of `key(..)` at the positions of `{parent_name}`'s shard-key \
+             fields must be `{child}`'s shard key, in the same order; shard `{child}` on those \
+             fields (`#[shard(on = ..)]`)",
+            child_key.join(", "),
+            listed.join(", ")
+        );
+        let reads: Vec<TokenStream> = fields
+            .iter()
+            .zip(&relation.key_spans)
+            .map(|(f, span)| quote_spanned!(*span=> ::core::clone::Clone::clone(&self.#f)))
+            .collect();
+        let parent_key = if reads.len() == 1 {
+            reads[0].clone()
+        } else {
+            quote!((#(#reads),*))
+        };
+        let check = quote_spanned! {span=>
+            const _: () = {
+                match #p::colocation(
+                    <#ident as #p::Model>::PLACEMENT,
+                    <#ident as #p::Model>::META,
+                    <#parent as #p::Model>::PLACEMENT,
+                    <#parent as #p::Model>::META,
+                    &[#(#positions),*],
+                ) {
+                    #p::Colocation::Colocated => {}
+                    #p::Colocation::Placement => ::core::panic!(#placement_msg),
+                    #p::Colocation::KeyLength => ::core::panic!(#length_msg),
+                    _ => ::core::panic!(#shard_key_msg),
+                }
+            };
+        };
+        let positions = relation.key.iter().map(|&i| Literal::usize_unsuffixed(i));
+        let parent_key = quote_spanned! {span=>
+            fn parent_key(&self) -> <#parent as #p::Model>::PrimaryKey {
+                #parent_key
+            }
+        };
+        out.extend(quote! {
+            #check
+
+            #[automatically_derived]
+            impl #p::BelongsTo<#parent> for #ident {
+                const PARENT_KEY: &'static [usize] = &[#(#positions),*];
+                #parent_key
+            }
+        });
+    }
+    let method = |name: &str| {
+        model
+            .methods
+            .iter()
+            .find(|(m, _)| m == name)
+            .map_or_else(|| Ident::new(name, Span::call_site()), |(_, i)| i.clone())
+    };
+    let m_belonging_to = method("belonging_to");
+    let m_belonging_to_each = method("belonging_to_each");
+    out.extend(quote! {
+        #[automatically_derived]
+        impl #ident {
+            /// The children of `parent` (a model this one `belongs_to`): a query routed to the
+            /// parent's shard, which holds them all; filter, order and page it like any query.
+            #vis fn #m_belonging_to<P: #p::Model>(parent: &P) -> #p::Query<Self>
+            where
+                Self: #p::BelongsTo<P>,
+            {
+                #p::relations::belonging_to::<Self, P>(parent)
+            }
+
+            /// The children of each of `parents`, in the order of `parents`, each parent's in
+            /// primary-key order: one statement per shard the parents live on, in parallel.
+            #vis async fn #m_belonging_to_each<P: #p::Model, DB: #p::Backend>(
+                cluster: &#p::Cluster<DB>,
+                parents: &[P],
+            ) -> #p::Result<::std::vec::Vec<::std::vec::Vec<Self>>>
+            where
+                Self: #p::BelongsTo<P> + #p::FromShardRow<DB> + ::core::clone::Clone,
+            {
+                #p::relations::belonging_to_each::<Self, P, DB>(cluster, parents).await
+            }
+        }
+    });
+    out
 }
 
 /// Whether the model is a reference table (`#[grant(reference)]`).
@@ -581,6 +719,17 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
         )
     };
 
+    let signature = match &model.placement {
+        Placement::Sharded(sharding) => sharding.plan.signature(&model.table),
+        Placement::Single {
+            shard,
+            reference: false,
+        } => format!("single/{shard}"),
+        Placement::Single {
+            reference: true, ..
+        } => format!("reference/{}", model.table),
+    };
+
     quote! {
         #[automatically_derived]
         #[allow(unused_qualifications)]
@@ -602,6 +751,7 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
             #directory
             #reference
             #indexes
+            const PLACEMENT: &'static str = #signature;
 
             fn primary_key(&self) -> Self::PrimaryKey {
                 #pk_value
@@ -881,7 +1031,7 @@ fn from_row_impl(model: &Model<'_>) -> TokenStream {
     let fields = model.columns.iter().enumerate().map(|(i, c)| {
         let (field, ty) = (c.ident, c.ty);
         let i = Literal::usize_unsuffixed(i);
-        quote!(#field: <__DB as #p::Backend>::get_column::<#ty>(row, #i)?)
+        quote!(#field: <__DB as #p::Backend>::get_column::<#ty>(row, offset + #i)?)
     });
     quote! {
         #[automatically_derived]
@@ -892,6 +1042,13 @@ fn from_row_impl(model: &Model<'_>) -> TokenStream {
         {
             fn from_row(
                 row: &<__DB as #p::sqlx::Database>::Row,
+            ) -> ::core::result::Result<Self, #p::sqlx::Error> {
+                <Self as #p::FromShardRow<__DB>>::from_row_at(row, 0)
+            }
+
+            fn from_row_at(
+                row: &<__DB as #p::sqlx::Database>::Row,
+                offset: usize,
             ) -> ::core::result::Result<Self, #p::sqlx::Error> {
                 ::core::result::Result::Ok(Self {
                     #(#fields,)*
@@ -986,6 +1143,8 @@ pub(crate) fn inherent_impl(inherent: &Inherent<'_>) -> TokenStream {
         m_on_all_shards,
         m_shard_for,
         m_try_shard_for,
+        _,
+        _,
     ] = crate::attr::METHODS.map(|m| inherent.method(m));
     let like_shard_for =
         format!("Like `{m_shard_for}`, or the error naming `key` when no shard holds it. Pure.");

@@ -89,9 +89,9 @@ fn sharded_user_expansion() {
             ":: grant :: __private :: hash :: shard_index (key , 8u32)",
             "impl < __DB : :: grant :: __private :: Backend > :: grant :: __private :: FromShardRow < __DB > for User",
             "FromShardRow < __DB > for User where i64 : :: grant :: __private :: SqlType",
-            "email : < __DB as :: grant :: __private :: Backend > :: get_column :: < Option < String > > (row , 2) ?",
-            "pub const ID : :: grant :: __private :: Column < Self , i64 > = :: grant :: __private :: Column :: new (\"id\" , 0) ;",
-            "pub const EMAIL : :: grant :: __private :: Column < Self , Option < String > >",
+            "email : < __DB as :: grant :: __private :: Backend > :: get_column :: < Option < String > > (row , offset + 2) ?",
+            "pub const ID : :: grant :: __private :: Column < Self , i64 , :: grant :: __private :: KeyColumn > = :: grant :: __private :: Column :: new (\"id\" , 0) ;",
+            "pub const EMAIL : :: grant :: __private :: Column < Self , Option < String > , :: grant :: __private :: DataColumn >",
             "pub fn shard_for (key : & i64) -> :: grant :: __private :: ShardId { :: grant :: __private :: ShardId :: prefixed (\"shard_\" , :: grant :: __private :: hash :: shard_index (key , 8u32)) }",
             "pub async fn create_table < DB : :: grant :: __private :: Backend >",
             ":: grant :: __private :: crud :: create_table :: < Self , DB > (cluster) . await",
@@ -201,8 +201,8 @@ fn renamed_table_and_column_and_raw_identifiers() {
             "name : \"Account\" , table : \"accounts\"",
             "name : \"type\" , field : \"type\"",
             "name : \"display_name\" , field : \"userName\"",
-            "pub (crate) const TYPE : :: grant :: __private :: Column < Self , String > = :: grant :: __private :: Column :: new (\"type\" , 0)",
-            "pub (crate) const USER_NAME : :: grant :: __private :: Column < Self , String > = :: grant :: __private :: Column :: new (\"display_name\" , 1)",
+            "pub (crate) const TYPE : :: grant :: __private :: Column < Self , String , :: grant :: __private :: KeyColumn > = :: grant :: __private :: Column :: new (\"type\" , 0)",
+            "pub (crate) const USER_NAME : :: grant :: __private :: Column < Self , String , :: grant :: __private :: DataColumn > = :: grant :: __private :: Column :: new (\"display_name\" , 1)",
             "& self . r#type",
             "pub (crate) async fn find",
         ],
@@ -327,7 +327,7 @@ fn errors_come_with_placeholder_impls() {
             ":: core :: compile_error !",
             "impl :: grant :: __private :: Model for User",
             "impl < __DB : :: grant :: __private :: Backend > :: grant :: __private :: FromShardRow < __DB > for User",
-            "pub const ID : :: grant :: __private :: Column < Self , i64 >",
+            "pub const ID : :: grant :: __private :: Column < Self , i64 , :: grant :: __private :: KeyColumn >",
             "pub fn shard_for < K : ? :: core :: marker :: Sized > (key : & K)",
             "pub async fn find",
             ":: core :: unreachable ! ()",
@@ -566,7 +566,7 @@ fn unknown_keys() {
                 struct User { #[primary_key] id: i64 }
             }
         ),
-        "unknown key `tabel` in `#[grant(..)]` on a struct, expected one of `table`, `crate`, `methods`"
+        "unknown key `tabel` in `#[grant(..)]` on a struct, expected one of `table`, `crate`, `methods`, `index`, `unique`, `belongs_to`"
     );
     assert_eq!(
         error(
@@ -576,7 +576,7 @@ fn unknown_keys() {
                 struct Country { #[primary_key] code: String }
             }
         ),
-        "unknown key `column` in `#[grant(..)]` on a struct, expected one of `table`, `shard`, `reference`, `crate`, `methods`; \
+        "unknown key `column` in `#[grant(..)]` on a struct, expected one of `table`, `shard`, `reference`, `crate`, `methods`, `index`, `unique`; \
          `column` goes on a field"
     );
     assert_eq!(
@@ -587,7 +587,7 @@ fn unknown_keys() {
                 struct User { #[primary_key] id: i64, #[grant(rename = "x")] name: String }
             }
         ),
-        "unknown key `rename` in field attribute `#[grant(..)]`, expected one of `column`, `constant`"
+        "unknown key `rename` in field attribute `#[grant(..)]`, expected one of `column`, `constant`, `index`, `unique`"
     );
     assert_eq!(
         error(
@@ -838,11 +838,11 @@ fn every_mistake_is_reported_at_once() {
     assert_eq!(
         all,
         [
-            "unknown key `tabel` in `#[grant(..)]` on a struct, expected one of `table`, `crate`, `methods`",
+            "unknown key `tabel` in `#[grant(..)]` on a struct, expected one of `table`, `crate`, `methods`, `index`, `unique`, `belongs_to`",
             "unknown strategy `hsh`, expected one of `hash`, `pg_hash`, `consistent_hash`, `range`, `mapping`, `geographic`, `lookup`, `directory`, `custom`",
             "`#[shard(count = ...)]` must be at least 1, got 0",
             "unknown key `extra` in `#[shard(..)]`, expected one of `strategy`, `on`, `count`, `prefix`, `vnodes`, `weights`, `ranges`, `map`, `default`, `home`, `policy`, `resolver`",
-            "unknown key `colum` in field attribute `#[grant(..)]`, expected one of `column`, `constant`",
+            "unknown key `colum` in field attribute `#[grant(..)]`, expected one of `column`, `constant`, `index`, `unique`",
             "`User` has no primary key; mark the field(s) that identify a row with `#[primary_key]`",
             "`#[shard(on = \"idd\")]` names no field of `User`; did you mean `id`?",
         ]

@@ -34,6 +34,50 @@ pub(crate) struct Model<'a> {
     pub(crate) methods: Vec<(String, Ident)>,
     /// The secondary indexes, field ones first (in field order), then the struct's.
     pub(crate) indexes: Vec<Index>,
+    /// `#[grant(belongs_to(..))]`: the parents this model's rows are placed with.
+    pub(crate) belongs_to: Vec<Relation>,
+}
+
+/// A parent of the model (`#[grant(belongs_to(Parent, key(a, b)))]`).
+pub(crate) struct Relation {
+    /// The parent model's type, as written.
+    pub(crate) parent: syn::Path,
+    /// Indices (into `columns`) of the fields holding the parent's primary key, in the
+    /// parent's primary-key order.
+    pub(crate) key: Vec<usize>,
+    /// The span of `belongs_to`, given to the co-location checks.
+    pub(crate) span: proc_macro2::Span,
+    /// The span of each field of `key(..)`, given to the code reading it (a type that is
+    /// not the parent's is reported there).
+    pub(crate) key_spans: Vec<proc_macro2::Span>,
+}
+
+impl Plan {
+    /// The placement's signature: equal for two models exactly when equal shard keys land on
+    /// the same shard (same strategy, shards and parameters); what `belongs_to` compares.
+    pub(crate) fn signature(&self, table: &str) -> String {
+        match self {
+            Plan::Hash { count, prefix } => format!("hash/{count}/{prefix}"),
+            Plan::PgHash { count, prefix } => format!("pg_hash/{count}/{prefix}"),
+            Plan::Consistent { prefix, vnodes } => format!("consistent_hash/{prefix}/{vnodes:?}"),
+            Plan::Range {
+                shards,
+                ranges,
+                time,
+            } => format!("range/{shards:?}/{ranges:?}/{time}"),
+            Plan::Mapping {
+                shards,
+                entries,
+                default,
+                text,
+            } => format!("mapping/{shards:?}/{entries:?}/{default:?}/{text}"),
+            // Each directory model has its own key -> shard table: never placed like another.
+            Plan::Directory { .. } => format!("directory/{table}"),
+            Plan::Custom { resolver } => {
+                format!("custom/{}", quote::ToTokens::to_token_stream(resolver))
+            }
+        }
+    }
 }
 
 /// A secondary index `create_table` creates.
@@ -194,6 +238,7 @@ pub(crate) fn check<'a>(input: &Input<'a>, kind: Derive, errors: &mut Errors) ->
         return None;
     }
     let indexes = indexes(input, &name, &table, &columns, &placement, errors);
+    let belongs_to = relations(input, &name, errors);
     Some(Model {
         ident: input.ident,
         vis: input.vis,
@@ -204,7 +249,56 @@ pub(crate) fn check<'a>(input: &Input<'a>, kind: Derive, errors: &mut Errors) ->
         placement,
         methods: input.attrs.methods.clone(),
         indexes,
+        belongs_to,
     })
+}
+
+/// The fields of each `belongs_to(Parent, key(..))` as column positions. Whether the parent is
+/// placed like this model is checked where the parent's placement is known: by the compiler, in
+/// constants the expansion generates.
+fn relations(input: &Input<'_>, name: &str, errors: &mut Errors) -> Vec<Relation> {
+    let mut out = Vec::new();
+    for attr in &input.attrs.belongs_to {
+        let mut key = Vec::new();
+        let mut ok = true;
+        for ident in &attr.key {
+            let wanted = crate::ast::unraw(ident);
+            match input.fields.iter().position(|f| f.name() == wanted) {
+                Some(i) if key.contains(&i) => {
+                    errors.spanned(
+                        ident,
+                        format!("field `{wanted}` is listed twice in `key(..)`"),
+                    );
+                    ok = false;
+                }
+                Some(i) => key.push(i),
+                None => {
+                    let names: Vec<String> = input.fields.iter().map(Field::name).collect();
+                    let hint = closest(&wanted, names.iter().map(String::as_str))
+                        .map(|c| format!("; did you mean `{c}`?"))
+                        .unwrap_or_default();
+                    errors.spanned(
+                        ident,
+                        format!(
+                            "`{name}` has no field `{wanted}`; `key(..)` lists this model's fields \
+                             holding the parent's primary key, in the parent's primary-key \
+                             order{hint}"
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if ok {
+            out.push(Relation {
+                parent: attr.parent.clone(),
+                key,
+                span: attr.span,
+                key_spans: attr.key.iter().map(Ident::span).collect(),
+            });
+        }
+    }
+    out
 }
 
 /// The indexes of `#[grant(index)]` / `#[grant(unique)]` on fields and `#[grant(index(..))]` /

@@ -13,7 +13,7 @@
 //! | layer | modules | what they decide |
 //! |---|---|---|
 //! | L5 features | [`txn`], [`saga`], [`reshard`], [`ids`], `features` | transactions and 2PC, sagas, online resharding, cluster-wide ids; the standard cluster's hooks |
-//! | L4 operations | [`crud`], [`query`], [`select`], [`schema`], [`distribution`] | writes and finds by key, routed queries and aggregates, DDL and migrations, row counts |
+//! | L4 operations | [`crud`], [`query`], [`select`], [`schema`], [`distribution`], [`relations`] | writes and finds by key, routed queries and aggregates, DDL and migrations, row counts, co-located children |
 //! | L3 execution | `exec`, [`merge`], `stmt` | running one statement per shard in parallel under one deadline; merging ordered rows; every SQL builder |
 //! | L2 placement | `router`, [`placement`] (with [`placement::directory`]), [`context`] | which shards a query visits; where a write goes (main and dual-write shards); operation gates |
 //! | L1 topology | [`cluster`], [`health`], [`observe`], `extensions`, `parking` | shards, endpoints, pools (connections parked between statements), replicas, breakers, **the statement path** |
@@ -53,6 +53,7 @@ pub mod observe;
 mod parking;
 pub mod placement;
 pub mod query;
+pub mod relations;
 pub mod resolve;
 // resharding: online moves between placements.
 pub mod reshard;

@@ -175,7 +175,7 @@ impl<M: Model> Query<M> {
         self.push_order(column.index(), order, Some(nulls))
     }
 
-    fn push_order(mut self, column: usize, order: Order, nulls: Option<Nulls>) -> Self {
+    pub(crate) fn push_order(mut self, column: usize, order: Order, nulls: Option<Nulls>) -> Self {
         self.order.push(OrderKey {
             column,
             order,
@@ -519,7 +519,7 @@ impl<M: Model> Query<M> {
         M: FromShardRow<DB>,
     {
         let columns: Vec<&'static str> = M::META.column_names().collect();
-        self.fetch_rows(cluster, partial, &columns, M::from_row)
+        self.fetch_rows(cluster, partial, &columns, None, M::from_row)
             .await
     }
 
@@ -567,18 +567,21 @@ impl<M: Model> Query<M> {
             }
         }
         Ok(self
-            .fetch_rows(cluster, false, &names, |row| T::from_row(row))
+            .fetch_rows(cluster, false, &names, None, |row| T::from_row(row))
             .await?
             .value)
     }
 
     /// Streams `columns` (followed by the sort key) from every leg, merges by the key, and
     /// decodes only the rows of the page.
-    async fn fetch_rows<T, DB: Backend>(
+    /// The rows of the query, `columns` of each (then, with `join`, the parent's columns),
+    /// decoded by `decode`: routed, run per shard, merged in the query's order and paged.
+    pub(crate) async fn fetch_rows<T, DB: Backend>(
         self,
         cluster: &Cluster<DB>,
         partial: bool,
         columns: &[&'static str],
+        join: Option<&JoinSpec>,
         decode: impl Fn(&DB::Row) -> std::result::Result<T, sqlx::Error>,
     ) -> Result<Partial<Vec<T>>> {
         // resharding: hold the model's gate for the whole query (a cutover waits for it).
@@ -595,7 +598,8 @@ impl<M: Model> Query<M> {
             .enumerate()
             .map(|(i, k)| {
                 let kind = M::META.columns[k.column].kind;
-                (columns.len() + i, kind)
+                let joined = join.map_or(0, |j| j.columns.len());
+                (columns.len() + joined + i, kind)
             })
             .collect();
         let offset = self.offset.unwrap_or(0);
@@ -607,14 +611,19 @@ impl<M: Model> Query<M> {
         let open = |shard: ShardId, filter: Option<&Node>, limit: Option<u64>| {
             let mut select = Self::base_select::<DB>(filter);
             select.columns(columns.iter().copied());
-            for key in &order {
-                select.column(M::META.columns[key.column].name);
+            if join.is_none() {
+                for key in &order {
+                    select.column(M::META.columns[key.column].name);
+                }
             }
             Self::order_sql_of::<DB>(&mut select, &order);
             if single {
                 page_sql(&mut select, self.limit, offset);
             } else if let Some(limit) = limit {
                 select.limit(limit);
+            }
+            if let Some(join) = join {
+                select = join.wrap::<M, DB>(select, columns, &order);
             }
             let rows = cluster.stream(
                 M::META.name,
@@ -993,6 +1002,52 @@ impl<M: Model> Update<M> {
             })
             .await?;
         Ok(by_shard.into_iter().map(|(_, n)| n).sum())
+    }
+}
+
+/// The parent side of a co-located join ([`crate::relations::Joined`]): the parent's table and
+/// columns, and which child column holds each of the parent's primary-key columns.
+pub(crate) struct JoinSpec {
+    pub(crate) table: &'static str,
+    pub(crate) columns: Vec<&'static str>,
+    /// (position in `columns` of a parent primary-key column, the child column holding it).
+    pub(crate) on: Vec<(usize, &'static str)>,
+}
+
+impl JoinSpec {
+    /// `SELECT <child columns>, <parent columns>, <sort keys> FROM (<child>) LEFT JOIN
+    /// (<parent, columns renamed __grant_p0..>) ON .. ORDER BY <sort keys>`: the child's rows
+    /// (filtered, ordered and paged as ever, in the inner statement), each with its parent's
+    /// columns or NULLs. The parent's columns are renamed so that no child column name becomes
+    /// ambiguous in the outer statement.
+    fn wrap<M: Model, DB: Backend>(
+        &self,
+        inner: SelectStatement,
+        columns: &[&'static str],
+        order: &[OrderKey],
+    ) -> SelectStatement {
+        let alias = |i: usize| format!("__grant_p{i}");
+        let mut parent = sea_query::Query::select();
+        parent.from(self.table);
+        for (i, c) in self.columns.iter().enumerate() {
+            parent.expr_as(Expr::col(*c), alias(i));
+        }
+        let mut on = sea_query::Condition::all();
+        for &(i, child) in &self.on {
+            on = on.add(sea_query::ExprTrait::equals(Expr::col(alias(i)), child));
+        }
+        let mut outer = sea_query::Query::select();
+        outer.from_subquery(inner, "__grant_c");
+        outer.join_subquery(sea_query::JoinType::LeftJoin, parent, "__grant_p", on);
+        outer.columns(columns.iter().copied());
+        for i in 0..self.columns.len() {
+            outer.column(alias(i));
+        }
+        for key in order {
+            outer.column(M::META.columns[key.column].name);
+        }
+        Query::<M>::order_sql_of::<DB>(&mut outer, order);
+        outer
     }
 }
 
