@@ -42,8 +42,9 @@ pub mod column {
     pub use grant_core::column::{Assignable, Column, ColumnRef, Data, Key};
 }
 pub use grant_core::{
-    Agg, Backend, Column, ColumnRef, Cond, Error, FromShardRow, FromValue, Having, IndexMeta,
-    KeyPart, Model, ModelMeta, Nulls, Order, Result, ShardId, ShardKey, Sharded, SqlType, count,
+    Agg, Backend, BelongsTo, Column, ColumnRef, Cond, Error, FromShardRow, FromValue, Having,
+    IndexMeta, KeyPart, Model, ModelMeta, Nulls, Order, Result, ShardId, ShardKey, Sharded,
+    SqlType, count,
 };
 pub use grant_core::{Orderable, ValueKind};
 pub use grant_derive::{Model, Sharded, SqlEnum};
@@ -57,6 +58,7 @@ pub use grant_sharding::{
     with_shard,
 };
 
+pub use grant_sharding::relations::{self, Joined};
 pub use grant_sharding::saga;
 
 /// Transactions: single-shard ([`ShardTx`]), multi-shard with two-phase commit
