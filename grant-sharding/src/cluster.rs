@@ -98,6 +98,9 @@ struct Inner<DB: Backend> {
     read_policy: ReadPolicy,
     balance: Balance,
     read_your_writes: Duration,
+    /// The shard holding the cluster's own tables (`ClusterBuilder::control_shard`; `None`: the
+    /// first shard).
+    control: Option<String>,
     health: HealthConfig,
     epoch: Instant,
     log: QueryLog,
@@ -698,6 +701,7 @@ pub struct ClusterBuilder<DB: Backend> {
     read_policy: ReadPolicy,
     balance: Balance,
     read_your_writes: Duration,
+    control: Option<String>,
     health: HealthConfig,
     health_checks: bool,
     /// Extension slots handed to the cluster (settings of higher layers, e.g. `.two_phase(..)`).
@@ -741,6 +745,14 @@ impl<DB: Backend> ClusterBuilder<DB> {
     /// path; the file is created if missing).
     pub fn shard(mut self, name: impl Into<String>, url: impl Into<String>) -> Self {
         self.shards.push((name.into(), url.into()));
+        self
+    }
+
+    /// The shard that holds the cluster's own tables — the topology (every model's run-time
+    /// placement), resharding jobs, id leases — default the first shard added. Every process
+    /// of an application must name the same one.
+    pub fn control_shard(mut self, name: impl Into<String>) -> Self {
+        self.control = Some(name.into());
         self
     }
 
@@ -917,6 +929,7 @@ impl<DB: Backend> ClusterBuilder<DB> {
             inner.read_policy = self.read_policy;
             inner.balance = self.balance;
             inner.read_your_writes = self.read_your_writes;
+            inner.control = self.control.take();
             inner.health = self.health;
             inner.probes = self.health_checks;
             inner.pool_settings = settings;
@@ -945,6 +958,16 @@ impl<DB: Backend> ClusterBuilder<DB> {
             }
         }
         Ok(cluster)
+    }
+}
+
+/// A cluster handle that does not keep it alive ([`Cluster::downgrade`]).
+pub(crate) struct WeakCluster<DB: Backend>(Weak<Inner<DB>>);
+
+impl<DB: Backend> WeakCluster<DB> {
+    /// The cluster, unless every `Cluster` handle was dropped.
+    pub(crate) fn upgrade(&self) -> Option<Cluster<DB>> {
+        self.0.upgrade().map(|inner| Cluster { inner })
     }
 }
 
@@ -1014,6 +1037,7 @@ impl<DB: Backend> Cluster<DB> {
             read_policy: ReadPolicy::Primary,
             balance: Balance::RoundRobin,
             read_your_writes: DEFAULT_READ_YOUR_WRITES,
+            control: None,
             health: HealthConfig::default(),
             health_checks: false,
             extensions: Extensions::default(),
@@ -1062,6 +1086,7 @@ impl<DB: Backend> Cluster<DB> {
                 read_policy: ReadPolicy::Primary,
                 balance: Balance::RoundRobin,
                 read_your_writes: DEFAULT_READ_YOUR_WRITES,
+                control: None,
                 health: HealthConfig::default(),
                 epoch: Instant::now(),
                 log: QueryLog::default(),
@@ -1080,14 +1105,39 @@ impl<DB: Backend> Cluster<DB> {
         self.inner.shards.live().nth(index).map(|(_, s)| s.id)
     }
 
-    /// The shard that holds the cluster's own tables (resharding jobs, id leases): the first
-    /// one, named and as a [`ShardId`]. `what` says what it is wanted for, in the error.
+    /// The shard that holds the cluster's own tables (topology, resharding jobs, id leases):
+    /// the control shard ([`ClusterBuilder::control_shard`], default the first), named and as
+    /// a [`ShardId`]. `what` says what it is wanted for, in the error.
     pub(crate) fn first_shard(&self, what: &str) -> Result<(String, ShardId)> {
-        let (_, shard) =
-            self.inner.shards.live().next().ok_or_else(|| {
-                Error::Config(format!("the cluster has no shard to keep {what} on"))
-            })?;
+        let shard = match &self.inner.control {
+            Some(name) => self
+                .inner
+                .shards
+                .live()
+                .map(|(_, s)| s)
+                .find(|s| &s.name == name)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "the control shard `{name}` (for {what}) is not a shard of the cluster; \
+                         add it with `.shard(\"{name}\", url)` or name another"
+                    ))
+                })?,
+            None => self
+                .inner
+                .shards
+                .live()
+                .next()
+                .map(|(_, s)| s)
+                .ok_or_else(|| {
+                    Error::Config(format!("the cluster has no shard to keep {what} on"))
+                })?,
+        };
         Ok((shard.name.clone(), shard.id))
+    }
+
+    /// A handle that does not keep the cluster alive (for background tasks of higher layers).
+    pub(crate) fn downgrade(&self) -> WeakCluster<DB> {
+        WeakCluster(Arc::downgrade(&self.inner))
     }
 
     /// The primary pool of the shard called `name`, for direct access.

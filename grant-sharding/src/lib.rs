@@ -64,6 +64,7 @@ pub mod select;
 mod stmt;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod topology;
 pub mod txn;
 
 pub use cluster::{Balance, Cluster, ClusterBuilder, Executed, QueryLog, ReadPolicy};

@@ -39,6 +39,7 @@ pub use crate::resolve::Resolver;
 use crate::resolve::key_columns;
 
 pub mod directory;
+mod spec;
 
 use directory::Directory;
 
@@ -209,6 +210,24 @@ pub(crate) struct Placements {
     gates: RwLock<HashMap<&'static str, Arc<tokio::sync::RwLock<()>>>>,
     /// Per-model write observers (resharding's dirty-key journal).
     observers: RwLock<HashMap<&'static str, Arc<dyn WriteObserver>>>,
+    /// Where changes are persisted for every process of the cluster (the topology store, a
+    /// feature installed at connect); `None`: this process only.
+    store: RwLock<Option<Arc<dyn PlacementStore>>>,
+}
+
+/// Persists placement changes so that every process of the cluster follows them: the hook
+/// through which the topology store (a feature) sees `set_placement`, migrations and cutovers
+/// without this layer naming it.
+pub(crate) trait PlacementStore: Send + Sync + fmt::Debug {
+    /// Persists `table`'s placement (`None`: back to static) with an epoch of at least
+    /// `at_least` and above any epoch stored for it; returns the epoch stored. Called under
+    /// the placements' write lock: synchronous, durable when it returns.
+    fn persist(
+        &self,
+        table: &'static str,
+        placement: Option<&Placement>,
+        at_least: u64,
+    ) -> Result<u64>;
 }
 
 /// Sees every write of a model that has a [`Placement::Migrating`] placement: the hook through
@@ -283,12 +302,16 @@ impl Placements {
         let next = f(current.as_deref())?;
         let epoch = {
             let mut last = self.last_epoch.lock().unwrap_or_else(|e| e.into_inner());
-            let epoch = last
+            let mut epoch = last
                 .get(M::META.table)
                 .copied()
                 .max(current.as_ref().map(|c| c.epoch))
                 .unwrap_or(0)
                 + 1;
+            // Persisted first: a change no other process could follow is not made.
+            if let Some(store) = self.store() {
+                epoch = store.persist(M::META.table, next.as_ref(), epoch)?;
+            }
             last.insert(M::META.table, epoch);
             epoch
         };
@@ -307,6 +330,62 @@ impl Placements {
                 Ok((None, epoch))
             }
         }
+    }
+
+    fn store(&self) -> Option<Arc<dyn PlacementStore>> {
+        self.store.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Installs the store placement changes are persisted in.
+    pub(crate) fn set_store(&self, store: Arc<dyn PlacementStore>) {
+        *self.store.write().unwrap_or_else(|e| e.into_inner()) = Some(store);
+    }
+
+    /// The epoch of `table`'s placement known here (0: never placed).
+    pub(crate) fn epoch_of(&self, table: &str) -> u64 {
+        let current = self.read().get(table).map(|s| s.epoch);
+        let last = self
+            .last_epoch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(table)
+            .copied();
+        current.max(last).unwrap_or(0)
+    }
+
+    /// Installs a change another process persisted — `table`'s placement at `epoch` (`None`:
+    /// static) — if it is newer than what this process knows; returns whether it was applied.
+    /// Callers drain the model's operations first (its gate in write mode).
+    pub(crate) fn apply_persisted(
+        &self,
+        table: &'static str,
+        epoch: u64,
+        placement: Option<Placement>,
+    ) -> bool {
+        let mut map = self.write();
+        let mut last = self.last_epoch.lock().unwrap_or_else(|e| e.into_inner());
+        let known = map
+            .get(table)
+            .map(|s| s.epoch)
+            .max(last.get(table).copied())
+            .unwrap_or(0);
+        if epoch <= known {
+            return false;
+        }
+        last.insert(table, epoch);
+        match placement {
+            Some(placement) => {
+                map.insert(table, Arc::new(PlacementState { epoch, placement }));
+                self.any.store(true, Ordering::Release);
+            }
+            None => {
+                map.remove(table);
+                if map.is_empty() {
+                    self.any.store(false, Ordering::Release);
+                }
+            }
+        }
+        true
     }
 
     /// The operation gate of `table` (created on first use): every operation on a model with a

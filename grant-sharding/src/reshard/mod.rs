@@ -59,8 +59,10 @@
 //! placements (old or new) are **not supported yet**: reassign directory entries with the
 //! directory API.
 //!
-//! After cutover the new placement lives in this process's cluster; make it permanent (change
-//! the derive's `count`, or call `cluster.set_placement` at start-up) before the process restarts.
+//! The migration, the cutover and a rollback are persisted in the cluster's topology store
+//! ([`crate::topology`]): every process of the cluster follows them, also one started later.
+//! Writes made *during* the copy by other processes are not journaled yet: run the model's
+//! writers in the job's process meanwhile.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

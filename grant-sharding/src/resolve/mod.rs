@@ -36,6 +36,47 @@ pub use resolver::{Resolver, describe, hex, names};
 use grant_core::{Error, KeyPart, Model, Result, ShardId};
 use sea_query::Value;
 
+/// Escapes `text` as one token of a resolver or placement spec: `%`, spaces, newlines and other
+/// control characters become `%XX`, so tokens split on spaces and nested specs stay one token.
+pub(crate) fn spec_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '%' || c == ' ' || c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    if out.is_empty() {
+        out.push('%'); // the empty token (a lone `%` is never an escape)
+    }
+    out
+}
+
+/// The text of a token written by [`spec_escape`]; `None` for a malformed escape.
+pub(crate) fn spec_unescape(token: &str) -> Option<String> {
+    if token == "%" {
+        return Some(String::new());
+    }
+    let bytes = token.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = token.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The most columns a composite shard key may have (the tuple sizes [`grant_core::ShardKey`] is
 /// implemented for).
 pub const MAX_KEY_COLUMNS: usize = 4;

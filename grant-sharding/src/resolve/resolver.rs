@@ -76,6 +76,20 @@ pub trait Resolver: Send + Sync + fmt::Debug + 'static {
         let _ = (model, low, high);
         Ok(None)
     }
+
+    /// This resolver as text, kept in the topology store so that a placement set at run time is
+    /// followed by every process of the cluster; `None` (the default) for none. Grant rebuilds
+    /// the built-in resolvers (`hash`, `pg_hash`, `consistent_hash`, `mapping`) from theirs;
+    /// any other resolver is followed by other processes as an opaque placement over its shards
+    /// (reads visit them all, operations by key are refused there, saying why).
+    fn spec(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A shard as spec tokens: its index and escaped name.
+fn shard_spec(shard: ShardId) -> String {
+    format!("{} {}", shard.index(), super::spec_escape(&shard.name()))
 }
 
 impl Resolver for HashResolver {
@@ -85,6 +99,14 @@ impl Resolver for HashResolver {
                 .map(|i| ShardId::prefixed(self.prefix(), i))
                 .collect(),
         )
+    }
+
+    fn spec(&self) -> Option<String> {
+        Some(format!(
+            "hash {} {}",
+            self.count(),
+            super::spec_escape(self.prefix())
+        ))
     }
 
     fn shard_for_key(&self, _model: &'static ModelMeta, key: &[KeyPart<'_>]) -> Result<ShardId> {
@@ -103,6 +125,14 @@ impl Resolver for PgHashResolver {
                 .map(|i| ShardId::prefixed(self.prefix(), i))
                 .collect(),
         )
+    }
+
+    fn spec(&self) -> Option<String> {
+        Some(format!(
+            "pg_hash {} {}",
+            self.modulus(),
+            super::spec_escape(self.prefix())
+        ))
     }
 
     fn shard_for_key(&self, _model: &'static ModelMeta, key: &[KeyPart<'_>]) -> Result<ShardId> {
@@ -129,6 +159,15 @@ impl Resolver for ConsistentHashResolver {
             });
         }
         Ok(shard)
+    }
+
+    fn spec(&self) -> Option<String> {
+        let shards = ConsistentHashResolver::shards(self);
+        let mut out = format!("consistent {}", shards.len());
+        for (i, shard) in shards.iter().enumerate() {
+            out.push_str(&format!(" {} {}", shard_spec(*shard), self.vnodes_of(i)));
+        }
+        Some(out)
     }
 }
 
@@ -172,6 +211,23 @@ impl Resolver for MappingResolver {
                 detail: format!("a mapping places one key column, got {} parts", key.len()),
             }),
         }
+    }
+
+    fn spec(&self) -> Option<String> {
+        use super::MappingKey;
+        let mut out = format!("mapping {}", self.entries().len());
+        for (key, shard) in self.entries() {
+            match key {
+                MappingKey::Int(v) => out.push_str(&format!(" i {v}")),
+                MappingKey::Text(t) => out.push_str(&format!(" t {}", super::spec_escape(t))),
+            }
+            out.push_str(&format!(" {}", shard_spec(*shard)));
+        }
+        match self.default_shard() {
+            Some(shard) => out.push_str(&format!(" default {}", shard_spec(shard))),
+            None => out.push_str(" default -"),
+        }
+        Some(out)
     }
 }
 

@@ -1,0 +1,276 @@
+//! The topology store (L5): every model's run-time placement, persisted on the cluster's
+//! control shard so that every process connected to the same shards follows it.
+//!
+//! - Table `grant_topology` on the control shard ([`ClusterBuilder::control_shard`], default the
+//!   first): one row per model (by table) with its epoch and its placement as a spec (see
+//!   `placement::spec`).
+//! - At connect the rows are loaded and applied before the cluster is handed out; then a
+//!   background task reads them every [`ClusterBuilder::topology_poll`] (default 1 s) and
+//!   applies what is newer than this process knows, draining the model's operations first.
+//! - Every placement change of this process — `set_placement`, `clear_placement`, a
+//!   migration's start, cutover or abort — is persisted (with an epoch above every epoch
+//!   stored for the model) before it takes effect here: a change no other process could
+//!   follow is not made. The write is synchronous (the placement API is), on a connection of
+//!   its own made by a helper thread, so it works on any runtime.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use grant_core::{Backend, Error, Result, ShardId};
+use sea_query::{ColumnDef, Expr, OnConflict, Query, Table};
+use sea_query_sqlx::{SqlxBinder, SqlxValues};
+
+use crate::cluster::{Cluster, ClusterBuilder, WeakCluster, intern};
+use crate::placement::{Placement, PlacementStore};
+
+/// The table of the topology store.
+pub const TOPOLOGY_TABLE: &str = "grant_topology";
+
+/// How often a cluster reads the topology store by default.
+pub const DEFAULT_TOPOLOGY_POLL: Duration = Duration::from_secs(1);
+
+/// The name the store's statements carry in spans, metrics and errors.
+const WHAT: &str = "grant_topology";
+
+/// The topology settings of a cluster (an extension slot).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TopologySettings {
+    poll: Duration,
+}
+
+impl Default for TopologySettings {
+    fn default() -> Self {
+        TopologySettings {
+            poll: DEFAULT_TOPOLOGY_POLL,
+        }
+    }
+}
+
+impl<DB: Backend> ClusterBuilder<DB> {
+    /// How often the cluster reads the topology store to follow placement changes made by other
+    /// processes (default 1 s). A change made by this process applies here at once.
+    pub fn topology_poll(mut self, every: Duration) -> Self {
+        self.extensions.set(TopologySettings {
+            poll: every.max(Duration::from_millis(10)),
+        });
+        self
+    }
+}
+
+/// The connect hook: creates the store's table, applies what it holds, installs the store
+/// and starts following it.
+pub(crate) fn connect_hook<DB: Backend>(cluster: &Cluster<DB>) -> BoxFuture<'_, Result<()>> {
+    Box::pin(async move {
+        let (name, shard) = cluster.first_shard("the topology")?;
+        cluster
+            .execute(WHAT, shard, (create_table::<DB>(), empty()))
+            .await?;
+        follow_once(cluster, shard).await?;
+        let options = (*cluster
+            .pool(&name)
+            .ok_or_else(|| Error::Config(format!("the control shard `{name}` has no pool")))?
+            .connect_options())
+        .clone();
+        // A connection of its own must see the same database (not so for an in-memory SQLite
+        // shard: then no other process can share the topology, and changes stay local).
+        let count = Query::select()
+            .expr(sea_query::Func::count(Expr::col("model")))
+            .from(TOPOLOGY_TABLE)
+            .build_sqlx(DB::builder());
+        match run_alone::<DB>(options.clone(), count) {
+            Ok(_) => cluster.placements().set_store(Arc::new(Store::<DB> {
+                shard: name,
+                options,
+            })),
+            Err(e) => tracing::warn!(
+                shard = %name,
+                error = %e,
+                "the control shard cannot be reached from a connection of its own (an in-memory \
+                 database?): placement changes stay in this process"
+            ),
+        }
+        let every = cluster
+            .extensions()
+            .get::<TopologySettings>()
+            .copied()
+            .unwrap_or_default()
+            .poll;
+        spawn_follower(cluster.downgrade(), shard, every);
+        Ok(())
+    })
+}
+
+fn empty() -> SqlxValues {
+    SqlxValues(sea_query::Values(Vec::new()))
+}
+
+fn create_table<DB: Backend>() -> String {
+    Table::create()
+        .table(TOPOLOGY_TABLE)
+        .if_not_exists()
+        .col(ColumnDef::new("model").text().not_null().primary_key())
+        .col(ColumnDef::new("epoch").big_integer().not_null())
+        .col(ColumnDef::new("placement").text().not_null())
+        .col(ColumnDef::new("updated_at").big_integer().not_null())
+        .build(DB::builder())
+}
+
+/// Reads the store and applies every placement newer than this process knows.
+async fn follow_once<DB: Backend>(cluster: &Cluster<DB>, shard: ShardId) -> Result<()> {
+    let select = Query::select()
+        .columns(["model", "epoch", "placement"])
+        .from(TOPOLOGY_TABLE)
+        .build_sqlx(DB::builder());
+    let rows = cluster.fetch_unlogged(WHAT, shard, select).await?;
+    for row in &rows {
+        let read = |e: sqlx::Error| Error::on_shard(WHAT, shard, e);
+        let (Some(model), Some(epoch), Some(spec)) = (
+            DB::get_string(row, 0).map_err(read)?,
+            DB::get_i64(row, 1).map_err(read)?,
+            DB::get_string(row, 2).map_err(read)?,
+        ) else {
+            continue;
+        };
+        let epoch = u64::try_from(epoch).unwrap_or(0);
+        let placements = cluster.placements();
+        if epoch <= placements.epoch_of(&model) {
+            continue;
+        }
+        let table = intern(&model);
+        let placement = match Placement::from_spec(&spec)? {
+            Placement::Static => None,
+            other => Some(other),
+        };
+        // Drain the model's operations (those that hold its gate) before switching.
+        let gate = placements.gate(table);
+        let _drained = gate.write().await;
+        if placements.apply_persisted(table, epoch, placement) {
+            tracing::info!(
+                table,
+                epoch,
+                placement = %spec,
+                "followed a placement change from the topology store"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Reads the store every `every` until the cluster is dropped.
+fn spawn_follower<DB: Backend>(cluster: WeakCluster<DB>, shard: ShardId, every: Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let Some(cluster) = cluster.upgrade() else {
+                return;
+            };
+            if let Err(e) = follow_once(&cluster, shard).await {
+                tracing::warn!(error = %e, "cannot read the topology store; retrying");
+            }
+        }
+    });
+}
+
+/// The store: persists placement changes on the control shard.
+struct Store<DB: Backend> {
+    shard: String,
+    options: <DB::Connection as sqlx::Connection>::Options,
+}
+
+impl<DB: Backend> std::fmt::Debug for Store<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("shard", &self.shard).finish()
+    }
+}
+
+impl<DB: Backend> PlacementStore for Store<DB> {
+    fn persist(
+        &self,
+        table: &'static str,
+        placement: Option<&Placement>,
+        at_least: u64,
+    ) -> Result<u64> {
+        let spec = placement.map_or_else(|| "static".to_owned(), Placement::spec);
+        let statement = upsert::<DB>(table, &spec, at_least);
+        let outcome = run_alone::<DB>(self.options.clone(), statement)
+            .and_then(|epoch| epoch.ok_or_else(|| "the upsert returned no epoch".to_owned()));
+        match outcome {
+            Ok(epoch) => Ok(u64::try_from(epoch).unwrap_or(at_least)),
+            Err(e) => Err(Error::Config(format!(
+                "cannot persist the placement of table `{table}` in the topology store on \
+                 control shard `{shard}`: {e}; the placement was not changed (other processes \
+                 could not follow it) — retry when the control shard answers",
+                shard = self.shard
+            ))),
+        }
+    }
+}
+
+/// Runs one statement on a connection of its own, made by a thread of its own with a runtime of
+/// its own, and returns the first column of its first row as an integer. The placement API is
+/// synchronous: this neither needs nor blocks the caller's runtime (which may be
+/// single-threaded), and holds no pool connection of the cluster.
+fn run_alone<DB: Backend>(
+    options: <DB::Connection as sqlx::Connection>::Options,
+    (sql, values): (String, SqlxValues),
+) -> std::result::Result<Option<i64>, String> {
+    std::thread::spawn(move || -> std::result::Result<Option<i64>, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async move {
+            let pool = sqlx::pool::PoolOptions::<DB>::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(|c, _| DB::after_connect(c))
+                .connect_with(options)
+                .await
+                .map_err(|e| e.to_string())?;
+            let outcome = DB::fetch_all(&pool, sql, values).await;
+            pool.close().await;
+            let rows = outcome.map_err(|e| e.to_string())?;
+            match rows.first() {
+                Some(row) => DB::get_i64(row, 0).map_err(|e| e.to_string()),
+                None => Ok(None),
+            }
+        })
+    })
+    .join()
+    .map_err(|_| "the topology writer panicked".to_owned())?
+}
+
+/// `INSERT .. ON CONFLICT (model) DO UPDATE` with the epoch above the stored one, returning
+/// the epoch stored.
+fn upsert<DB: Backend>(table: &str, spec: &str, at_least: u64) -> (String, SqlxValues) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let greatest = if <DB as Backend>::NAME == "SQLite" {
+        "MAX"
+    } else {
+        "GREATEST"
+    };
+    let at_least = i64::try_from(at_least).unwrap_or(i64::MAX);
+    Query::insert()
+        .into_table(TOPOLOGY_TABLE)
+        .columns(["model", "epoch", "placement", "updated_at"])
+        .values_panic([table.into(), at_least.into(), spec.into(), now.into()])
+        .on_conflict(
+            OnConflict::column("model")
+                .value(
+                    "epoch",
+                    Expr::cust(format!(
+                        "{greatest}({TOPOLOGY_TABLE}.epoch + 1, excluded.epoch)"
+                    )),
+                )
+                .update_columns(["placement", "updated_at"])
+                .to_owned(),
+        )
+        .returning_col("epoch")
+        .build_sqlx(DB::builder())
+}
