@@ -347,27 +347,62 @@ async fn an_unknown_coordinator_shard_fails_the_connect() {
 }
 
 #[tokio::test]
-async fn models_with_a_run_time_placement_are_refused_not_misrouted() {
+async fn transactions_follow_a_run_time_placement_and_refuse_a_migration() {
     let dir = tempdir();
     let cluster = sqlite_cluster(dir.path(), 8).await;
     User::create_table(&cluster).await.unwrap();
     // A run-time placement that differs from the static one (4 shards instead of 8).
+    let four = grant::resolve::HashResolver::new(4);
     cluster
-        .set_placement::<User>(grant::Placement::resolver(
-            grant::resolve::HashResolver::new(4),
-        ))
+        .set_placement::<User>(grant::Placement::resolver(four))
         .unwrap_or_else(|e| panic!("{e}"));
-    let err = cluster.begin_for::<User>(&1).await.unwrap_err();
+    // A key whose shards differ under the two placements.
+    let id = (1..)
+        .find(|&id: &i64| User::shard_for(&id).index() != four.shard_for(&id).index())
+        .unwrap();
+    let mut tx = cluster.begin_for::<User>(&id).await.unwrap();
+    tx.insert(&user(id)).await.unwrap();
+    tx.commit().await.unwrap();
+    // On the run-time placement's shard, found by every path.
+    let here = cluster
+        .shard_id(four.shard_for(&id).index() as usize)
+        .unwrap();
+    assert_eq!(
+        User::on_shard(here)
+            .filter(User::ID.eq(id))
+            .count(&cluster)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(User::find(&cluster, id).await.unwrap(), Some(user(id)));
+    // A transaction opened on another shard refuses the row, naming where it lives.
+    let elsewhere = cluster
+        .shard_id(User::shard_for(&id).index() as usize)
+        .unwrap();
+    let mut tx = cluster.begin_on(elsewhere).await.unwrap();
+    let err = tx.find::<User>(id).await.unwrap_err();
+    assert!(matches!(err, Error::WrongShard { .. }), "{err}");
+    tx.rollback().await.unwrap();
+    // A cluster-wide transaction routes each row by the placement too (one shard here).
+    let mut tx = cluster.begin().await.unwrap();
+    let mut changed = user(id);
+    changed.balance += 5;
+    tx.update(&changed).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(User::find(&cluster, id).await.unwrap(), Some(changed));
+
+    // While the model migrates, a transaction would bypass the dual writes: refused.
+    let epoch = cluster
+        .begin_migration::<User>(grant::Placement::resolver(
+            grant::resolve::HashResolver::new(8),
+        ))
+        .unwrap();
+    let err = cluster.begin_for::<User>(&id).await.unwrap_err();
     assert!(
-        matches!(err, Error::Unsupported { .. }) && err.to_string().contains("run-time placement"),
+        matches!(err, Error::Unsupported { .. }) && err.to_string().contains("being resharded"),
         "{err}"
     );
-    let mut tx = cluster.begin_on(ShardId::new(0)).await.unwrap();
-    let err = tx.insert(&user(1)).await.unwrap_err();
-    assert!(err.to_string().contains("outside a transaction"), "{err}");
-    tx.rollback().await.unwrap();
-    // Outside a transaction the placement is followed.
-    user(1).insert(&cluster).await.unwrap();
-    assert_eq!(User::on_all_shards().count(&cluster).await.unwrap(), 1);
-    assert_eq!(User::find(&cluster, 1).await.unwrap(), Some(user(1)));
+    cluster.abort_migration::<User>(epoch).unwrap();
+    assert!(cluster.begin_for::<User>(&id).await.is_ok());
 }

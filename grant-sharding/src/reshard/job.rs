@@ -595,6 +595,7 @@ where
                         job.epoch.store(epoch, Ordering::Release);
                         job.install_journal();
                         job.ensure_marks().await?;
+                        job.ensure_capture().await?;
                     }
                     None => job.begin().await?,
                 }
@@ -631,6 +632,7 @@ where
     async fn begin(&self) -> Result<()> {
         self.install_journal();
         self.ensure_marks().await?;
+        self.ensure_capture().await?;
         let epoch = {
             let _drained = self.hold_gate().await;
             let epoch = self.cluster.begin_migration::<M>(self.plan.new.clone())?;
@@ -645,6 +647,101 @@ where
             self.set_phase(Phase::Copying).await?;
         }
         Ok(())
+    }
+
+    /// The change-capture journal and triggers on every source (see `capture`): every write of
+    /// any process to a source's rows is journaled in its own transaction from here on.
+    async fn ensure_capture(&self) -> Result<()> {
+        let statements = super::capture::create::<M, DB>();
+        try_join_all(self.sources().into_iter().map(|source| {
+            let statements = &statements;
+            async move {
+                for sql in statements {
+                    self.cluster
+                        .execute(M::META.name, source, (sql.clone(), store::no_values()))
+                        .await?;
+                }
+                Ok::<_, Error>(())
+            }
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// Empties every source's capture journal (the verification pass starts after it).
+    async fn clear_capture(&self) -> Result<()> {
+        let sql = super::capture::clear::<M>();
+        try_join_all(self.sources().into_iter().map(|source| {
+            let sql = sql.clone();
+            async move {
+                self.cluster
+                    .execute(M::META.name, source, (sql, store::no_values()))
+                    .await
+            }
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// The primary keys the sources' capture journals hold for rows of their own (a write on a
+    /// shard to a row that lives elsewhere under the old placement — the backfill's and the
+    /// dual writes' target side — is not the source's and is left out).
+    async fn captured(&self) -> Result<Vec<Vec<Value>>> {
+        let sql = super::capture::read::<M>();
+        let kinds: Vec<_> = M::META
+            .primary_key
+            .iter()
+            .map(|&i| M::META.columns[i].kind)
+            .collect();
+        let per_source = try_join_all(self.sources().into_iter().map(|source| {
+            let (sql, kinds) = (sql.clone(), &kinds);
+            async move {
+                let rows = self
+                    .cluster
+                    .fetch_unlogged(M::META.name, source, (sql, store::no_values()))
+                    .await?;
+                let mut keys = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let mut key = Vec::with_capacity(kinds.len());
+                    for (j, &kind) in kinds.iter().enumerate() {
+                        key.push(
+                            DB::get_value(row, j, kind)
+                                .map_err(|e| Error::on_shard(M::META.name, source, e))?,
+                        );
+                    }
+                    let from = shard_of::<M>(&self.plan.old, &key_of_pk::<M>(&key))?;
+                    if from.name() == source.name() {
+                        keys.push(key);
+                    }
+                }
+                Ok::<_, Error>(keys)
+            }
+        }))
+        .await?;
+        Ok(per_source.into_iter().flatten().collect())
+    }
+
+    /// Removes the capture triggers and journals (the job is done or rolled back); a failure
+    /// is logged, never fails the job (the triggers only journal).
+    async fn drop_capture(&self) {
+        let statements = super::capture::drop::<M, DB>();
+        for source in self.sources() {
+            for sql in &statements {
+                if let Err(e) = self
+                    .cluster
+                    .execute(M::META.name, source, (sql.clone(), store::no_values()))
+                    .await
+                {
+                    tracing::warn!(
+                        model = M::META.name,
+                        shard = %source,
+                        error = %e,
+                        "cannot remove the resharding job's change capture; drop its triggers \
+                         and journal table by hand"
+                    );
+                }
+            }
+        }
     }
 
     /// The moved-marker table on every source.
@@ -1115,6 +1212,7 @@ where
             let gate = self.gate();
             let _drained = gate.write().await;
             self.journal.take();
+            self.clear_capture().await?;
         }
         self.moved.lock().unwrap_or_else(|e| e.into_inner()).clear();
         futures_util::stream::iter(self.sources())
@@ -1253,7 +1351,17 @@ where
         }
         let held = self.hold_gate().await;
         let started = Instant::now();
-        let dirty = self.journal.take();
+        // Every process's writes since the verification pass: the sources' capture journals,
+        // and this process's own journal.
+        let captured = self.captured().await?;
+        let mut dirty = self.journal.take();
+        let mut seen: std::collections::HashSet<Vec<u8>> =
+            dirty.iter().map(|k| values_key(k)).collect();
+        for key in captured {
+            if seen.insert(values_key(&key)) {
+                dirty.push(key);
+            }
+        }
         let mut moved = std::mem::take(&mut *self.moved.lock().unwrap_or_else(|e| e.into_inner()));
         if let Err(e) = self.reverify(&dirty, &mut moved).await {
             // Nothing left any source: put the journal back and let writers go on.
@@ -1513,7 +1621,9 @@ where
 
     async fn finish(&self, phase: Phase) -> Result<()> {
         self.cluster.placements().observe(M::META.table, None);
-        self.set_phase(phase).await
+        self.set_phase(phase).await?;
+        self.drop_capture().await;
+        Ok(())
     }
 
     /// Finishes a cutover that was interrupted (a crash, a cancelled or failed `cutover`):

@@ -61,8 +61,8 @@
 //!
 //! The migration, the cutover and a rollback are persisted in the cluster's topology store
 //! ([`crate::topology`]): every process of the cluster follows them, also one started later.
-//! Writes made *during* the copy by other processes are not journaled yet: run the model's
-//! writers in the job's process meanwhile.
+//! Writes of other processes during the job are captured by triggers in the source databases
+//! (`capture`) and re-verified at the cutover with the job process's own journal.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -73,6 +73,7 @@ use crate::merge::values_key;
 use crate::placement::WriteObserver;
 
 mod backend;
+mod capture;
 mod job;
 mod plan;
 mod store;

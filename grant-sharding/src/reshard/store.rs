@@ -102,7 +102,7 @@ fn decode_cursors(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn no_values() -> SqlxValues {
+pub(crate) fn no_values() -> SqlxValues {
     SqlxValues(sea_query::Values(Vec::new()))
 }
 

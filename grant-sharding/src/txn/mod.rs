@@ -212,27 +212,83 @@ impl<DB: Backend> Cluster<DB> {
         self.shard_id(index).unwrap_or(ShardId::UNPLACED)
     }
 
-    /// The cluster position of model `M`'s shard `shard`.
+    /// The cluster position of model `M`'s shard `shard` (a shard [`Cluster::txn_route`]
+    /// chose).
     fn index_of<M: Model>(&self, shard: ShardId) -> Result<usize> {
-        // Transactions route rows by the model's static strategy; a run-time placement (a grown
-        // ring, a directory, a resharding in progress with its dual writes) would be bypassed,
-        // so rows could land on a shard no read looks at. Refuse until transactions follow it.
-        if let Some(state) = self.placement::<M>() {
-            return Err(Error::Unsupported {
-                model: M::META.name,
-                reason: format!(
-                    "model `{}` has a run-time placement on this cluster (epoch {}: {:?}); \
-                     transactions route by the model's static strategy and do not follow it \
-                     yet — write `{}` rows outside a transaction (each write is atomic on its \
-                     shard) or in a saga",
-                    M::META.name,
-                    state.epoch,
-                    state.placement,
-                    M::META.name
-                ),
-            });
-        }
+        self.txn_placement::<M>()?;
         self.shard_index(M::META.name, shard)
+    }
+
+    /// The run-time resolver transactions route model `M` by, if it has one. Transactions
+    /// follow a resolver placement (a reshard's result, a grown ring, a mapping with a new
+    /// entry). A directory (whose lookups and assignments are writes of their own) and a
+    /// migration in progress (whose dual writes and journal a transaction would bypass) are
+    /// refused, saying what to do.
+    fn txn_placement<M: Model>(&self) -> Result<Option<std::sync::Arc<dyn crate::Resolver>>> {
+        let Some(state) = self.placement::<M>() else {
+            return Ok(None);
+        };
+        match &state.placement {
+            crate::Placement::Static => Ok(None),
+            crate::Placement::Resolver(r) => Ok(Some(std::sync::Arc::clone(r))),
+            other => {
+                let what = if matches!(other, crate::Placement::Migrating { .. }) {
+                    "is being resharded (a transaction would bypass the job's dual writes and \
+                     journal): write its rows outside a transaction meanwhile (each write is \
+                     atomic on its shard, dual-written and journaled), or after the cutover"
+                } else {
+                    "is placed by a directory, whose lookups and assignments are writes of \
+                     their own: write its rows outside a transaction (each write is atomic on \
+                     its shard) or in a saga"
+                };
+                Err(Error::Unsupported {
+                    model: M::META.name,
+                    reason: format!(
+                        "a transaction on model `{}`, which {what} (placement epoch {})",
+                        M::META.name,
+                        state.epoch
+                    ),
+                })
+            }
+        }
+    }
+
+    /// The shard a transaction puts model `M`'s row with shard-key parts `parts` on: the
+    /// run-time resolver's answer when the model has one, else `static_shard`.
+    pub(crate) fn txn_route<M: Model>(
+        &self,
+        parts: &[grant_core::KeyPart<'_>],
+        static_shard: impl FnOnce() -> Result<ShardId>,
+    ) -> Result<ShardId> {
+        match self.txn_placement::<M>()? {
+            Some(resolver) => resolver.shard_for_key(M::META, parts),
+            None => static_shard(),
+        }
+    }
+
+    /// [`Cluster::txn_route`] for a row.
+    pub(crate) fn txn_shard_of_row<M: Model>(&self, row: &M) -> Result<ShardId> {
+        let values = crate::placement::row_key_values::<M>(row);
+        self.txn_route_values::<M>(&values, || row.try_shard_of())
+    }
+
+    /// [`Cluster::txn_route`] for a primary key.
+    pub(crate) fn txn_shard_of_key<M: Model>(&self, key: &M::PrimaryKey) -> Result<ShardId> {
+        let values = crate::placement::pk_key_values::<M>(key);
+        self.txn_route_values::<M>(&values, || M::try_shard_of_key(key))
+    }
+
+    fn txn_route_values<M: Model>(
+        &self,
+        values: &[sea_query::Value],
+        static_shard: impl FnOnce() -> Result<ShardId>,
+    ) -> Result<ShardId> {
+        if self.txn_placement::<M>()?.is_none() {
+            return static_shard();
+        }
+        crate::resolve::key_parts::<M, _>(values, |parts| {
+            self.txn_route::<M>(parts, || Err(Error::Config("unreachable".into())))
+        })?
     }
 }
 

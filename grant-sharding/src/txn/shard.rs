@@ -61,7 +61,22 @@ impl<DB: Backend> Cluster<DB> {
     /// [`Error::UnknownShard`] (a key no shard holds, a shard the cluster lacks); the shard's
     /// error or [`Error::Timeout`] when no connection can be had.
     pub async fn begin_for<M: Sharded>(&self, key: &M::ShardKey) -> Result<ShardTx<DB>> {
-        let shard = M::try_shard_for(key)?;
+        let shard = {
+            struct Parts(Vec<grant_core::key::OwnedKeyPart>);
+            impl grant_core::KeyVisitor for Parts {
+                fn part(&mut self, part: grant_core::KeyPart<'_>) {
+                    self.0.push(part.into());
+                }
+            }
+            let mut parts = Parts(Vec::new());
+            key.visit(&mut parts);
+            let parts: Vec<grant_core::KeyPart<'_>> = parts
+                .0
+                .iter()
+                .map(grant_core::key::OwnedKeyPart::as_part)
+                .collect();
+            self.txn_route::<M>(&parts, || M::try_shard_for(key))?
+        };
         let index = self.index_of::<M>(shard)?;
         Ok(ShardTx {
             cluster: self.clone(),
@@ -177,7 +192,7 @@ impl<DB: Backend> ShardTx<DB> {
     /// [`Error::WrongShard`] for a row of another shard (nothing run); the shard's error (e.g. a
     /// duplicate key; the transaction is then aborted on PostgreSQL: roll it back).
     pub async fn insert<M: Model>(&mut self, row: &M) -> Result<()> {
-        self.check::<M>(row.try_shard_of()?, || {
+        self.check::<M>(self.cluster.txn_shard_of_row(row)?, || {
             describe_key::<M>(&row.primary_key())
         })?;
         super::put_rows(&self.cluster, &mut self.open, &[row], Put::Insert).await?;
@@ -192,7 +207,7 @@ impl<DB: Backend> ShardTx<DB> {
     /// error.
     pub async fn insert_many<M: Model>(&mut self, rows: &[M]) -> Result<u64> {
         for row in rows {
-            self.check::<M>(row.try_shard_of()?, || {
+            self.check::<M>(self.cluster.txn_shard_of_row(row)?, || {
                 describe_key::<M>(&row.primary_key())
             })?;
         }
@@ -220,7 +235,7 @@ impl<DB: Backend> ShardTx<DB> {
     /// As [`insert_many`](ShardTx::insert_many).
     pub async fn upsert_many<M: Model>(&mut self, rows: &[M]) -> Result<u64> {
         for row in rows {
-            self.check::<M>(row.try_shard_of()?, || {
+            self.check::<M>(self.cluster.txn_shard_of_row(row)?, || {
                 describe_key::<M>(&row.primary_key())
             })?;
         }
@@ -234,7 +249,7 @@ impl<DB: Backend> ShardTx<DB> {
     ///
     /// [`Error::WrongShard`]; [`Error::NotFound`] when no such row exists; the shard's error.
     pub async fn update<M: Model>(&mut self, row: &M) -> Result<()> {
-        self.check::<M>(row.try_shard_of()?, || {
+        self.check::<M>(self.cluster.txn_shard_of_row(row)?, || {
             describe_key::<M>(&row.primary_key())
         })?;
         super::update_row(&self.cluster, &mut self.open, row).await
@@ -255,7 +270,9 @@ impl<DB: Backend> ShardTx<DB> {
     ///
     /// [`Error::WrongShard`]; the shard's error.
     pub async fn delete_key<M: Model>(&mut self, key: &M::PrimaryKey) -> Result<bool> {
-        self.check::<M>(M::try_shard_of_key(key)?, || describe_key::<M>(key))?;
+        self.check::<M>(self.cluster.txn_shard_of_key::<M>(key)?, || {
+            describe_key::<M>(key)
+        })?;
         super::delete_key::<M, DB>(&self.cluster, &mut self.open, key).await
     }
 
@@ -291,7 +308,7 @@ impl<DB: Backend> ShardTx<DB> {
         if M::REFERENCE {
             return Ok(()); // every shard holds the rows: read them here
         }
-        let shard = M::try_shard_of_key(key)?;
+        let shard = self.cluster.txn_shard_of_key::<M>(key)?;
         if self.cluster.index_of::<M>(shard)? != self.open.index {
             return Err(wrong_shard::<M>(
                 describe_key::<M>(key),

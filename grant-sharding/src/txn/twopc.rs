@@ -273,7 +273,7 @@ impl<DB: Backend> Transaction<DB> {
         }
         let mut groups: Vec<(ShardId, Vec<&M>)> = Vec::new();
         for &row in rows {
-            let shard = row.try_shard_of()?;
+            let shard = cluster.txn_shard_of_row(row)?;
             match groups.iter_mut().find(|(s, _)| *s == shard) {
                 Some((_, group)) => group.push(row),
                 None => groups.push((shard, vec![row])),
@@ -302,7 +302,9 @@ impl<DB: Backend> Transaction<DB> {
             }
             return Ok(());
         }
-        let open = self.part_for::<M>(row.try_shard_of()?).await?;
+        let open = self
+            .part_for::<M>(self.cluster.txn_shard_of_row(row)?)
+            .await?;
         super::update_row(&cluster, open, row).await
     }
 
@@ -331,7 +333,9 @@ impl<DB: Backend> Transaction<DB> {
             }
             return Ok(any);
         }
-        let open = self.part_for::<M>(M::try_shard_of_key(key)?).await?;
+        let open = self
+            .part_for::<M>(self.cluster.txn_shard_of_key::<M>(key)?)
+            .await?;
         super::delete_key::<M, DB>(&cluster, open, key).await
     }
 
@@ -355,7 +359,7 @@ impl<DB: Backend> Transaction<DB> {
         &mut self,
         key: M::PrimaryKey,
     ) -> Result<Option<M>> {
-        let index = self.read_index::<M>(M::try_shard_of_key(&key)?)?;
+        let index = self.read_index::<M>(self.cluster.txn_shard_of_key::<M>(&key)?)?;
         let cluster = self.cluster.clone();
         let open = self.part(M::META.name, index).await?;
         super::find_key(&cluster, open, &key, false).await
@@ -371,7 +375,7 @@ impl<DB: Backend> Transaction<DB> {
         &mut self,
         key: M::PrimaryKey,
     ) -> Result<Option<M>> {
-        let index = self.read_index::<M>(M::try_shard_of_key(&key)?)?;
+        let index = self.read_index::<M>(self.cluster.txn_shard_of_key::<M>(&key)?)?;
         let cluster = self.cluster.clone();
         let open = self.part(M::META.name, index).await?;
         super::find_key(&cluster, open, &key, true).await
@@ -449,8 +453,8 @@ impl<DB: Backend> Transaction<DB> {
             });
         }
         let old_key = row.primary_key();
-        let from = M::try_shard_of_key(&old_key)?;
-        let to = M::try_shard_of_key(&new_key)?;
+        let from = self.cluster.txn_shard_of_key::<M>(&old_key)?;
+        let to = self.cluster.txn_shard_of_key::<M>(&new_key)?;
         let mut values = row.values();
         for (&column, value) in M::META
             .primary_key

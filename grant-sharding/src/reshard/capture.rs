@@ -1,0 +1,159 @@
+//! Change capture inside the source databases: while a model is resharded, triggers on its
+//! table on every source shard record the primary key of every row any process inserts,
+//! updates or deletes into a journal table on that shard — in the writing transaction, so no
+//! acknowledged write escapes it, whichever process (or tool) made it. The cutover re-verifies
+//! those keys with the ones the job's own process journaled in memory.
+//!
+//! SQLite: three `AFTER` triggers (`INSERT OR IGNORE` into the journal). PostgreSQL: one
+//! PL/pgSQL function and one `AFTER INSERT OR UPDATE OR DELETE` row trigger (`ON CONFLICT DO
+//! NOTHING`). The journal's primary key is the model's primary key: each key once.
+
+use grant_core::{Backend, Model};
+use sea_query::{ColumnDef, Index, Table};
+
+/// The journal table of `M` on a source shard.
+pub(crate) fn journal_table<M: Model>() -> String {
+    format!("grant_journal_{}", M::META.table)
+}
+
+fn trigger_name<M: Model>(what: &str) -> String {
+    format!("grant_capture_{}{what}", M::META.table)
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn pk_names<M: Model>() -> Vec<&'static str> {
+    M::META
+        .primary_key
+        .iter()
+        .map(|&i| M::META.columns[i].name)
+        .collect()
+}
+
+/// The statements that create the journal and the triggers (idempotent), one per element.
+pub(crate) fn create<M: Model, DB: Backend>() -> Vec<String> {
+    let journal = journal_table::<M>();
+    let mut table = Table::create();
+    table
+        .table(sea_query::Alias::new(journal.as_str()))
+        .if_not_exists();
+    for &i in M::META.primary_key {
+        let column = &M::META.columns[i];
+        let column_type = (column.column_type)();
+        let collation = DB::sort_collation(&column_type);
+        let mut def = ColumnDef::new_with_type(column.name, DB::ddl_column_type(column_type));
+        def.not_null();
+        if let Some(collation) = collation {
+            def.extra(format!("COLLATE \"{collation}\""));
+        }
+        table.col(def);
+    }
+    let mut pk = Index::create();
+    for name in pk_names::<M>() {
+        pk.col(name);
+    }
+    table.primary_key(&mut pk);
+    let mut out = vec![table.build(DB::builder())];
+
+    let columns = pk_names::<M>()
+        .iter()
+        .map(|c| quote(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let values = |row: &str| {
+        pk_names::<M>()
+            .iter()
+            .map(|c| format!("{row}.{}", quote(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (source, journal) = (quote(M::META.table), quote(&journal));
+    if <DB as Backend>::NAME == "SQLite" {
+        let insert = |row: &str| {
+            format!(
+                "INSERT OR IGNORE INTO {journal} ({columns}) VALUES ({});",
+                values(row)
+            )
+        };
+        for (what, event, body) in [
+            ("_ins", "INSERT", insert("NEW")),
+            (
+                "_upd",
+                "UPDATE",
+                format!("{} {}", insert("OLD"), insert("NEW")),
+            ),
+            ("_del", "DELETE", insert("OLD")),
+        ] {
+            out.push(format!(
+                "CREATE TRIGGER IF NOT EXISTS {} AFTER {event} ON {source} FOR EACH ROW \
+                 BEGIN {body} END",
+                quote(&trigger_name::<M>(what))
+            ));
+        }
+    } else {
+        let function = quote(&trigger_name::<M>(""));
+        let insert = |row: &str| {
+            format!(
+                "INSERT INTO {journal} ({columns}) VALUES ({}) ON CONFLICT DO NOTHING;",
+                values(row)
+            )
+        };
+        out.push(format!(
+            "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $grant$ \
+             BEGIN \
+               IF TG_OP <> 'DELETE' THEN {} END IF; \
+               IF TG_OP <> 'INSERT' THEN {} END IF; \
+               RETURN NULL; \
+             END $grant$",
+            insert("NEW"),
+            insert("OLD")
+        ));
+        out.push(format!("DROP TRIGGER IF EXISTS {function} ON {source}"));
+        out.push(format!(
+            "CREATE TRIGGER {function} AFTER INSERT OR UPDATE OR DELETE ON {source} \
+             FOR EACH ROW EXECUTE FUNCTION {function}()"
+        ));
+    }
+    out
+}
+
+/// The statements that remove the triggers and the journal (idempotent).
+pub(crate) fn drop<M: Model, DB: Backend>() -> Vec<String> {
+    let journal = quote(&journal_table::<M>());
+    let source = quote(M::META.table);
+    if <DB as Backend>::NAME == "SQLite" {
+        let mut out: Vec<String> = ["_ins", "_upd", "_del"]
+            .iter()
+            .map(|w| format!("DROP TRIGGER IF EXISTS {}", quote(&trigger_name::<M>(w))))
+            .collect();
+        out.push(format!("DROP TABLE IF EXISTS {journal}"));
+        out
+    } else {
+        let function = quote(&trigger_name::<M>(""));
+        vec![
+            format!("DROP TRIGGER IF EXISTS {function} ON {source}"),
+            format!("DROP FUNCTION IF EXISTS {function}()"),
+            format!("DROP TABLE IF EXISTS {journal}"),
+        ]
+    }
+}
+
+/// `SELECT <primary key> FROM <journal>`.
+pub(crate) fn read<M: Model>() -> String {
+    format!(
+        "SELECT {} FROM {}",
+        pk_names::<M>()
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        quote(&journal_table::<M>())
+    )
+}
+
+/// `DELETE FROM <journal>`: a fresh journal (the verification pass starts after it).
+pub(crate) fn clear<M: Model>() -> String {
+    format!("DELETE FROM {}", quote(&journal_table::<M>()))
+}
