@@ -63,10 +63,26 @@ impl<DB: Backend> ClusterBuilder<DB> {
 pub(crate) fn connect_hook<DB: Backend>(cluster: &Cluster<DB>) -> BoxFuture<'_, Result<()>> {
     Box::pin(async move {
         let (name, shard) = cluster.first_shard("the topology")?;
-        cluster
+        let created = cluster
             .execute(WHAT, shard, (create_table::<DB>(), empty()))
-            .await?;
-        follow_once(cluster, shard).await?;
+            .await;
+        if let Err(e) = follow_once(cluster, shard).await {
+            if matches!(e, Error::Config(_)) {
+                return Err(e); // it holds what this version cannot read: never guess
+            }
+            // The table is neither there nor creatable by this role (e.g. no CREATE on the
+            // schema): the cluster works, its placement changes stay in this process.
+            let cause = created.err().unwrap_or(e);
+            tracing::warn!(
+                shard = %name,
+                error = %cause,
+                "the topology store `grant_topology` cannot be created or read on the control \
+                 shard: placement changes stay in this process and other processes will not \
+                 follow them; create the table once with a role that may (its DDL is in the \
+                 README) or grant this one CREATE"
+            );
+            return Ok(());
+        }
         let options = (*cluster
             .pool(&name)
             .ok_or_else(|| Error::Config(format!("the control shard `{name}` has no pool")))?
