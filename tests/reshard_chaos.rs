@@ -13,10 +13,10 @@ use grant::prelude::*;
 async fn sqlite_reshard_chaos() {
     let dir = common::tempdir();
     let path = dir.path().to_owned();
-    let connect = || {
+    let connect = |follow: bool| {
         let path = path.clone();
         async move {
-            let mut b = Cluster::<Sqlite>::builder();
+            let mut b = Cluster::<Sqlite>::builder().follow_topology(follow);
             for i in 0..8 {
                 b = b.shard(
                     format!("shard_{i}"),
@@ -41,8 +41,8 @@ async fn pg_reshard_chaos() {
     const TEST: &str = "pg_reshard_chaos";
     let Some(env) = pg::env().await else { return };
     drop(env.cluster(TEST, 8).await);
-    let connect = || async move {
-        let mut b = Cluster::<Postgres>::builder();
+    let connect = |follow: bool| async move {
+        let mut b = Cluster::<Postgres>::builder().follow_topology(follow);
         for i in 0..8 {
             b = b.shard(format!("shard_{i}"), pg::shard_url(env, TEST, i));
         }

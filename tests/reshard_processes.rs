@@ -1,9 +1,15 @@
-//! Resharding while *other OS processes* write: two writer processes update their own accounts
-//! through the whole job — connected before it began and never told of it (their topology poll
-//! is an hour), so they write the old shards only, with no dual writes and no journal of the
-//! job's process — and one of them is killed (SIGKILL) half-way. The sources' change capture
-//! (triggers into a journal, in the writing transaction) hands their writes to the cutover:
-//! afterwards every acknowledged write is there, once, on the shard the new placement names.
+//! Resharding while *other OS processes* write.
+//!
+//! - Two writer processes that are not Grant clusters at all (a tool writing the database with
+//!   plain SQL, by the model's static placement: the old shards only, no dual writes, no
+//!   journal of the job's process) update their own accounts through the whole job; one is
+//!   killed (SIGKILL) half-way. The sources' change capture (triggers into a journal, in the
+//!   writing transaction) hands their writes to the cutover: afterwards every acknowledged
+//!   write is there, once, on the shard the new placement names.
+//! - A Grant process that does not follow the topology (an hour's poll) holds the job's start:
+//!   it fails naming that process and leaves the model as it was; once it is gone, and with a
+//!   following process alive, the job starts.
+//!
 //! On SQLite shard files and PostgreSQL shard databases.
 
 #[path = "common/pg.rs"]
@@ -22,6 +28,7 @@ use grant::reshard::{Phase, ReshardBackend, ReshardJob, ReshardOptions, ReshardP
 use grant::resolve::HashResolver;
 use grant::{Backend, FromShardRow};
 use scenario::{Account, account, eight, preload};
+use sea_query_sqlx::SqlxBinder;
 
 const SHARDS: usize = 8;
 const ROWS: i64 = 1_000;
@@ -42,6 +49,47 @@ async fn connect<DB: Backend>(base: &str, poll: Duration) -> Cluster<DB> {
 /// loop (a balance change and `version + 1` each), appending `id version` to its log after
 /// each acknowledged update, until `stop` appears in `GRANT_RW_DIR`.
 #[test]
+fn reshard_idle() {
+    let Some(name) = std::env::var_os("GRANT_RW_IDLE") else {
+        return;
+    };
+    let name = name.into_string().unwrap();
+    let base = std::env::var("GRANT_RW_BASE").unwrap();
+    let dir = PathBuf::from(std::env::var("GRANT_RW_DIR").unwrap());
+    let poll: u64 = std::env::var("GRANT_RW_POLL_MS").unwrap().parse().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        macro_rules! idle {
+            ($db:ty) => {{
+                let _cluster = connect::<$db>(&base, Duration::from_millis(poll)).await;
+                std::fs::write(dir.join(format!("{name}.ready")), "").unwrap();
+                while !dir.join(format!("{name}.stop")).exists() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }};
+        }
+        if base.starts_with("postgres") {
+            idle!(Postgres)
+        } else {
+            idle!(Sqlite)
+        }
+    });
+}
+
+/// A Grant process that connects with a `poll_ms` topology poll and idles until told to stop.
+fn spawn_idle(name: &str, poll_ms: u64, base: &str, dir: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "reshard_idle", "--nocapture", "--test-threads=1"])
+        .env("GRANT_RW_IDLE", name)
+        .env("GRANT_RW_POLL_MS", poll_ms.to_string())
+        .env("GRANT_RW_BASE", base)
+        .env("GRANT_RW_DIR", dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start an idle process")
+}
+
+#[test]
 fn reshard_writer() {
     let Some(t) = std::env::var_os("GRANT_RW_WRITER") else {
         return;
@@ -59,12 +107,18 @@ fn reshard_writer() {
     });
 }
 
-async fn write<DB: Backend>(t: i64, base: &str, dir: &Path)
-where
-    Account: FromShardRow<DB>,
-{
-    // Never follows the job: writes by the static (old) placement only.
-    let cluster = connect::<DB>(base, Duration::from_secs(3600)).await;
+async fn write<DB: Backend>(t: i64, base: &str, dir: &Path) {
+    // Not a cluster: plain SQL on the shard the static (old) placement names.
+    let mut pools = Vec::new();
+    for url in urls(base) {
+        pools.push(
+            sqlx::pool::PoolOptions::<DB>::new()
+                .max_connections(1)
+                .connect_with(DB::connect_options(&url).unwrap())
+                .await
+                .unwrap(),
+        );
+    }
     let mut log =
         std::io::BufWriter::new(std::fs::File::create(dir.join(format!("writer{t}.log"))).unwrap());
     let mut mine: BTreeMap<i64, Account> = (1..=ROWS)
@@ -82,12 +136,21 @@ where
         let row = mine.get_mut(&id).unwrap();
         row.version += 1;
         row.balance = (seed % 10_000) as i64;
-        match row.update(&cluster).await {
-            Ok(()) => {
+        let (sql, values) = sea_query::Query::update()
+            .table("accounts")
+            .values([
+                ("version", row.version.into()),
+                ("balance", row.balance.into()),
+            ])
+            .and_where(sea_query::ExprTrait::eq(sea_query::Expr::col("id"), id))
+            .build_sqlx(DB::builder());
+        let pool = &pools[Account::shard_for(&id).index() as usize];
+        match DB::execute(pool, sql, values).await {
+            Ok(1) => {
                 writeln!(log, "{id} {} {}", row.version, row.balance).unwrap();
                 log.flush().unwrap(); // what a kill leaves is on disk
             }
-            Err(e) => panic!("writer {t}: update of {id} failed: {e}"),
+            other => panic!("writer {t}: update of {id}: {other:?}"),
         }
     }
 }
@@ -139,6 +202,59 @@ where
     let dir = tempfile::tempdir().unwrap();
     let cluster = connect::<DB>(base, Duration::from_millis(200)).await;
     preload(&cluster, ROWS).await;
+
+    // A process that does not follow the topology holds the start: refused, naming it, with
+    // the model left as it was.
+    let mut deaf = spawn_idle("deaf", 3_600_000, base, dir.path());
+    let mut follower = spawn_idle("follower", 200, base, dir.path());
+    for name in ["deaf", "follower"] {
+        wait_for(&dir.path().join(format!("{name}.ready"))).await;
+    }
+    let quick = ReshardOptions {
+        follow_timeout: Duration::from_secs(2),
+        ..ReshardOptions::default()
+    };
+    let plan = ReshardPlan::new::<Account, DB>(&cluster, eight())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = ReshardJob::<Account, DB>::start(&cluster, plan, quick.clone())
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, grant::Error::Timeout { .. }) && msg.contains("not followed"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("pid {}", deaf.id())),
+        "names the process: {msg}"
+    );
+    assert!(!msg.contains(&format!("pid {}", follower.id())), "{msg}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        cluster.placement::<Account>().is_none(),
+        "the start was undone"
+    );
+    std::fs::write(dir.path().join("deaf.stop"), "").unwrap();
+    assert!(deaf.wait().unwrap().success());
+    // Gone (it left the instances table as it ended), and with the follower following within
+    // its poll, the job starts; rolled back, the scenario below starts afresh.
+    let plan = ReshardPlan::new::<Account, DB>(&cluster, eight())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let job = ReshardJob::<Account, DB>::start(&cluster, plan, quick)
+        .await
+        .unwrap();
+    eprintln!(
+        "the job's start waited {:?} for the following process",
+        started.elapsed()
+    );
+    job.rollback().await.unwrap();
+    std::fs::write(dir.path().join("follower.stop"), "").unwrap();
+    assert!(follower.wait().unwrap().success());
+
     let mut writers: Vec<Child> = (0..2).map(|t| spawn(t, base, dir.path())).collect();
     for t in 0..2 {
         wait_for(&dir.path().join(format!("writer{t}.ready"))).await;

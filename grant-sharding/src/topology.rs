@@ -27,6 +27,10 @@ use crate::placement::{Placement, PlacementStore};
 /// The table of the topology store.
 pub const TOPOLOGY_TABLE: &str = "grant_topology";
 
+/// The table of live instances: each connected cluster's heartbeat and the epoch it applied of
+/// every model, so that a change can wait until every live instance follows it.
+pub const INSTANCES_TABLE: &str = "grant_instances";
+
 /// How often a cluster reads the topology store by default.
 pub const DEFAULT_TOPOLOGY_POLL: Duration = Duration::from_secs(1);
 
@@ -37,12 +41,53 @@ const WHAT: &str = "grant_topology";
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TopologySettings {
     poll: Duration,
+    follow: bool,
+}
+
+/// This cluster's identity in the instances table, set at connect (an extension slot); its row
+/// is removed when the cluster is dropped (a killed process's row ages out instead).
+pub(crate) struct Instance<DB: Backend> {
+    id: std::sync::OnceLock<String>,
+    options: std::sync::OnceLock<<DB::Connection as sqlx::Connection>::Options>,
+}
+
+impl<DB: Backend> Default for Instance<DB> {
+    fn default() -> Self {
+        Instance {
+            id: std::sync::OnceLock::new(),
+            options: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl<DB: Backend> std::fmt::Debug for Instance<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("id", &self.id.get())
+            .finish()
+    }
+}
+
+impl<DB: Backend> Drop for Instance<DB> {
+    fn drop(&mut self) {
+        let (Some(id), Some(options)) = (self.id.get(), self.options.take()) else {
+            return;
+        };
+        let delete = Query::delete()
+            .from_table(INSTANCES_TABLE)
+            .and_where(sea_query::ExprTrait::eq(Expr::col("instance"), id.clone()))
+            .build_sqlx(DB::builder());
+        if let Err(e) = run_alone::<DB>(options, delete) {
+            tracing::debug!(error = %e, "cannot remove this instance's row; it ages out");
+        }
+    }
 }
 
 impl Default for TopologySettings {
     fn default() -> Self {
         TopologySettings {
             poll: DEFAULT_TOPOLOGY_POLL,
+            follow: true,
         }
     }
 }
@@ -51,10 +96,29 @@ impl<DB: Backend> ClusterBuilder<DB> {
     /// How often the cluster reads the topology store to follow placement changes made by other
     /// processes (default 1 s). A change made by this process applies here at once.
     pub fn topology_poll(mut self, every: Duration) -> Self {
+        let settings = self.topology_settings();
         self.extensions.set(TopologySettings {
             poll: every.max(Duration::from_millis(10)),
+            ..settings
         });
         self
+    }
+
+    /// Whether this cluster shares the cluster's topology (default `true`). With `false` it
+    /// neither loads, persists nor follows placements, nor counts as an instance: its
+    /// placements are its own — for a tool that inspects shards under a placement of its
+    /// choosing without changing what the application's processes do.
+    pub fn follow_topology(mut self, follow: bool) -> Self {
+        let settings = self.topology_settings();
+        self.extensions.set(TopologySettings { follow, ..settings });
+        self
+    }
+
+    fn topology_settings(&self) -> TopologySettings {
+        self.extensions
+            .get::<TopologySettings>()
+            .copied()
+            .unwrap_or_default()
     }
 }
 
@@ -62,6 +126,13 @@ impl<DB: Backend> ClusterBuilder<DB> {
 /// and starts following it.
 pub(crate) fn connect_hook<DB: Backend>(cluster: &Cluster<DB>) -> BoxFuture<'_, Result<()>> {
     Box::pin(async move {
+        let follow = cluster
+            .extensions()
+            .get::<TopologySettings>()
+            .is_none_or(|s| s.follow);
+        if !follow {
+            return Ok(());
+        }
         let (name, shard) = cluster.first_shard("the topology")?;
         let created = cluster
             .execute(WHAT, shard, (create_table::<DB>(), empty()))
@@ -94,27 +165,197 @@ pub(crate) fn connect_hook<DB: Backend>(cluster: &Cluster<DB>) -> BoxFuture<'_, 
             .expr(sea_query::Func::count(Expr::col("model")))
             .from(TOPOLOGY_TABLE)
             .build_sqlx(DB::builder());
-        match run_alone::<DB>(options.clone(), count) {
-            Ok(_) => cluster.placements().set_store(Arc::new(Store::<DB> {
-                shard: name,
-                options,
-            })),
+        let options_for_drop = match run_alone::<DB>(options.clone(), count) {
+            Ok(_) => {
+                cluster.placements().set_store(Arc::new(Store::<DB> {
+                    shard: name,
+                    options: options.clone(),
+                }));
+                Some(options)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    shard = %name,
+                    error = %e,
+                    "the control shard cannot be reached from a connection of its own (an \
+                     in-memory database?): placement changes stay in this process"
+                );
+                None
+            }
+        };
+        let every = poll_of(cluster);
+        static CLUSTERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = format!(
+            "pid {} cluster {} at {}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            now_millis()
+        );
+        let instance = cluster.extensions().get_or_default::<Instance<DB>>();
+        let _ = instance.id.set(id);
+        match cluster
+            .execute(WHAT, shard, (instances_table::<DB>(), empty()))
+            .await
+        {
+            Ok(_) => {
+                heartbeat(cluster, shard).await?;
+                if let Some(options) = options_for_drop {
+                    let _ = instance.options.set(options);
+                }
+            }
             Err(e) => tracing::warn!(
-                shard = %name,
                 error = %e,
-                "the control shard cannot be reached from a connection of its own (an in-memory \
-                 database?): placement changes stay in this process"
+                "the instances table cannot be created: this process is not counted when a \
+                 placement change waits for every process to follow it"
             ),
         }
-        let every = cluster
-            .extensions()
-            .get::<TopologySettings>()
-            .copied()
-            .unwrap_or_default()
-            .poll;
         spawn_follower(cluster.downgrade(), shard, every);
         Ok(())
     })
+}
+
+fn poll_of<DB: Backend>(cluster: &Cluster<DB>) -> Duration {
+    cluster
+        .extensions()
+        .get::<TopologySettings>()
+        .copied()
+        .unwrap_or_default()
+        .poll
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn instances_table<DB: Backend>() -> String {
+    Table::create()
+        .table(INSTANCES_TABLE)
+        .if_not_exists()
+        .col(ColumnDef::new("instance").text().not_null().primary_key())
+        .col(ColumnDef::new("heartbeat_at").big_integer().not_null())
+        .col(ColumnDef::new("poll_ms").big_integer().not_null())
+        .col(ColumnDef::new("applied").text().not_null())
+        .build(DB::builder())
+}
+
+/// Records this instance as alive, with the epoch it applied of every model it knows of.
+async fn heartbeat<DB: Backend>(cluster: &Cluster<DB>, shard: ShardId) -> Result<()> {
+    let Some(id) = cluster
+        .extensions()
+        .get_or_default::<Instance<DB>>()
+        .id
+        .get()
+    else {
+        return Ok(());
+    };
+    let applied = cluster
+        .placements()
+        .epochs()
+        .into_iter()
+        .map(|(t, e)| format!("{} {e}", crate::resolve::spec_escape(t)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let poll = i64::try_from(poll_of(cluster).as_millis()).unwrap_or(i64::MAX);
+    let upsert = Query::insert()
+        .into_table(INSTANCES_TABLE)
+        .columns(["instance", "heartbeat_at", "poll_ms", "applied"])
+        .values_panic([
+            id.clone().into(),
+            now_millis().into(),
+            poll.into(),
+            applied.into(),
+        ])
+        .on_conflict(
+            OnConflict::column("instance")
+                .update_columns(["heartbeat_at", "poll_ms", "applied"])
+                .to_owned(),
+        )
+        .build_sqlx(DB::builder());
+    cluster.execute(WHAT, shard, upsert).await?;
+    Ok(())
+}
+
+impl<DB: Backend> Cluster<DB> {
+    /// Waits until every live instance of the cluster — each `Cluster` connected to these
+    /// shards, in any process, whose heartbeat is younger than three of its polls plus 2 s —
+    /// has applied epoch `epoch` (or a later one) of model `M`'s placement, or `timeout`
+    /// passes. A placement change that must not race processes still routing by the previous
+    /// placement (a reshard's start) waits for it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] naming the instances that have not followed (their process ids and
+    /// the epoch they are at): stop them or wait for them, then retry; the control shard's
+    /// error.
+    pub async fn await_followed<M: grant_core::Model>(
+        &self,
+        epoch: u64,
+        timeout: Duration,
+    ) -> Result<()> {
+        let (_, shard) = self.first_shard("the instances")?;
+        let me = self
+            .extensions()
+            .get_or_default::<Instance<DB>>()
+            .id
+            .get()
+            .cloned();
+        let started = std::time::Instant::now();
+        loop {
+            let select = Query::select()
+                .columns(["instance", "heartbeat_at", "poll_ms", "applied"])
+                .from(INSTANCES_TABLE)
+                .build_sqlx(DB::builder());
+            let rows = match self.fetch_unlogged(WHAT, shard, select).await {
+                Ok(rows) => rows,
+                // No instances table: no other instance is known.
+                Err(_) if me.is_none() => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let now = now_millis();
+            let mut lagging = Vec::new();
+            for row in &rows {
+                let read = |e: sqlx::Error| Error::on_shard(WHAT, shard, e);
+                let id = DB::get_string(row, 0).map_err(read)?.unwrap_or_default();
+                let beat = DB::get_i64(row, 1).map_err(read)?.unwrap_or(0);
+                let poll = DB::get_i64(row, 2).map_err(read)?.unwrap_or(0);
+                let applied = DB::get_string(row, 3).map_err(read)?.unwrap_or_default();
+                if Some(&id) == me.as_ref() || now - beat > 3 * poll + 2_000 {
+                    continue; // this instance, or one that stopped beating
+                }
+                let at = applied_epoch(&applied, M::META.table);
+                if at < epoch {
+                    lagging.push(format!("{id} (at epoch {at})"));
+                }
+            }
+            if lagging.is_empty() {
+                return Ok(());
+            }
+            if started.elapsed() >= timeout {
+                return Err(Error::Timeout {
+                    model: M::META.name,
+                    shards: format!(
+                        "instances that have not followed placement epoch {epoch}: {}",
+                        lagging.join(", ")
+                    ),
+                    millis: timeout.as_millis(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The epoch of `table` in an instance's `applied` text (0: none).
+fn applied_epoch(applied: &str, table: &str) -> u64 {
+    let mut tokens = applied.split(' ');
+    while let (Some(t), Some(e)) = (tokens.next(), tokens.next()) {
+        if crate::resolve::spec_unescape(t).as_deref() == Some(table) {
+            return e.parse().unwrap_or(0);
+        }
+    }
+    0
 }
 
 fn empty() -> SqlxValues {
@@ -186,6 +427,8 @@ fn spawn_follower<DB: Backend>(cluster: WeakCluster<DB>, shard: ShardId, every: 
             };
             if let Err(e) = follow_once(&cluster, shard).await {
                 tracing::warn!(error = %e, "cannot read the topology store; retrying");
+            } else if let Err(e) = heartbeat(&cluster, shard).await {
+                tracing::debug!(error = %e, "cannot record this instance's heartbeat");
             }
         }
     });

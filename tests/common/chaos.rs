@@ -384,10 +384,10 @@ async fn attempt<DB, F, Fut>(
 where
     DB: ReshardBackend,
     Ticket: FromShardRow<DB>,
-    F: Fn() -> Fut,
+    F: Fn(bool) -> Fut,
     Fut: Future<Output = Cluster<DB>>,
 {
-    let cluster = connect().await;
+    let cluster = connect(true).await;
     if from.is_some() {
         cluster.set_placement::<Ticket>(placement(from))?;
     }
@@ -483,14 +483,14 @@ pub async fn run<DB, F, Fut>(label: &str, connect: F, wanted: u64, seed: u64) ->
 where
     DB: ReshardBackend,
     Ticket: FromShardRow<DB>,
-    F: Fn() -> Fut,
+    F: Fn(bool) -> Fut,
     Fut: Future<Output = Cluster<DB>>,
 {
     let started = Instant::now();
     let mut rng = Rng::new(seed);
     let mut expected = Expected::default();
     {
-        let c = connect().await;
+        let c = connect(true).await;
         Ticket::create_table(&c).await.unwrap();
         let rows: Vec<Ticket> = (0..TENANTS)
             .flat_map(|t| (0..PER_TENANT).map(move |i| ticket(t, t * PER_TENANT + i)))
@@ -618,7 +618,7 @@ where
         // A fresh process on the final placement checks the table.
         let moved = ended == Phase::Done;
         let final_count = if moved { to } else { count };
-        let c = connect().await;
+        let c = connect(true).await;
         if moved {
             current = Some(to);
         }
@@ -633,7 +633,8 @@ where
             if moved { "moved" } else { "rolled back" }
         );
         // Every shard read as it is, whatever the placement says.
-        let inspect = connect().await;
+        // A cluster of its own topology: its placement must not reach the application's.
+        let inspect = connect(false).await;
         inspect.set_placement::<Ticket>(placement(Some(8))).unwrap();
         check(&c, &inspect, final_count, &mut expected, &context).await;
         assert!(

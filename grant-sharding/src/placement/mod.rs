@@ -422,6 +422,23 @@ impl Placements {
         observers.get(table).cloned()
     }
 
+    /// The epoch of every table this process knows a placement change of (also those back to
+    /// static), by table.
+    pub(crate) fn epochs(&self) -> Vec<(&'static str, u64)> {
+        let mut out: HashMap<&'static str, u64> = self
+            .last_epoch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (table, state) in self.read().iter() {
+            let e = out.entry(table).or_insert(0);
+            *e = (*e).max(state.epoch);
+        }
+        let mut out: Vec<_> = out.into_iter().collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Every run-time placement, by table.
     pub(crate) fn all(&self) -> Vec<(&'static str, Arc<PlacementState>)> {
         self.read()

@@ -4,9 +4,9 @@
 //! acknowledged write escapes it, whichever process (or tool) made it. The cutover re-verifies
 //! those keys with the ones the job's own process journaled in memory.
 //!
-//! SQLite: three `AFTER` triggers (`INSERT OR IGNORE` into the journal). PostgreSQL: one
-//! PL/pgSQL function and one `AFTER INSERT OR UPDATE OR DELETE` row trigger (`ON CONFLICT DO
-//! NOTHING`). The journal's primary key is the model's primary key: each key once.
+//! SQLite: three `AFTER` triggers (an insert into the journal unless the key is there).
+//! PostgreSQL: one PL/pgSQL function and one `AFTER INSERT OR UPDATE OR DELETE` row trigger
+//! (`ON CONFLICT DO NOTHING`). The journal's primary key is the model's: each key once.
 
 use grant_core::{Backend, Model};
 use sea_query::{ColumnDef, Index, Table};
@@ -71,9 +71,17 @@ pub(crate) fn create<M: Model, DB: Backend>() -> Vec<String> {
     };
     let (source, journal) = (quote(M::META.table), quote(&journal));
     if <DB as Backend>::NAME == "SQLite" {
+        // Not `INSERT OR IGNORE`: an outer statement's conflict clause overrides a trigger's
+        // in SQLite, so an upsert of the row would make a duplicate journal key an error.
         let insert = |row: &str| {
+            let matches = pk_names::<M>()
+                .iter()
+                .map(|c| format!("{} = {row}.{}", quote(c), quote(c)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
             format!(
-                "INSERT OR IGNORE INTO {journal} ({columns}) VALUES ({});",
+                "INSERT INTO {journal} ({columns}) SELECT {} WHERE NOT EXISTS \
+                 (SELECT 1 FROM {journal} WHERE {matches});",
                 values(row)
             )
         };

@@ -98,6 +98,11 @@ pub struct ReshardOptions {
     /// (e.g. a consistent-hash ring gaining a shard) the job copies one source at a time, so
     /// two batches never wait on each other's locks.
     pub parallelism: usize,
+    /// How long the job's start waits for every live instance of the cluster (every process
+    /// connected to these shards) to follow the migration — to dual-write — before it copies a
+    /// row (see [`Cluster::await_followed`]); past it the start is undone and fails naming the
+    /// instances that did not follow. Default 30 s.
+    pub follow_timeout: Duration,
     /// Test hook (feature `testing`): stop the job for good at a chosen step, as if its
     /// process died there.
     #[cfg(feature = "testing")]
@@ -194,6 +199,7 @@ impl Default for ReshardOptions {
             throttle: None,
             max_rows_per_sec: None,
             parallelism: 4,
+            follow_timeout: Duration::from_secs(30),
             #[cfg(feature = "testing")]
             crash: None,
         }
@@ -479,7 +485,14 @@ where
         store::create(cluster, &row).await?;
         let job = Self::new_job(cluster, plan, options, row, Phase::Planned);
         job.step().await?;
-        job.begin().await?;
+        if let Err(e) = job.begin().await {
+            // Some process did not follow the migration: it was undone before a row was
+            // copied, so the job ends here (rolled back) and another may start later.
+            if matches!(e, Error::Timeout { .. }) && job.status().phase == Phase::Planned {
+                job.finish(Phase::RolledBack).await?;
+            }
+            return Err(e);
+        }
         Ok(job)
     }
 
@@ -642,6 +655,18 @@ where
             }
             epoch
         };
+        // Every process must dual-write before a row is copied: one still writing the old
+        // placement only would write behind the backfill's back (its writes are journaled by
+        // the capture, but it would also go on after the cutover).
+        if let Err(e) = self
+            .cluster
+            .await_followed::<M>(epoch, self.options.follow_timeout)
+            .await
+        {
+            let _drained = self.hold_gate().await;
+            self.cluster.abort_migration::<M>(epoch)?;
+            return Err(e);
+        }
         self.epoch.store(epoch, Ordering::Release);
         if self.status().phase == Phase::Planned {
             self.set_phase(Phase::Copying).await?;
