@@ -9,42 +9,30 @@
 mod common;
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "common/sides.rs"]
+#[macro_use]
+mod sides;
 
-use common::{OrderItem, User, tempdir, user};
+use common::{OrderItem, User, user};
+use grant::FromShardRow;
 use grant::prelude::*;
-use grant::{Backend, FromShardRow};
+use sides::Side;
 use sqlx::sqlite::SqlitePoolOptions;
 
 /// A user row as stored: `(id, name, email)`.
 type Stored = (i64, String, Option<String>);
 
-/// One backend's shards for a scenario.
-trait Side: Sync {
-    /// The backend.
-    type DB: Backend;
-
-    /// A cluster of `n` shards `shard_0 ..`, new and empty.
-    async fn cluster(&self, n: usize) -> Cluster<Self::DB>;
-
+/// Reading a shard's `users` table bypassing Grant.
+trait Users: Side {
     /// Every row of the `users` table of shard `i`, read with plain sqlx (bypassing Grant),
     /// ordered by id.
     async fn users_on(&self, i: usize) -> Vec<Stored>;
 }
 
-/// SQLite shard files in a directory of the test's own.
-struct Files(tempfile::TempDir);
-
-impl Side for Files {
-    type DB = Sqlite;
-
-    async fn cluster(&self, n: usize) -> Cluster<Sqlite> {
-        common::sqlite_cluster(self.0.path(), n).await
-    }
-
+impl Users for sides::Files {
     async fn users_on(&self, i: usize) -> Vec<Stored> {
-        let path = self.0.path().join(format!("shard_{i}.db"));
         let pool = SqlitePoolOptions::new()
-            .connect(&format!("sqlite://{}", path.display()))
+            .connect(&self.shard_url(i))
             .await
             .unwrap();
         let rows = sqlx::query_as("SELECT id, name, email FROM users ORDER BY id")
@@ -56,21 +44,9 @@ impl Side for Files {
     }
 }
 
-/// PostgreSQL databases named after the test.
-struct Databases {
-    env: &'static pg::PgEnv,
-    test: &'static str,
-}
-
-impl Side for Databases {
-    type DB = Postgres;
-
-    async fn cluster(&self, n: usize) -> Cluster<Postgres> {
-        self.env.cluster(self.test, n).await
-    }
-
+impl Users for sides::Databases {
     async fn users_on(&self, i: usize) -> Vec<Stored> {
-        let pool = pg::pool(&pg::shard_url(self.env, self.test, i)).await;
+        let pool = pg::pool(&self.shard_url(i)).await;
         let rows = sqlx::query_as("SELECT id, name, email FROM users ORDER BY id")
             .fetch_all(&pool)
             .await
@@ -80,29 +56,8 @@ impl Side for Databases {
     }
 }
 
-/// One test per backend for the scenario `$scenario`.
-macro_rules! on_both {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(&super::Files(super::tempdir())).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(env) = super::pg::env().await else {
-                    return;
-                };
-                let test = concat!("crud_", stringify!($scenario));
-                super::$scenario(&super::Databases { env, test }).await;
-            }
-        }
-    };
-}
-
-on_both!(ten_thousand_users_land_where_shard_for_says);
-async fn ten_thousand_users_land_where_shard_for_says<S: Side>(side: &S)
+on_both!("crud_", ten_thousand_users_land_where_shard_for_says);
+async fn ten_thousand_users_land_where_shard_for_says<S: Users>(side: &S)
 where
     User: FromShardRow<S::DB>,
     OrderItem: FromShardRow<S::DB>,
@@ -141,8 +96,8 @@ where
     assert_eq!(User::query().count(&cluster).await.unwrap(), 10_000);
 }
 
-on_both!(composite_keys_find_update_delete);
-async fn composite_keys_find_update_delete<S: Side>(side: &S)
+on_both!("crud_", composite_keys_find_update_delete);
+async fn composite_keys_find_update_delete<S: Users>(side: &S)
 where
     User: FromShardRow<S::DB>,
     OrderItem: FromShardRow<S::DB>,
@@ -199,8 +154,8 @@ where
     assert_eq!(OrderItem::query().count(&cluster).await.unwrap(), 149);
 }
 
-on_both!(insert_update_delete_one_user);
-async fn insert_update_delete_one_user<S: Side>(side: &S)
+on_both!("crud_", insert_update_delete_one_user);
+async fn insert_update_delete_one_user<S: Users>(side: &S)
 where
     User: FromShardRow<S::DB>,
     OrderItem: FromShardRow<S::DB>,
@@ -235,8 +190,8 @@ where
     assert_eq!(side.users_on(shard).await, []);
 }
 
-on_both!(shard_key_mutation_is_refused_and_writes_nothing);
-async fn shard_key_mutation_is_refused_and_writes_nothing<S: Side>(side: &S)
+on_both!("crud_", shard_key_mutation_is_refused_and_writes_nothing);
+async fn shard_key_mutation_is_refused_and_writes_nothing<S: Users>(side: &S)
 where
     User: FromShardRow<S::DB>,
     OrderItem: FromShardRow<S::DB>,
@@ -301,8 +256,8 @@ where
     assert_eq!(User::find(&cluster, 1001).await.unwrap(), Some(moved));
 }
 
-on_both!(values_are_bound_never_spliced);
-async fn values_are_bound_never_spliced<S: Side>(side: &S)
+on_both!("crud_", values_are_bound_never_spliced);
+async fn values_are_bound_never_spliced<S: Users>(side: &S)
 where
     User: FromShardRow<S::DB>,
     OrderItem: FromShardRow<S::DB>,
@@ -329,8 +284,8 @@ where
     assert_eq!(side.users_on(shard).await, [(5, u.name, u.email)]);
 }
 
-on_both!(missing_shards_are_named);
-async fn missing_shards_are_named<S: Side>(side: &S)
+on_both!("crud_", missing_shards_are_named);
+async fn missing_shards_are_named<S: Users>(side: &S)
 where
     User: FromShardRow<S::DB>,
     OrderItem: FromShardRow<S::DB>,
@@ -358,7 +313,7 @@ where
 }
 
 /// Every user row on every shard, read from outside Grant, with the shard it sits on.
-async fn stored_everywhere<S: Side>(side: &S, shards: usize) -> Vec<(usize, Stored)> {
+async fn stored_everywhere<S: Users>(side: &S, shards: usize) -> Vec<(usize, Stored)> {
     let mut all = Vec::new();
     for i in 0..shards {
         all.extend(side.users_on(i).await.into_iter().map(|row| (i, row)));
@@ -366,8 +321,8 @@ async fn stored_everywhere<S: Side>(side: &S, shards: usize) -> Vec<(usize, Stor
     all
 }
 
-on_both!(upsert_inserts_new_rows_and_updates_existing_ones);
-async fn upsert_inserts_new_rows_and_updates_existing_ones<S: Side>(side: &S)
+on_both!("crud_", upsert_inserts_new_rows_and_updates_existing_ones);
+async fn upsert_inserts_new_rows_and_updates_existing_ones<S: Users>(side: &S)
 where
     User: FromShardRow<S::DB>,
 {
@@ -444,8 +399,8 @@ where
     );
 }
 
-on_both!(concurrent_upserts_of_one_new_key_leave_one_row);
-async fn concurrent_upserts_of_one_new_key_leave_one_row<S: Side>(side: &S)
+on_both!("crud_", concurrent_upserts_of_one_new_key_leave_one_row);
+async fn concurrent_upserts_of_one_new_key_leave_one_row<S: Users>(side: &S)
 where
     User: FromShardRow<S::DB>,
 {
@@ -482,8 +437,8 @@ where
     }
 }
 
-on_both!(delete_by_filter_removes_what_one_database_would);
-async fn delete_by_filter_removes_what_one_database_would<S: Side>(side: &S)
+on_both!("crud_", delete_by_filter_removes_what_one_database_would);
+async fn delete_by_filter_removes_what_one_database_would<S: Users>(side: &S)
 where
     User: FromShardRow<S::DB>,
 {
@@ -548,8 +503,8 @@ where
     assert!(stored_everywhere(side, 8).await.is_empty());
 }
 
-on_both!(update_by_filter_changes_what_one_database_would);
-async fn update_by_filter_changes_what_one_database_would<S: Side>(side: &S)
+on_both!("crud_", update_by_filter_changes_what_one_database_would);
+async fn update_by_filter_changes_what_one_database_would<S: Users>(side: &S)
 where
     User: FromShardRow<S::DB>,
 {

@@ -3,13 +3,15 @@
 //! shard databases, read back from outside Grant with each database's own catalog; a unique set
 //! holding the shard key is enforced cluster-wide; a table made before the index gets it.
 
-mod common;
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "common/sides.rs"]
+#[macro_use]
+mod sides;
 
-use common::tempdir;
 use grant::prelude::*;
-use grant::{Backend, FromShardRow, Model};
+use grant::{FromShardRow, Model};
+use sides::Side;
 
 /// A user of a multi-tenant application: emails unique per tenant, searchable by name.
 #[derive(Sharded, Debug, Clone, PartialEq)]
@@ -47,36 +49,17 @@ pub struct Plan {
 /// An index as a database's catalog describes it: (name, unique, columns in order).
 type Described = (String, bool, Vec<String>);
 
-trait Side: Sync {
-    type DB: Backend;
-    async fn cluster(&self, n: usize) -> Cluster<Self::DB>;
+/// Reading a shard's catalog and running SQL on it, bypassing Grant.
+trait Catalog: Side {
     /// The secondary indexes of `accounts` on shard `i`, sorted by name (plain sqlx).
     async fn indexes_on(&self, i: usize) -> Vec<Described>;
     /// Runs `sql` on shard `i` with plain sqlx.
     async fn run_on(&self, i: usize, sql: &str);
 }
 
-struct Files(tempfile::TempDir);
-
-impl Files {
-    async fn pool(&self, i: usize) -> sqlx::SqlitePool {
-        let path = self.0.path().join(format!("shard_{i}.db"));
-        sqlx::sqlite::SqlitePoolOptions::new()
-            .connect(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .unwrap()
-    }
-}
-
-impl Side for Files {
-    type DB = Sqlite;
-
-    async fn cluster(&self, n: usize) -> Cluster<Sqlite> {
-        common::sqlite_cluster(self.0.path(), n).await
-    }
-
+impl Catalog for sides::Files {
     async fn indexes_on(&self, i: usize) -> Vec<Described> {
-        let pool = self.pool(i).await;
+        let pool = sqlx::SqlitePool::connect(&self.shard_url(i)).await.unwrap();
         // `origin = 'c'`: made by CREATE INDEX (not the primary key's own).
         let list: Vec<(String, bool)> = sqlx::query_as(
             "SELECT name, \"unique\" FROM pragma_index_list('accounts') WHERE origin = 'c' \
@@ -100,7 +83,7 @@ impl Side for Files {
     }
 
     async fn run_on(&self, i: usize, sql: &str) {
-        let pool = self.pool(i).await;
+        let pool = sqlx::SqlitePool::connect(&self.shard_url(i)).await.unwrap();
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
             .execute(&pool)
             .await
@@ -109,20 +92,9 @@ impl Side for Files {
     }
 }
 
-struct Databases {
-    env: &'static pg::PgEnv,
-    test: &'static str,
-}
-
-impl Side for Databases {
-    type DB = Postgres;
-
-    async fn cluster(&self, n: usize) -> Cluster<Postgres> {
-        self.env.cluster(self.test, n).await
-    }
-
+impl Catalog for sides::Databases {
     async fn indexes_on(&self, i: usize) -> Vec<Described> {
-        let pool = pg::pool(&pg::shard_url(self.env, self.test, i)).await;
+        let pool = pg::pool(&self.shard_url(i)).await;
         let rows: Vec<(String, bool, Vec<String>)> = sqlx::query_as(
             "SELECT CAST(ic.relname AS TEXT), ix.indisunique, \
                     ARRAY(SELECT CAST(a.attname AS TEXT) \
@@ -143,33 +115,13 @@ impl Side for Databases {
     }
 
     async fn run_on(&self, i: usize, sql: &str) {
-        let pool = pg::pool(&pg::shard_url(self.env, self.test, i)).await;
+        let pool = pg::pool(&self.shard_url(i)).await;
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
             .execute(&pool)
             .await
             .unwrap();
         pool.close().await;
     }
-}
-
-macro_rules! on_both {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(&super::Files(super::tempdir())).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(env) = super::pg::env().await else {
-                    return;
-                };
-                let test = concat!("indexes_", stringify!($scenario));
-                super::$scenario(&super::Databases { env, test }).await;
-            }
-        }
-    };
 }
 
 fn account(tenant_id: i64, id: i64, email: &str) -> Account {
@@ -199,8 +151,8 @@ fn expected() -> Vec<Described> {
     ]
 }
 
-on_both!(create_table_creates_every_index_on_every_shard);
-async fn create_table_creates_every_index_on_every_shard<S: Side>(side: &S)
+on_both!("indexes_", create_table_creates_every_index_on_every_shard);
+async fn create_table_creates_every_index_on_every_shard<S: Catalog>(side: &S)
 where
     Account: FromShardRow<S::DB>,
 {
@@ -279,8 +231,8 @@ where
     );
 }
 
-on_both!(a_table_made_before_its_indexes_gets_them);
-async fn a_table_made_before_its_indexes_gets_them<S: Side>(side: &S)
+on_both!("indexes_", a_table_made_before_its_indexes_gets_them);
+async fn a_table_made_before_its_indexes_gets_them<S: Catalog>(side: &S)
 where
     Account: FromShardRow<S::DB>,
 {

@@ -4,17 +4,19 @@
 //! parents one statement per shard. Answers are compared with the rows as generated (the
 //! oracle: filtering and sorting them in memory), the statements with the query log.
 
-mod common;
 #[path = "common/pg.rs"]
 mod pg;
 #[path = "common/rng.rs"]
 mod rng;
+#[path = "common/sides.rs"]
+#[macro_use]
+mod sides;
 
 use std::collections::BTreeSet;
 
-use common::tempdir;
+use grant::FromShardRow;
 use grant::prelude::*;
-use grant::{Backend, FromShardRow};
+use sides::Side;
 
 /// A user of a tenant.
 #[derive(Sharded, Debug, Clone, PartialEq)]
@@ -72,52 +74,6 @@ pub struct Remark {
     pub body: String,
 }
 
-trait Side: Sync {
-    type DB: Backend;
-    async fn cluster(&self, n: usize) -> Cluster<Self::DB>;
-}
-
-struct Files(tempfile::TempDir);
-
-impl Side for Files {
-    type DB = Sqlite;
-    async fn cluster(&self, n: usize) -> Cluster<Sqlite> {
-        common::sqlite_cluster(self.0.path(), n).await
-    }
-}
-
-struct Databases {
-    env: &'static pg::PgEnv,
-    test: &'static str,
-}
-
-impl Side for Databases {
-    type DB = Postgres;
-    async fn cluster(&self, n: usize) -> Cluster<Postgres> {
-        self.env.cluster(self.test, n).await
-    }
-}
-
-macro_rules! on_both {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(&super::Files(super::tempdir())).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(env) = super::pg::env().await else {
-                    return;
-                };
-                let test = concat!("relations_", stringify!($scenario));
-                super::$scenario(&super::Databases { env, test }).await;
-            }
-        }
-    };
-}
-
 /// 12 tenants, each with members and issues; comments on random issues by random members.
 fn data(seed: u64) -> (Vec<Member>, Vec<Ticket>, Vec<Remark>) {
     let mut rng = rng::Rng(seed);
@@ -154,7 +110,7 @@ fn data(seed: u64) -> (Vec<Member>, Vec<Ticket>, Vec<Remark>) {
     (members, tickets, remarks)
 }
 
-on_both!(children_of_one_and_of_many_parents);
+on_both!("relations_", children_of_one_and_of_many_parents);
 async fn children_of_one_and_of_many_parents<S: Side>(side: &S)
 where
     Remark: FromShardRow<S::DB>,
@@ -265,7 +221,10 @@ where
     assert!(cluster.log().stop().is_empty());
 }
 
-on_both!(joins_run_on_each_shard_and_merge_like_any_query);
+on_both!(
+    "relations_",
+    joins_run_on_each_shard_and_merge_like_any_query
+);
 async fn joins_run_on_each_shard_and_merge_like_any_query<S: Side>(side: &S)
 where
     Remark: FromShardRow<S::DB>,

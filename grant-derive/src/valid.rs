@@ -259,37 +259,16 @@ pub(crate) fn check<'a>(input: &Input<'a>, kind: Derive, errors: &mut Errors) ->
 fn relations(input: &Input<'_>, name: &str, errors: &mut Errors) -> Vec<Relation> {
     let mut out = Vec::new();
     for attr in &input.attrs.belongs_to {
-        let mut key = Vec::new();
-        let mut ok = true;
-        for ident in &attr.key {
-            let wanted = crate::ast::unraw(ident);
-            match input.fields.iter().position(|f| f.name() == wanted) {
-                Some(i) if key.contains(&i) => {
-                    errors.spanned(
-                        ident,
-                        format!("field `{wanted}` is listed twice in `key(..)`"),
-                    );
-                    ok = false;
-                }
-                Some(i) => key.push(i),
-                None => {
-                    let names: Vec<String> = input.fields.iter().map(Field::name).collect();
-                    let hint = closest(&wanted, names.iter().map(String::as_str))
-                        .map(|c| format!("; did you mean `{c}`?"))
-                        .unwrap_or_default();
-                    errors.spanned(
-                        ident,
-                        format!(
-                            "`{name}` has no field `{wanted}`; `key(..)` lists this model's fields \
-                             holding the parent's primary key, in the parent's primary-key \
-                             order{hint}"
-                        ),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        if ok {
+        let listed = field_list(
+            input,
+            &attr.key,
+            "`key(..)`",
+            "`key(..)` lists this model's fields holding the parent's primary key, in the \
+             parent's primary-key order",
+            name,
+            errors,
+        );
+        if let Some(key) = listed {
             out.push(Relation {
                 parent: attr.parent.clone(),
                 key,
@@ -324,36 +303,15 @@ fn indexes(
         }
     }
     for attr in &input.attrs.indexes {
-        let mut list = Vec::new();
-        let mut ok = true;
-        for ident in &attr.fields {
-            let wanted = crate::ast::unraw(ident);
-            match input.fields.iter().position(|f| f.name() == wanted) {
-                Some(i) if list.contains(&i) => {
-                    errors.spanned(
-                        ident,
-                        format!("field `{wanted}` is listed twice in this index"),
-                    );
-                    ok = false;
-                }
-                Some(i) => list.push(i),
-                None => {
-                    let names: Vec<String> = input.fields.iter().map(Field::name).collect();
-                    let hint = closest(&wanted, names.iter().map(String::as_str))
-                        .map(|c| format!("; did you mean `{c}`?"))
-                        .unwrap_or_default();
-                    errors.spanned(
-                        ident,
-                        format!(
-                            "`{name}` has no field `{wanted}`; an index lists fields by their Rust \
-                             names{hint}"
-                        ),
-                    );
-                    ok = false;
-                }
-            }
-        }
-        if ok {
+        let listed = field_list(
+            input,
+            &attr.fields,
+            "this index",
+            "an index lists fields by their Rust names",
+            name,
+            errors,
+        );
+        if let Some(list) = listed {
             declared.push((list, attr.unique, attr.span));
         }
     }
@@ -405,6 +363,46 @@ fn indexes(
         });
     }
     out
+}
+
+/// The positions of the fields `idents` names (each once), or `None` with an error recorded at
+/// each unknown or repeated one: `within` names the list ("this index"), `what` says what it
+/// lists, for the message.
+fn field_list(
+    input: &Input<'_>,
+    idents: &[Ident],
+    within: &str,
+    what: &str,
+    name: &str,
+    errors: &mut Errors,
+) -> Option<Vec<usize>> {
+    let mut list = Vec::new();
+    let mut ok = true;
+    for ident in idents {
+        let wanted = crate::ast::unraw(ident);
+        match input.fields.iter().position(|f| f.name() == wanted) {
+            Some(i) if list.contains(&i) => {
+                errors.spanned(
+                    ident,
+                    format!("field `{wanted}` is listed twice in {within}"),
+                );
+                ok = false;
+            }
+            Some(i) => list.push(i),
+            None => {
+                let names: Vec<String> = input.fields.iter().map(Field::name).collect();
+                let hint = closest(&wanted, names.iter().map(String::as_str))
+                    .map(|c| format!("; did you mean `{c}`?"))
+                    .unwrap_or_default();
+                errors.spanned(
+                    ident,
+                    format!("`{name}` has no field `{wanted}`; {what}{hint}"),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(list)
 }
 
 /// `{table}_{col}_.._{suffix}`, PostgreSQL's own naming; a name longer than PostgreSQL's 63

@@ -196,7 +196,8 @@ pub fn build_find_statement<M: Model, DB: Backend>(key: &M::PrimaryKey) -> State
     find_select::<M>(key).build_sqlx(DB::builder())
 }
 
-fn pk_names<M: Model>() -> Vec<&'static str> {
+/// The SQL names of the primary-key columns, in primary-key order.
+pub(crate) fn pk_names<M: Model>() -> Vec<&'static str> {
     M::META
         .primary_key
         .iter()

@@ -165,7 +165,13 @@ pub(crate) fn connect_hook<DB: Backend>(cluster: &Cluster<DB>) -> BoxFuture<'_, 
             .expr(sea_query::Func::count(Expr::col("model")))
             .from(TOPOLOGY_TABLE)
             .build_sqlx(DB::builder());
-        let options_for_drop = match run_alone::<DB>(options.clone(), count) {
+        // (A server database always is: the probe is for SQLite only.)
+        let probe = if <DB as Backend>::NAME == "SQLite" {
+            run_alone::<DB>(options.clone(), count).map(|_| ())
+        } else {
+            Ok(())
+        };
+        let options_for_drop = match probe {
             Ok(_) => {
                 cluster.placements().set_store(Arc::new(Store::<DB> {
                     shard: name,

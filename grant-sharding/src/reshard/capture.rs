@@ -11,6 +11,8 @@
 use grant_core::{Backend, Model};
 use sea_query::{ColumnDef, Index, Table};
 
+use crate::stmt::pk_names;
+
 /// The journal table of `M` on a source shard.
 pub(crate) fn journal_table<M: Model>() -> String {
     format!("grant_journal_{}", M::META.table)
@@ -22,14 +24,6 @@ fn trigger_name<M: Model>(what: &str) -> String {
 
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn pk_names<M: Model>() -> Vec<&'static str> {
-    M::META
-        .primary_key
-        .iter()
-        .map(|&i| M::META.columns[i].name)
-        .collect()
 }
 
 /// The statements that create the journal and the triggers (idempotent), one per element.

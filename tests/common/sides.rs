@@ -1,0 +1,97 @@
+//! One scenario per area, run on both backends: `Files` (SQLite shard files in a directory of
+//! the test's own) and `Databases` (PostgreSQL databases named after the test, on the shared
+//! throwaway server or `GRANT_PG_URL`), and `on_both!` making one test per backend.
+//!
+//! Use from a test file with `#[path = "common/sides.rs"] #[macro_use] mod sides;` next to
+//! `#[path = "common/pg.rs"] mod pg;`; a scenario is an `async fn name<S: Side>(side: &S)`.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use grant::Backend;
+use grant::prelude::*;
+
+use super::pg;
+
+/// One backend's shards for a scenario.
+pub trait Side: Sync {
+    /// The backend.
+    type DB: Backend;
+
+    /// A cluster of `n` shards `shard_0 ..`, new and empty.
+    async fn cluster(&self, n: usize) -> Cluster<Self::DB>;
+
+    /// The URL of shard `i` of that cluster, for plain sqlx access bypassing Grant.
+    fn shard_url(&self, i: usize) -> String;
+}
+
+/// SQLite shard files in a directory of the test's own.
+pub struct Files(pub tempfile::TempDir);
+
+impl Files {
+    pub fn new() -> Self {
+        Files(
+            tempfile::Builder::new()
+                .prefix("grant-test-")
+                .tempdir()
+                .expect("temp dir"),
+        )
+    }
+}
+
+impl Side for Files {
+    type DB = Sqlite;
+
+    async fn cluster(&self, n: usize) -> Cluster<Sqlite> {
+        let mut builder = Cluster::<Sqlite>::builder();
+        for i in 0..n {
+            builder = builder.shard(format!("shard_{i}"), self.shard_url(i));
+        }
+        builder.connect().await.expect("connect sqlite shards")
+    }
+
+    fn shard_url(&self, i: usize) -> String {
+        format!(
+            "sqlite://{}?mode=rwc",
+            self.0.path().join(format!("shard_{i}.db")).display()
+        )
+    }
+}
+
+/// PostgreSQL databases named after the test.
+pub struct Databases {
+    pub env: &'static pg::PgEnv,
+    pub test: &'static str,
+}
+
+impl Side for Databases {
+    type DB = Postgres;
+
+    async fn cluster(&self, n: usize) -> Cluster<Postgres> {
+        self.env.cluster(self.test, n).await
+    }
+
+    fn shard_url(&self, i: usize) -> String {
+        pg::shard_url(self.env, self.test, i)
+    }
+}
+
+/// One test per backend for the scenario `$scenario`, its PostgreSQL databases named
+/// `$prefix` + the scenario.
+macro_rules! on_both {
+    ($prefix:literal, $scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario(&super::sides::Files::new()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(env) = super::pg::env().await else {
+                    return;
+                };
+                let test = concat!($prefix, stringify!($scenario));
+                super::$scenario(&super::sides::Databases { env, test }).await;
+            }
+        }
+    };
+}
