@@ -1404,6 +1404,9 @@ where
             *self.moved.lock().unwrap_or_else(|e| e.into_inner()) = moved;
             return Err(e);
         }
+        // The journals were read: the capture has done its work, and the sources' deletes of
+        // their moved rows need not pay for it.
+        self.drop_capture().await;
         let outcome = futures_util::stream::iter(self.sources())
             .map(|source| {
                 let keys = moved.get(&source).cloned().unwrap_or_default();
