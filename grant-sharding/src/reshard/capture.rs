@@ -159,3 +159,16 @@ pub(crate) fn read<M: Model>() -> String {
 pub(crate) fn clear<M: Model>() -> String {
     format!("DELETE FROM {}", quote(&journal_table::<M>()))
 }
+
+/// `statements` as one transaction that gives up rather than queue: on PostgreSQL a trigger's
+/// DDL waits for every lock on the table, and while it waits every writer queues behind it, so
+/// it runs with `lock_timeout` (2 s) and fails instead of stalling the application (retried by
+/// the job's next step). SQLite's locking has no such queue.
+pub(crate) fn bounded<DB: Backend>(statements: Vec<String>) -> Vec<String> {
+    if <DB as Backend>::NAME == "SQLite" {
+        return statements;
+    }
+    let mut out = vec!["SET LOCAL lock_timeout = '2s'".to_owned()];
+    out.extend(statements);
+    out
+}

@@ -677,16 +677,16 @@ where
     /// The change-capture journal and triggers on every source (see `capture`): every write of
     /// any process to a source's rows is journaled in its own transaction from here on.
     async fn ensure_capture(&self) -> Result<()> {
-        let statements = super::capture::create::<M, DB>();
+        let statements = super::capture::bounded::<DB>(super::capture::create::<M, DB>());
         try_join_all(self.sources().into_iter().map(|source| {
-            let statements = &statements;
+            let statements: Vec<_> = statements
+                .iter()
+                .map(|sql| (sql.clone(), store::no_values()))
+                .collect();
             async move {
-                for sql in statements {
-                    self.cluster
-                        .execute(M::META.name, source, (sql.clone(), store::no_values()))
-                        .await?;
-                }
-                Ok::<_, Error>(())
+                self.cluster
+                    .execute_atomic(M::META.name, source, statements)
+                    .await
             }
         }))
         .await?;
@@ -749,22 +749,24 @@ where
     /// Removes the capture triggers and journals (the job is done or rolled back); a failure
     /// is logged, never fails the job (the triggers only journal).
     async fn drop_capture(&self) {
-        let statements = super::capture::drop::<M, DB>();
+        let statements = super::capture::bounded::<DB>(super::capture::drop::<M, DB>());
         for source in self.sources() {
-            for sql in &statements {
-                if let Err(e) = self
-                    .cluster
-                    .execute(M::META.name, source, (sql.clone(), store::no_values()))
-                    .await
-                {
-                    tracing::warn!(
-                        model = M::META.name,
-                        shard = %source,
-                        error = %e,
-                        "cannot remove the resharding job's change capture; drop its triggers \
-                         and journal table by hand"
-                    );
-                }
+            let batch: Vec<_> = statements
+                .iter()
+                .map(|sql| (sql.clone(), store::no_values()))
+                .collect();
+            if let Err(e) = self
+                .cluster
+                .execute_atomic(M::META.name, source, batch)
+                .await
+            {
+                tracing::warn!(
+                    model = M::META.name,
+                    shard = %source,
+                    error = %e,
+                    "cannot remove the resharding job's change capture (its next job or resume \
+                     removes it); the triggers only journal"
+                );
             }
         }
     }
