@@ -229,10 +229,6 @@ impl Resolver for Opaque {
             model.name, self.what
         )))
     }
-
-    fn spec(&self) -> Option<String> {
-        None
-    }
 }
 
 #[cfg(test)]

@@ -283,12 +283,12 @@ impl<DB: Backend> Cluster<DB> {
         values: &[sea_query::Value],
         static_shard: impl FnOnce() -> Result<ShardId>,
     ) -> Result<ShardId> {
-        if self.txn_placement::<M>()?.is_none() {
-            return static_shard();
+        match self.txn_placement::<M>()? {
+            Some(resolver) => crate::resolve::key_parts::<M, _>(values, |parts| {
+                resolver.shard_for_key(M::META, parts)
+            })?,
+            None => static_shard(),
         }
-        crate::resolve::key_parts::<M, _>(values, |parts| {
-            self.txn_route::<M>(parts, || Err(Error::Config("unreachable".into())))
-        })?
     }
 }
 
