@@ -6,7 +6,8 @@
 //!   killed (SIGKILL) half-way. The sources' change capture (triggers into a journal, in the
 //!   writing transaction) hands their writes to the cutover: afterwards every acknowledged
 //!   write is there, once, on the shard the new placement names.
-//! - A Grant process that does not follow the topology (an hour's poll) holds the job's start:
+//! - A Grant process that does not follow the topology (an hour's poll, stopped with SIGSTOP)
+//!   holds the job's start:
 //!   it fails naming that process and leaves the model as it was; once it is gone, and with a
 //!   following process alive, the job starts.
 //!
@@ -14,13 +15,15 @@
 
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "common/procs.rs"]
+mod procs;
 #[path = "common/reshard.rs"]
 mod scenario;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use grant::prelude::*;
@@ -33,17 +36,7 @@ use sea_query_sqlx::SqlxBinder;
 const SHARDS: usize = 8;
 const ROWS: i64 = 1_000;
 
-fn urls(base: &str) -> Vec<String> {
-    base.lines().map(str::to_owned).collect()
-}
-
-async fn connect<DB: Backend>(base: &str, poll: Duration) -> Cluster<DB> {
-    let mut builder = Cluster::<DB>::builder().topology_poll(poll);
-    for (i, url) in urls(base).iter().enumerate() {
-        builder = builder.shard(format!("shard_{i}"), url.as_str());
-    }
-    builder.connect().await.unwrap()
-}
+use procs::{connect, urls, wait_for};
 
 /// The child side: with `GRANT_RW_WRITER` = `t` set, updates the accounts `id % 2 == t` in a
 /// loop (a balance change and `version + 1` each), appending `id version` to its log after
@@ -78,15 +71,15 @@ fn reshard_idle() {
 
 /// A Grant process that connects with a `poll_ms` topology poll and idles until told to stop.
 fn spawn_idle(name: &str, poll_ms: u64, base: &str, dir: &Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "reshard_idle", "--nocapture", "--test-threads=1"])
-        .env("GRANT_RW_IDLE", name)
-        .env("GRANT_RW_POLL_MS", poll_ms.to_string())
-        .env("GRANT_RW_BASE", base)
-        .env("GRANT_RW_DIR", dir)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start an idle process")
+    procs::rerun(
+        "reshard_idle",
+        &[
+            ("GRANT_RW_IDLE", name.to_owned()),
+            ("GRANT_RW_POLL_MS", poll_ms.to_string()),
+            ("GRANT_RW_BASE", base.to_owned()),
+            ("GRANT_RW_DIR", dir.display().to_string()),
+        ],
+    )
 }
 
 #[test]
@@ -156,19 +149,23 @@ async fn write<DB: Backend>(t: i64, base: &str, dir: &Path) {
 }
 
 fn spawn(t: i64, base: &str, dir: &Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "reshard_writer",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("GRANT_RW_WRITER", t.to_string())
-        .env("GRANT_RW_BASE", base)
-        .env("GRANT_RW_DIR", dir)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start a writer process")
+    procs::rerun(
+        "reshard_writer",
+        &[
+            ("GRANT_RW_WRITER", t.to_string()),
+            ("GRANT_RW_BASE", base.to_owned()),
+            ("GRANT_RW_DIR", dir.display().to_string()),
+        ],
+    )
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a child process.
+fn signal(child: &Child, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {}", child.id());
 }
 
 /// The last (version, balance) a writer acknowledged per id, and how many writes it logged.
@@ -186,14 +183,6 @@ fn acknowledged(dir: &Path, t: i64) -> (BTreeMap<i64, (i64, i64)>, usize) {
     (last, n)
 }
 
-async fn wait_for(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "no {}", path.display());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn scenario<DB>(base: &str)
 where
     DB: ReshardBackend,
@@ -204,12 +193,14 @@ where
     preload(&cluster, ROWS).await;
 
     // A process that does not follow the topology holds the start: refused, naming it, with
-    // the model left as it was.
+    // the model left as it was. It polls hourly and is stopped (SIGSTOP: a stalled process,
+    // its heartbeat still young) — on PostgreSQL a running one would hear of the change.
     let mut deaf = spawn_idle("deaf", 3_600_000, base, dir.path());
     let mut follower = spawn_idle("follower", 200, base, dir.path());
     for name in ["deaf", "follower"] {
         wait_for(&dir.path().join(format!("{name}.ready"))).await;
     }
+    signal(&deaf, "STOP");
     let quick = ReshardOptions {
         follow_timeout: Duration::from_secs(2),
         ..ReshardOptions::default()
@@ -237,6 +228,7 @@ where
         "the start was undone"
     );
     std::fs::write(dir.path().join("deaf.stop"), "").unwrap();
+    signal(&deaf, "CONT");
     assert!(deaf.wait().unwrap().success());
     // Gone (it left the instances table as it ended), and with the follower following within
     // its poll, the job starts; rolled back, the scenario below starts afresh.
@@ -326,22 +318,13 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writers_in_other_processes_lose_nothing_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let base: Vec<String> = (0..SHARDS)
-        .map(|i| {
-            dir.path()
-                .join(format!("shard_{i}.db"))
-                .display()
-                .to_string()
-        })
-        .collect();
-    scenario::<Sqlite>(&base.join("\n")).await;
+    scenario::<Sqlite>(&procs::sqlite_base(dir.path(), SHARDS)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writers_in_other_processes_lose_nothing_on_postgres() {
-    let Some(env) = pg::env().await else { return };
-    let test = "reshard_processes";
-    drop(env.cluster(test, SHARDS).await);
-    let base: Vec<String> = (0..SHARDS).map(|i| pg::shard_url(env, test, i)).collect();
-    scenario::<Postgres>(&base.join("\n")).await;
+    let Some(base) = procs::pg_base("reshard_processes", SHARDS).await else {
+        return;
+    };
+    scenario::<Postgres>(&base).await;
 }

@@ -6,9 +6,11 @@
 
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "common/procs.rs"]
+mod procs;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use grant::prelude::*;
@@ -37,26 +39,8 @@ fn item(id: i64) -> Item {
     }
 }
 
-/// The shard URLs of a scenario, passed to the child processes one per line.
-fn urls(base: &str) -> Vec<String> {
-    base.lines().map(str::to_owned).collect()
-}
-
 async fn connect<DB: Backend>(base: &str) -> Cluster<DB> {
-    let mut builder = Cluster::<DB>::builder().topology_poll(Duration::from_millis(200));
-    for (i, url) in urls(base).iter().enumerate() {
-        builder = builder.shard(format!("shard_{i}"), url.as_str());
-    }
-    builder.connect().await.unwrap()
-}
-
-/// Waits for `path` to exist (a signal file another process writes).
-async fn wait_for(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "no {}", path.display());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    procs::connect(base, Duration::from_millis(200)).await
 }
 
 /// The child side: with `GRANT_TOPO_ROLE` set, plays that role against the shards at
@@ -83,11 +67,32 @@ async fn play<DB: Backend>(role: &str, base: &str, dir: &Path)
 where
     Item: FromShardRow<DB>,
 {
+    if role == "hourly" {
+        // Polls once an hour: a change reaches it only by notification (PostgreSQL).
+        let cluster = procs::connect::<DB>(base, Duration::from_secs(3600)).await;
+        std::fs::write(dir.join("hourly.ready"), "").unwrap();
+        procs::wait_for(&dir.join("hourly.go")).await;
+        let started = Instant::now();
+        while cluster.placement::<Item>().is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the hourly process did not hear of the change"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        std::fs::write(
+            dir.join("hourly.followed"),
+            started.elapsed().as_micros().to_string(),
+        )
+        .unwrap();
+        procs::wait_for(&dir.join("hourly.stop")).await;
+        return;
+    }
     let cluster = connect::<DB>(base).await;
     match role {
         // Places the model on 8 shards, writes every row, says so, then waits to be killed.
         "placer" => {
-            wait_for(&dir.join("follower.ready")).await;
+            procs::wait_for(&dir.join("follower.ready")).await;
             Item::create_table(&cluster).await.unwrap();
             cluster
                 .set_placement::<Item>(Placement::resolver(HashResolver::new(8)))
@@ -102,7 +107,7 @@ where
         // Connected before the change: must follow it without being told, then find them all.
         "follower" => {
             std::fs::write(dir.join("follower.ready"), "").unwrap();
-            wait_for(&dir.join("placer.changed")).await;
+            procs::wait_for(&dir.join("placer.changed")).await;
             let seen = Instant::now();
             loop {
                 // Followed: the model's shards are the 8 of the new placement.
@@ -119,7 +124,7 @@ where
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let followed = seen.elapsed();
-            wait_for(&dir.join("placer.done")).await;
+            procs::wait_for(&dir.join("placer.done")).await;
             assert_eq!(
                 Item::on_all_shards().count(&cluster).await.unwrap(),
                 ROWS as u64
@@ -154,26 +159,21 @@ where
 }
 
 fn spawn(role: &str, base: &str, dir: &Path) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "topology_worker",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("GRANT_TOPO_ROLE", role)
-        .env("GRANT_TOPO_BASE", base)
-        .env("GRANT_TOPO_DIR", dir)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start a worker process")
+    procs::rerun(
+        "topology_worker",
+        &[
+            ("GRANT_TOPO_ROLE", role.to_owned()),
+            ("GRANT_TOPO_BASE", base.to_owned()),
+            ("GRANT_TOPO_DIR", dir.display().to_string()),
+        ],
+    )
 }
 
 /// Every shard's `items` rows, read on a pool of their own (not through the cluster):
 /// (shard index, id).
 async fn stored<DB: Backend>(base: &str) -> Vec<(usize, i64)> {
     let mut out = Vec::new();
-    for (i, url) in urls(base).iter().enumerate() {
+    for (i, url) in procs::urls(base).iter().enumerate() {
         let pool = sqlx::pool::PoolOptions::<DB>::new()
             .max_connections(1)
             .connect_with(DB::connect_options(url).unwrap())
@@ -197,7 +197,7 @@ where
     let dir = tempfile::tempdir().unwrap();
     let mut follower = spawn("follower", base, dir.path());
     let mut placer = spawn("placer", base, dir.path());
-    wait_for(&dir.path().join("placer.done")).await;
+    procs::wait_for(&dir.path().join("placer.done")).await;
     placer.kill().unwrap(); // SIGKILL: nothing of it survives but what it persisted
     placer.wait().unwrap();
     assert!(follower.wait().unwrap().success(), "the follower failed");
@@ -229,22 +229,50 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_follow_one_topology_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let base: Vec<String> = (0..SHARDS)
-        .map(|i| {
-            dir.path()
-                .join(format!("shard_{i}.db"))
-                .display()
-                .to_string()
-        })
-        .collect();
-    scenario::<Sqlite>(&base.join("\n")).await;
+    scenario::<Sqlite>(&procs::sqlite_base(dir.path(), SHARDS)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_follow_one_topology_on_postgres() {
-    let Some(env) = pg::env().await else { return };
-    let test = "topology_processes";
-    drop(env.cluster(test, SHARDS).await); // fresh shard databases
-    let base: Vec<String> = (0..SHARDS).map(|i| pg::shard_url(env, test, i)).collect();
-    scenario::<Postgres>(&base.join("\n")).await;
+    let Some(base) = procs::pg_base("topology_processes", SHARDS).await else {
+        return;
+    };
+    scenario::<Postgres>(&base).await;
+}
+
+/// PostgreSQL tells every process of a placement change at once (`LISTEN`/`NOTIFY`): a
+/// process that polls the store once an hour follows within a moment, and a change that waits
+/// for every process to follow it (a reshard's start) is not held for its poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_notifies_processes_of_a_change_at_once() {
+    let Some(base) = procs::pg_base("topology_notify", SHARDS).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = connect::<Postgres>(&base).await;
+    let mut hourly = spawn("hourly", &base, dir.path());
+    procs::wait_for(&dir.path().join("hourly.ready")).await;
+    std::fs::write(dir.path().join("hourly.go"), "").unwrap();
+    let started = Instant::now();
+    let epoch = cluster
+        .set_placement::<Item>(Placement::resolver(HashResolver::new(8)))
+        .unwrap();
+    cluster
+        .await_followed::<Item>(epoch, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let acknowledged = started.elapsed();
+    procs::wait_for(&dir.path().join("hourly.followed")).await;
+    let followed: u64 = std::fs::read_to_string(dir.path().join("hourly.followed"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    std::fs::write(dir.path().join("hourly.stop"), "").unwrap();
+    assert!(hourly.wait().unwrap().success());
+    eprintln!(
+        "a process polling hourly followed in {:.1} ms; every process had acknowledged the \
+         change {acknowledged:?} after it was made",
+        followed as f64 / 1000.0
+    );
+    assert!(acknowledged < Duration::from_secs(3), "{acknowledged:?}");
 }

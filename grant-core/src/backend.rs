@@ -153,6 +153,25 @@ pub trait Backend: sqlx::Database + Sized {
         })
     }
 
+    /// The statement that notifies the listeners of `channel` (PostgreSQL: `SELECT
+    /// pg_notify(..)`, delivered when it commits); `None` for a backend without notifications.
+    fn notify_sql(channel: &str) -> Option<String> {
+        let _ = channel;
+        None
+    }
+
+    /// A stream that yields once per notification on `channel`, over a connection of its own
+    /// made with `options` — outside every pool of the cluster, so it takes no connection from
+    /// them (PostgreSQL `LISTEN`; it ends if the listener fails for good); `None` for a
+    /// backend without notifications (SQLite: followers poll).
+    fn listen(
+        options: <Self::Connection as sqlx::Connection>::Options,
+        channel: &'static str,
+    ) -> BoxFuture<'static, Option<BoxStream<'static, ()>>> {
+        let _ = (options, channel);
+        Box::pin(async { None })
+    }
+
     /// Runs parameterless SQL (`BEGIN`, `COMMIT`, `PREPARE TRANSACTION '..'`) on one connection
     /// with the simple query protocol.
     fn raw_on<'c>(
@@ -642,5 +661,29 @@ backend!(
     begin: "BEGIN",
     adapt: std::convert::identity,
     decimal: |row: &sqlx::postgres::PgRow, index: usize| sqlx::Row::try_get(row, index),
-    {}
+    {
+        fn notify_sql(channel: &str) -> Option<String> {
+            Some(format!("SELECT pg_notify('{}', '')", channel.replace('\'', "''")))
+        }
+
+        fn listen(
+            options: sqlx::postgres::PgConnectOptions,
+            channel: &'static str,
+        ) -> BoxFuture<'static, Option<BoxStream<'static, ()>>> {
+            Box::pin(async move {
+                // A pool of one of its own: the listener holds its connection for good.
+                let pool = sqlx::pool::PoolOptions::<Self>::new()
+                    .max_connections(1)
+                    .connect_lazy_with(options);
+                let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await.ok()?;
+                listener.listen(channel).await.ok()?;
+                let stream = futures_util::stream::unfold(listener, |mut listener| async move {
+                    // `recv` reconnects a lost connection itself (a notification sent while
+                    // it was away is missed: the poll catches up).
+                    listener.recv().await.ok().map(|_| ((), listener))
+                });
+                Some(Box::pin(stream) as BoxStream<'static, ()>)
+            })
+        }
+    }
 );

@@ -964,6 +964,12 @@ impl<DB: Backend> ClusterBuilder<DB> {
 /// A cluster handle that does not keep it alive ([`Cluster::downgrade`]).
 pub(crate) struct WeakCluster<DB: Backend>(Weak<Inner<DB>>);
 
+impl<DB: Backend> Clone for WeakCluster<DB> {
+    fn clone(&self) -> Self {
+        WeakCluster(Weak::clone(&self.0))
+    }
+}
+
 impl<DB: Backend> WeakCluster<DB> {
     /// The cluster, unless every `Cluster` handle was dropped.
     pub(crate) fn upgrade(&self) -> Option<Cluster<DB>> {
@@ -1821,7 +1827,12 @@ impl<DB: Backend> Cluster<DB> {
         }
         let work = async {
             let mut conn = endpoint.checkout().await?;
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            // The backend's write transaction (SQLite: `BEGIN IMMEDIATE`, so one that reads
+            // first — `CREATE TABLE IF NOT EXISTS` of a table that exists — never fails
+            // taking the write lock after another process wrote).
+            let mut tx =
+                sqlx::Connection::begin_with(&mut *conn, sqlx::AssertSqlSafe(DB::BEGIN.to_owned()))
+                    .await?;
             let mut affected = Vec::with_capacity(statements.len());
             for (sql, values) in statements {
                 affected.push(DB::execute_on(&mut *tx, sql, values).await?);

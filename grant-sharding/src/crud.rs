@@ -10,7 +10,7 @@ use grant_core::{Backend, Error, FromShardRow, Model, Result, ShardId};
 use sea_query_sqlx::SqlxValues;
 
 use crate::cluster::{Cluster, ReadPolicy};
-use crate::placement::{self, Placement};
+use crate::placement::{self, Placement, fence};
 use crate::stmt::{self, Put, copy};
 pub use crate::stmt::{build_find_statement, find_statement};
 
@@ -37,6 +37,15 @@ pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Resul
         }
         None => M::shards().to_vec(),
     };
+    create_table_on::<M, DB>(cluster, &shards).await
+}
+
+/// [`create_table`] on each of `shards` (the resharding job: on the new shards before any
+/// process writes there).
+pub(crate) async fn create_table_on<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    shards: &[ShardId],
+) -> Result<()> {
     let sql = stmt::create_table::<M, DB>();
     try_join_all(shards.iter().map(|&shard| {
         let sql = sql.clone();
@@ -52,8 +61,8 @@ pub async fn create_table<M: Model, DB: Backend>(cluster: &Cluster<DB>) -> Resul
     }))
     .await?;
     // The table may have existed before, made by an older version of the model.
-    cluster.verify_tables::<M>(&shards).await?;
-    create_indexes::<M, DB>(cluster, &shards).await
+    cluster.verify_tables::<M>(shards).await?;
+    create_indexes::<M, DB>(cluster, shards).await
 }
 
 /// Creates model `M`'s secondary indexes (those missing) on each of `shards`, shards in
@@ -92,18 +101,6 @@ async fn exec<M: Model, DB: Backend>(
     cluster.execute(M::META.name, shard, statement).await
 }
 
-/// [`exec`] of several statements in one transaction.
-async fn exec_atomic<M: Model, DB: Backend>(
-    cluster: &Cluster<DB>,
-    shard: ShardId,
-    statements: Vec<(String, SqlxValues)>,
-) -> Result<u64> {
-    cluster.ensure_schema::<M>(shard).await?;
-    cluster
-        .execute_atomic(M::META.name, shard, statements)
-        .await
-}
-
 /// [`exec`] of a read returning rows.
 async fn fetch<M: Model, DB: Backend>(
     cluster: &Cluster<DB>,
@@ -128,6 +125,50 @@ async fn fetch_optional<M: Model, DB: Backend>(
         .await
 }
 
+/// One shard's statements of an operation under a run-time placement, in one transaction
+/// (one statement alone runs as it is); under a migrating placement the transaction also
+/// names the migration's fence (`placement::fence`), so nothing of it is written once the
+/// migration was decided. Returns each statement's count.
+async fn side<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    shard: ShardId,
+    migrating: bool,
+    mut statements: Vec<(String, SqlxValues)>,
+) -> Result<Vec<u64>> {
+    cluster.ensure_schema::<M>(shard).await?;
+    if !migrating {
+        if statements.len() == 1 {
+            let statement = statements.remove(0);
+            return Ok(vec![cluster.execute(M::META.name, shard, statement).await?]);
+        }
+        return cluster
+            .execute_atomic_each(M::META.name, shard, statements)
+            .await;
+    }
+    // The probe last: the writes take their locks first (SQLite: a transaction that read
+    // first could not take the write lock once another writer committed), and a fence taken
+    // down before the probe rolls them back.
+    statements.push((
+        fence::probe::<M>(),
+        SqlxValues(sea_query::Values(Vec::new())),
+    ));
+    let mut each = cluster
+        .execute_atomic_each(M::META.name, shard, statements)
+        .await?;
+    each.pop();
+    Ok(each)
+}
+
+/// The other side of a dual write: when it met the fence, the operation is complete anyway —
+/// its own shard's write committed before the fence, in the source's change capture, which
+/// the cutover copies to the target.
+fn other_side<M: Model>(result: Result<Vec<u64>>) -> Result<()> {
+    match result {
+        Err(e) if fence::is_fenced::<M>(&e) => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
 /// Inserts one row on the shard its key names.
 ///
 /// # Errors
@@ -150,10 +191,20 @@ pub async fn upsert<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Re
 }
 
 async fn put<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M, kind: Put) -> Result<()> {
+    if !cluster.placements().any() {
+        return put_once(cluster, row, kind).await;
+    }
+    cluster
+        .through_fence::<M, _, _, _>(|| put_once(cluster, row, kind))
+        .await
+}
+
+async fn put_once<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M, kind: Put) -> Result<()> {
     let statement = kind.statements::<M, DB>(&[row]).remove(0);
     // resharding: the placement is read under the model's gate, held for the whole operation
     // (a cutover waits for it).
     if let Some(state) = cluster.gated_placement::<M>().await {
+        let migrating = fence::guards::<M, DB>(cluster, &state);
         let values = placement::row_key_values::<M>(row);
         let targets =
             placement::write_targets::<M, DB>(cluster, &state.placement, &values, true).await?;
@@ -162,10 +213,16 @@ async fn put<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M, kind: Put) -
             M::primary_key_values(&row.primary_key())
         });
         if let Some(shard) = targets.main {
-            exec::<M, DB>(cluster, shard, copy(&statement)).await?;
+            side::<M, DB>(cluster, shard, migrating, vec![copy(&statement)]).await?;
         }
         for shard in &targets.also {
-            exec_atomic::<M, DB>(cluster, *shard, stmt::upserts::<M, DB>(&[row])).await?;
+            // The copy is recorded in the shard's copies registry: reads of the old
+            // placement leave it out until the cutover.
+            let mut statements = stmt::upserts::<M, DB>(&[row]);
+            if migrating {
+                statements.extend(stmt::register_copies::<M, DB>(&[row]));
+            }
+            other_side::<M>(side::<M, DB>(cluster, *shard, migrating, statements).await)?;
         }
         if let Some(main) = targets.main
             && kind == Put::Insert
@@ -211,6 +268,36 @@ async fn put_many<M: Model, DB: Backend>(
     rows: &[&M],
     kind: Put,
 ) -> Result<u64> {
+    // resharding: the rows written so far, when a migration's fence stopped the writes half
+    // way (their shards committed; the rest is written again on the new placement).
+    let done = std::sync::Mutex::new(vec![false; rows.len()]);
+    let written = std::sync::atomic::AtomicU64::new(0);
+    cluster
+        .through_fence::<M, _, _, _>(|| async {
+            let left: Vec<(usize, &M)> = {
+                let done = done.lock().unwrap_or_else(|e| e.into_inner());
+                rows.iter()
+                    .enumerate()
+                    .filter(|(i, _)| !done[*i])
+                    .map(|(i, r)| (i, *r))
+                    .collect()
+            };
+            let n = put_many_once(cluster, &left, kind, &done).await?;
+            Ok(written.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n)
+        })
+        .await
+}
+
+/// Inserts (or upserts) `rows` (each with its index in the caller's slice), marking in `done`
+/// the rows a shard committed when a migration's fence stops the rest.
+async fn put_many_once<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    indexed: &[(usize, &M)],
+    kind: Put,
+    done: &std::sync::Mutex<Vec<bool>>,
+) -> Result<u64> {
+    let rows: Vec<&M> = indexed.iter().map(|(_, r)| *r).collect();
+    let rows = &rows[..];
     // resharding: `also` holds the rows a shard gets as the `new` side of a dual write.
     let mut groups: BTreeMap<ShardId, (ShardId, Vec<&M>)> = BTreeMap::new();
     let mut also: BTreeMap<ShardId, Vec<&M>> = BTreeMap::new();
@@ -259,11 +346,17 @@ async fn put_many<M: Model, DB: Backend>(
     for (shard, _) in groups.values() {
         cluster.shard_pool(M::META.name, *shard)?;
     }
+    if let Some(state) = &state
+        && fence::guards::<M, DB>(cluster, state)
+    {
+        return put_migrating::<M, DB>(cluster, indexed, kind, groups, also, done).await;
+    }
     let written = try_join_all(groups.into_values().map(|(shard, rows)| {
         let mut statements = kind.statements::<M, DB>(&rows);
         let main = statements.len();
         // resharding: the dual-write rows of this shard, as upserts (not counted: each row is
         // counted once, on its main shard).
+        // (A migration begun by hand: no job guards it, no copies registry.)
         if let Some(rows) = also.get(&shard) {
             statements.extend(stmt::upserts::<M, DB>(rows));
         }
@@ -279,6 +372,47 @@ async fn put_many<M: Model, DB: Backend>(
     Ok(written.into_iter().sum())
 }
 
+/// [`put_many_once`] under a migrating placement: each shard's own rows, one shard after the
+/// other (each in one transaction naming the fence, marked in `done` once committed), then
+/// the other sides of the dual writes in parallel (a side that met the fence is complete:
+/// see [`other_side`]). A fence met on a row's own shard stops here with that error, the rows
+/// before it committed.
+async fn put_migrating<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    indexed: &[(usize, &M)],
+    kind: Put,
+    groups: BTreeMap<ShardId, (ShardId, Vec<&M>)>,
+    also: BTreeMap<ShardId, Vec<&M>>,
+    done: &std::sync::Mutex<Vec<bool>>,
+) -> Result<u64> {
+    // By address: `rows` are the caller's references.
+    let index: std::collections::HashMap<usize, usize> = indexed
+        .iter()
+        .map(|(i, r)| (std::ptr::from_ref::<M>(*r).addr(), *i))
+        .collect();
+    let mut written = 0;
+    for (shard, rows) in groups.into_values() {
+        if rows.is_empty() {
+            continue;
+        }
+        let each = side::<M, DB>(cluster, shard, true, kind.statements::<M, DB>(&rows)).await?;
+        written += each.iter().sum::<u64>();
+        let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+        for row in rows {
+            if let Some(&i) = index.get(&std::ptr::from_ref::<M>(row).addr()) {
+                done[i] = true;
+            }
+        }
+    }
+    try_join_all(also.into_iter().map(|(shard, rows)| async move {
+        let mut statements = stmt::upserts::<M, DB>(&rows);
+        statements.extend(stmt::register_copies::<M, DB>(&rows));
+        other_side::<M>(side::<M, DB>(cluster, shard, true, statements).await)
+    }))
+    .await?;
+    Ok(written)
+}
+
 /// Updates every non-key column of the row with this row's primary key.
 ///
 /// # Errors
@@ -287,9 +421,21 @@ async fn put_many<M: Model, DB: Backend>(
 /// when a shard key was changed on a plain struct; use [`Tracked`] to have such changes refused
 /// as [`Error::ShardKeyMutation`].
 pub async fn update<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<()> {
+    if !cluster.placements().any() {
+        return update_once(cluster, row).await;
+    }
+    cluster
+        .through_fence::<M, _, _, _>(|| update_once(cluster, row))
+        .await
+}
+
+async fn update_once<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Result<()> {
     let key = row.primary_key();
     // resharding: the placement is read under the model's gate, held for the whole operation.
     let placed = cluster.gated_placement::<M>().await;
+    let migrating = placed
+        .as_ref()
+        .is_some_and(|s| fence::guards::<M, DB>(cluster, s));
     let (shard, also) = match &placed {
         Some(state) => {
             // resharding: journal the key.
@@ -316,13 +462,17 @@ pub async fn update<M: Model, DB: Backend>(cluster: &Cluster<DB>, row: &M) -> Re
             Err(not_found::<M>(shard, &key))
         };
     };
-    let n = exec::<M, DB>(cluster, shard, copy(&statement)).await?;
+    let n = side::<M, DB>(cluster, shard, migrating, vec![copy(&statement)]).await?[0];
     if n == 0 {
         return Err(not_found::<M>(shard, &key));
     }
     // Dual write: the new side may not have the row yet (the backfill copies it).
     for other in also {
-        exec::<M, DB>(cluster, other, copy(&statement)).await?;
+        let mut statements = vec![copy(&statement)];
+        if migrating {
+            statements.extend(stmt::register_keys::<M, DB>(&[M::primary_key_values(&key)]));
+        }
+        other_side::<M>(side::<M, DB>(cluster, other, migrating, statements).await)?;
     }
     Ok(())
 }
@@ -368,10 +518,23 @@ pub async fn delete_key<M: Model, DB: Backend>(
     cluster: &Cluster<DB>,
     key: &M::PrimaryKey,
 ) -> Result<bool> {
+    if !cluster.placements().any() {
+        return delete_once::<M, DB>(cluster, key).await;
+    }
+    cluster
+        .through_fence::<M, _, _, _>(|| delete_once::<M, DB>(cluster, key))
+        .await
+}
+
+async fn delete_once<M: Model, DB: Backend>(
+    cluster: &Cluster<DB>,
+    key: &M::PrimaryKey,
+) -> Result<bool> {
     let statement = stmt::delete::<M, DB>(key);
     // resharding: the placement is read under the model's gate, held for the whole operation
     // (a cutover waits for it).
     if let Some(state) = cluster.gated_placement::<M>().await {
+        let migrating = fence::guards::<M, DB>(cluster, &state);
         // resharding: journal the key.
         placement::note_write::<M, DB>(cluster, &state.placement, || M::primary_key_values(key));
         let values = placement::pk_key_values::<M>(key);
@@ -379,8 +542,13 @@ pub async fn delete_key<M: Model, DB: Backend>(
             placement::write_targets::<M, DB>(cluster, &state.placement, &values, false).await?;
         let mut deleted = false;
         for (i, shard) in targets.all().enumerate() {
-            let n = exec::<M, DB>(cluster, shard, copy(&statement)).await?;
-            if i == 0 && targets.main.is_some() && n > 0 {
+            let outcome = side::<M, DB>(cluster, shard, migrating, vec![copy(&statement)]).await;
+            if i > 0 || targets.main.is_none() {
+                other_side::<M>(outcome)?;
+                continue;
+            }
+            let n = outcome?[0];
+            if n > 0 {
                 deleted = true;
                 placement::note_rows(&state.placement, shard, -(n as i64));
             }
@@ -402,6 +570,19 @@ where
     M: Model + FromShardRow<DB>,
     DB: Backend,
 {
+    if !cluster.placements().any() && M::DIRECTORY.is_none() {
+        return find_once::<M, DB>(cluster, key).await;
+    }
+    cluster
+        .through_fence::<M, _, _, _>(|| find_once::<M, DB>(cluster, key.clone()))
+        .await
+}
+
+async fn find_once<M, DB>(cluster: &Cluster<DB>, key: M::PrimaryKey) -> Result<Option<M>>
+where
+    M: Model + FromShardRow<DB>,
+    DB: Backend,
+{
     // resharding: the placement is read under the model's gate, held for the whole operation.
     let placed = cluster.gated_placement::<M>().await;
     let (shard, statement) = match &placed {
@@ -413,7 +594,12 @@ where
                 // A directory knows no such key: no shard holds the row.
                 return Ok(None);
             };
-            (shard, find_statement::<M, DB>(&key).1)
+            let statement = if fence::guards::<M, DB>(cluster, state) {
+                stmt::find_fenced::<M, DB>(&key)
+            } else {
+                find_statement::<M, DB>(&key).1
+            };
+            (shard, statement)
         }
         None => {
             M::try_shard_of_key(&key)?;

@@ -24,7 +24,9 @@
 //! - **which shard a key lives on**: `resolve` (the strategies) and [`placement::Placement`]
 //!   (a run-time override); **which shards a query visits**: `router`;
 //! - **where a write goes**: `placement::write_targets` (the main shard and, while a model
-//!   migrates, the new one), called by [`crud`];
+//!   migrates, the new one), called by [`crud`]; while a resharding job guards the migration,
+//!   every statement also names its fence and reads leave the copies out (`placement::fence`,
+//!   which also runs an operation that met the fence again once the topology moved on);
 //! - **how results merge**: [`merge`] for rows, [`select`] for aggregates;
 //! - **where a statement runs**: `Cluster::fetch` / `Cluster::execute` / `Cluster::on_held` in
 //!   [`cluster`] — every statement of every layer (queries, writes, transactions, two-phase

@@ -307,7 +307,33 @@ impl<M: Model> Query<M> {
                         directory.prefetch::<M, DB>(cluster, &keys).await?;
                     }
                 }
-                router::plan::<M>(Some(&state.placement), self.target, filter.as_ref())?
+                let legs = router::plan::<M>(Some(&state.placement), self.target, filter.as_ref())?;
+                match (&state.placement, self.target) {
+                    // resharding: every statement names the migration's fence, and a shard
+                    // the new placement uses leaves out the copies it holds of rows the old
+                    // one places elsewhere (8 → 4, a tenant joining a shard), so each row is
+                    // read once, where the old placement has it (`placement::fence`). A query
+                    // on an explicit shard reads the shard as it is.
+                    (Placement::Migrating { new, .. }, Target::Auto | Target::All)
+                        if crate::placement::fence::guards::<M, DB>(cluster, &state) =>
+                    {
+                        let copies_on = new.all_shards::<M>();
+                        legs.into_iter()
+                            .map(|(shard, filter)| {
+                                let mut filter = and(
+                                    filter,
+                                    Node::Raw(crate::placement::fence::standing::<M>()),
+                                );
+                                if copies_on.iter().any(|s| s.name() == shard.name()) {
+                                    let copies = Node::Raw(crate::stmt::not_a_copy::<M>());
+                                    filter = and(Some(filter), copies);
+                                }
+                                (shard, Some(filter))
+                            })
+                            .collect()
+                    }
+                    _ => legs,
+                }
             }
         };
         Ok(legs)
@@ -583,6 +609,28 @@ impl<M: Model> Query<M> {
         columns: &[&'static str],
         join: Option<&JoinSpec>,
         decode: impl Fn(&DB::Row) -> std::result::Result<T, sqlx::Error>,
+    ) -> Result<Partial<Vec<T>>> {
+        // Boxed, like the fenced path: the query's future stays out of its caller's (debug
+        // builds' deep futures overflow a thread's stack otherwise).
+        if !cluster.placements().any() {
+            return Box::pin(self.fetch_rows_once(cluster, partial, columns, join, &decode)).await;
+        }
+        // resharding: a read that met a migration's fence runs again on the new placement.
+        cluster
+            .through_fence::<M, _, _, _>(|| {
+                self.clone()
+                    .fetch_rows_once(cluster, partial, columns, join, &decode)
+            })
+            .await
+    }
+
+    async fn fetch_rows_once<T, DB: Backend>(
+        self,
+        cluster: &Cluster<DB>,
+        partial: bool,
+        columns: &[&'static str],
+        join: Option<&JoinSpec>,
+        decode: &impl Fn(&DB::Row) -> std::result::Result<T, sqlx::Error>,
     ) -> Result<Partial<Vec<T>>> {
         // resharding: hold the model's gate for the whole query (a cutover waits for it).
         let _gate = cluster.gated_placement::<M>().await;

@@ -178,6 +178,21 @@ impl<M: Model, T> Select<M, T> {
         cluster: &Cluster<DB>,
         partial: bool,
     ) -> Result<(Vec<T>, Vec<(grant_core::ShardId, Error)>)> {
+        // Boxed, like the fenced path: the query's future stays out of its caller's.
+        if !cluster.placements().any() {
+            return Box::pin(self.run_once(cluster, partial)).await;
+        }
+        // resharding: a read that met a migration's fence runs again on the new placement.
+        cluster
+            .through_fence::<M, _, _, _>(|| self.clone().run_once(cluster, partial))
+            .await
+    }
+
+    async fn run_once<DB: Backend>(
+        self,
+        cluster: &Cluster<DB>,
+        partial: bool,
+    ) -> Result<(Vec<T>, Vec<(grant_core::ShardId, Error)>)> {
         // resharding: hold the model's gate for the whole query (a cutover waits for it).
         let _gate = cluster.gated_placement::<M>().await;
         let grouped = !self.group_by.is_empty() || self.items.iter().any(Item::is_aggregate);

@@ -7,6 +7,7 @@ use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::{LazyLock, RwLock};
 
+use grant_core::cond::quoted;
 use grant_core::value::is_null;
 use grant_core::{Backend, Error, Model, Result, ShardId, ValueKind};
 use sea_query::{ColumnDef, Condition, Expr, ExprTrait, Index, OnConflict, Order, Table, Value};
@@ -153,6 +154,14 @@ pub(crate) fn find_select<M: Model>(key: &M::PrimaryKey) -> sea_query::SelectSta
         .cond_where(pk_condition::<M>(key))
         .limit(1);
     select
+}
+
+/// `find`'s statement under a migrating placement: it names the migration's fence
+/// (`placement::fence`).
+pub(crate) fn find_fenced<M: Model, DB: Backend>(key: &M::PrimaryKey) -> Statement {
+    let mut select = find_select::<M>(key);
+    select.cond_where(crate::placement::fence::standing::<M>());
+    select.build_sqlx(DB::builder())
 }
 
 /// The shard and the statement (SQL and bound values) `find` sends for `key`: pure, no I/O.
@@ -506,6 +515,108 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+/// `CREATE TABLE IF NOT EXISTS name` with the model's primary-key columns (types, `NOT NULL`,
+/// the backend's byte-order collation for text) as its primary key: the resharding job's
+/// capture journal and copies registry.
+pub(crate) fn create_key_table<M: Model, DB: Backend>(name: &str) -> String {
+    let mut table = Table::create();
+    table.table(sea_query::Alias::new(name)).if_not_exists();
+    for &i in M::META.primary_key {
+        let column = &M::META.columns[i];
+        let column_type = (column.column_type)();
+        let collation = DB::sort_collation(&column_type);
+        let mut def = ColumnDef::new_with_type(column.name, DB::ddl_column_type(column_type));
+        def.not_null();
+        if let Some(collation) = collation {
+            def.extra(format!("COLLATE \"{collation}\""));
+        }
+        table.col(def);
+    }
+    let mut pk = Index::create();
+    for name in pk_names::<M>() {
+        pk.col(name);
+    }
+    table.primary_key(&mut pk);
+    table.build(DB::builder())
+}
+
+use crate::placement::fence::copies_table;
+
+/// `CREATE TABLE IF NOT EXISTS` for the copies registry.
+pub(crate) fn create_copies<M: Model, DB: Backend>() -> String {
+    create_key_table::<M, DB>(&copies_table::<M>())
+}
+
+/// `DROP TABLE IF EXISTS` of the copies registry.
+pub(crate) fn drop_copies<M: Model>() -> String {
+    format!("DROP TABLE IF EXISTS {}", quoted(&copies_table::<M>()))
+}
+
+/// `DELETE FROM` the copies registry (a new job starts from an empty one).
+pub(crate) fn clear_copies<M: Model>() -> String {
+    format!("DELETE FROM {}", quoted(&copies_table::<M>()))
+}
+
+/// Deletes the rows the shard's copies registry names (a rollback's copies).
+pub(crate) fn delete_registered<M: Model>() -> String {
+    format!(
+        "DELETE FROM {} WHERE EXISTS {}",
+        quoted(M::META.table),
+        registered::<M>()
+    )
+}
+
+/// `(SELECT 1 FROM <copies registry> WHERE <its key> = <the table row's key>)`.
+fn registered<M: Model>() -> String {
+    let (registry, table) = (quoted(&copies_table::<M>()), quoted(M::META.table));
+    let matches = pk_names::<M>()
+        .iter()
+        .map(|c| format!("{registry}.{} = {table}.{}", quoted(c), quoted(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    format!("(SELECT 1 FROM {registry} WHERE {matches})")
+}
+
+/// Records `rows` in the shard's copies registry (each key once), one statement per chunk under
+/// the bind-parameter limit: sent in the same transaction as the rows' upsert.
+pub(crate) fn register_copies<M: Model, DB: Backend>(rows: &[&M]) -> Vec<Statement> {
+    let keys: Vec<Vec<Value>> = rows
+        .iter()
+        .map(|r| M::primary_key_values(&r.primary_key()))
+        .collect();
+    register_keys::<M, DB>(&keys)
+}
+
+/// [`register_copies`] by primary key.
+pub(crate) fn register_keys<M: Model, DB: Backend>(keys: &[Vec<Value>]) -> Vec<Statement> {
+    let names = pk_names::<M>();
+    let table = copies_table::<M>();
+    keys.chunks(keys_per_statement::<M, DB>())
+        .map(|chunk| {
+            let mut insert = sea_query::Query::insert();
+            insert
+                .into_table(sea_query::Alias::new(table.as_str()))
+                .columns(names.iter().copied());
+            for key in chunk {
+                insert.values_panic(key.iter().cloned().map(Expr::val));
+            }
+            insert.on_conflict(
+                OnConflict::columns(names.iter().copied())
+                    .do_nothing()
+                    .to_owned(),
+            );
+            insert.build_sqlx(DB::builder())
+        })
+        .collect()
+}
+
+/// `NOT EXISTS (SELECT 1 FROM <copies registry> WHERE <its key> = <the row's key>)`: the
+/// condition that leaves a migrating model's copies out of a read of a shard that can hold
+/// them (see [`copies_table`]).
+pub(crate) fn not_a_copy<M: Model>() -> Condition {
+    Condition::all().add(Expr::cust(format!("NOT EXISTS {}", registered::<M>())))
 }
 
 #[cfg(test)]

@@ -5,8 +5,10 @@
 //!   first): one row per model (by table) with its epoch and its placement as a spec (see
 //!   `placement::spec`).
 //! - At connect the rows are loaded and applied before the cluster is handed out; then a
-//!   background task reads them every [`ClusterBuilder::topology_poll`] (default 1 s) and
-//!   applies what is newer than this process knows, draining the model's operations first.
+//!   background task reads them every [`ClusterBuilder::topology_poll`] (default 1 s) — on
+//!   PostgreSQL also at once on each `NOTIFY grant_topology` that a persisted change sends
+//!   (it `LISTEN`s on a connection of its own) — and applies what is newer than this process
+//!   knows, draining the model's operations first.
 //! - Every placement change of this process — `set_placement`, `clear_placement`, a
 //!   migration's start, cutover or abort — is persisted (with an epoch above every epoch
 //!   stored for the model) before it takes effect here: a change no other process could
@@ -49,6 +51,8 @@ pub(crate) struct TopologySettings {
 pub(crate) struct Instance<DB: Backend> {
     id: std::sync::OnceLock<String>,
     options: std::sync::OnceLock<<DB::Connection as sqlx::Connection>::Options>,
+    /// Tells the follower task that the cluster is gone (it lets its listener go at once).
+    stop: Arc<tokio::sync::Notify>,
 }
 
 impl<DB: Backend> Default for Instance<DB> {
@@ -56,6 +60,7 @@ impl<DB: Backend> Default for Instance<DB> {
         Instance {
             id: std::sync::OnceLock::new(),
             options: std::sync::OnceLock::new(),
+            stop: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }
@@ -70,6 +75,7 @@ impl<DB: Backend> std::fmt::Debug for Instance<DB> {
 
 impl<DB: Backend> Drop for Instance<DB> {
     fn drop(&mut self) {
+        self.stop.notify_one();
         let (Some(id), Some(options)) = (self.id.get(), self.options.take()) else {
             return;
         };
@@ -77,7 +83,7 @@ impl<DB: Backend> Drop for Instance<DB> {
             .from_table(INSTANCES_TABLE)
             .and_where(sea_query::ExprTrait::eq(Expr::col("instance"), id.clone()))
             .build_sqlx(DB::builder());
-        if let Err(e) = run_alone::<DB>(options, delete) {
+        if let Err(e) = run_alone::<DB>(options, delete, None) {
             tracing::debug!(error = %e, "cannot remove this instance's row; it ages out");
         }
     }
@@ -154,11 +160,12 @@ pub(crate) fn connect_hook<DB: Backend>(cluster: &Cluster<DB>) -> BoxFuture<'_, 
             );
             return Ok(());
         }
-        let options = (*cluster
+        let pool = cluster
             .pool(&name)
-            .ok_or_else(|| Error::Config(format!("the control shard `{name}` has no pool")))?
-            .connect_options())
-        .clone();
+            .ok_or_else(|| Error::Config(format!("the control shard `{name}` has no pool")))?;
+        let options = (*pool.connect_options()).clone();
+        // PostgreSQL: told of every change at once, on a connection of its own.
+        let listener = DB::listen(options.clone(), CHANNEL).await;
         // A connection of its own must see the same database (not so for an in-memory SQLite
         // shard: then no other process can share the topology, and changes stay local).
         let count = Query::select()
@@ -167,7 +174,7 @@ pub(crate) fn connect_hook<DB: Backend>(cluster: &Cluster<DB>) -> BoxFuture<'_, 
             .build_sqlx(DB::builder());
         // (A server database always is: the probe is for SQLite only.)
         let probe = if <DB as Backend>::NAME == "SQLite" {
-            run_alone::<DB>(options.clone(), count).map(|_| ())
+            run_alone::<DB>(options.clone(), count, None).map(|_| ())
         } else {
             Ok(())
         };
@@ -215,7 +222,17 @@ pub(crate) fn connect_hook<DB: Backend>(cluster: &Cluster<DB>) -> BoxFuture<'_, 
                  placement change waits for every process to follow it"
             ),
         }
-        spawn_follower(cluster.downgrade(), shard, every);
+        cluster.placements().set_follower(Arc::new(OnDemand {
+            cluster: cluster.downgrade(),
+            shard,
+        }));
+        spawn_follower(
+            cluster.downgrade(),
+            shard,
+            every,
+            listener,
+            Arc::clone(&instance.stop),
+        );
         Ok(())
     })
 }
@@ -401,6 +418,10 @@ async fn follow_once<DB: Backend>(cluster: &Cluster<DB>, shard: ShardId) -> Resu
             continue;
         }
         let table = intern(&model);
+        let (guarded, spec) = match spec.strip_prefix(GUARDED) {
+            Some(rest) => (true, rest.to_owned()),
+            None => (false, spec),
+        };
         let placement = match Placement::from_spec(&spec)? {
             Placement::Static => None,
             other => Some(other),
@@ -408,7 +429,7 @@ async fn follow_once<DB: Backend>(cluster: &Cluster<DB>, shard: ShardId) -> Resu
         // Drain the model's operations (those that hold its gate) before switching.
         let gate = placements.gate(table);
         let _drained = gate.write().await;
-        if placements.apply_persisted(table, epoch, placement) {
+        if placements.apply_persisted(table, epoch, placement, guarded) {
             tracing::info!(
                 table,
                 epoch,
@@ -420,17 +441,49 @@ async fn follow_once<DB: Backend>(cluster: &Cluster<DB>, shard: ShardId) -> Resu
     Ok(())
 }
 
-/// Reads the store every `every` until the cluster is dropped.
-fn spawn_follower<DB: Backend>(cluster: WeakCluster<DB>, shard: ShardId, every: Duration) {
+/// The prefix of a stored migrating placement that a resharding job guards with its fence.
+const GUARDED: &str = "guarded ";
+
+/// The notification channel of placement changes (PostgreSQL `LISTEN grant_topology`).
+const CHANNEL: &str = "grant_topology";
+
+/// Reads the store every `every` — and at once when `listener` yields (a change was
+/// persisted) — until the cluster is dropped (`stop`), recording the instance's heartbeat
+/// (and the epochs it applied) after each read.
+fn spawn_follower<DB: Backend>(
+    cluster: WeakCluster<DB>,
+    shard: ShardId,
+    every: Duration,
+    mut listener: Option<futures_util::stream::BoxStream<'static, ()>>,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    use futures_util::StreamExt;
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
-            ticker.tick().await;
+            let woke = match listener.as_mut() {
+                Some(stream) => tokio::select! {
+                    () = stop.notified() => return,
+                    _ = ticker.tick() => true,
+                    heard = stream.next() => heard.is_some(),
+                },
+                None => tokio::select! {
+                    () = stop.notified() => return,
+                    _ = ticker.tick() => true,
+                },
+            };
+            if !woke {
+                tracing::warn!("the topology listener ended; following by polling only");
+                listener = None;
+                continue;
+            }
             let Some(cluster) = cluster.upgrade() else {
                 return;
             };
+            // The heartbeat also after a notification: the epochs it records are what a
+            // change that waits for every process reads.
             if let Err(e) = follow_once(&cluster, shard).await {
                 tracing::warn!(error = %e, "cannot read the topology store; retrying");
             } else if let Err(e) = heartbeat(&cluster, shard).await {
@@ -438,6 +491,32 @@ fn spawn_follower<DB: Backend>(cluster: WeakCluster<DB>, shard: ShardId, every: 
             }
         }
     });
+}
+
+/// Reads the store when an operation met a migration's fence (see `placement::fence`).
+struct OnDemand<DB: Backend> {
+    cluster: WeakCluster<DB>,
+    shard: ShardId,
+}
+
+impl<DB: Backend> std::fmt::Debug for OnDemand<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnDemand")
+            .field("shard", &self.shard)
+            .finish()
+    }
+}
+
+impl<DB: Backend> crate::placement::fence::Follower for OnDemand<DB> {
+    fn follow(&self) -> BoxFuture<'static, Result<()>> {
+        let (cluster, shard) = (self.cluster.clone(), self.shard);
+        Box::pin(async move {
+            match cluster.upgrade() {
+                Some(cluster) => follow_once(&cluster, shard).await,
+                None => Ok(()),
+            }
+        })
+    }
 }
 
 /// The store: persists placement changes on the control shard.
@@ -458,10 +537,19 @@ impl<DB: Backend> PlacementStore for Store<DB> {
         table: &'static str,
         placement: Option<&Placement>,
         at_least: u64,
+        guarded: bool,
     ) -> Result<u64> {
         let spec = placement.map_or_else(|| "static".to_owned(), Placement::spec);
+        // A migration a resharding job guards with its fence (`placement::fence`).
+        let spec = if guarded {
+            format!("{GUARDED}{spec}")
+        } else {
+            spec
+        };
         let statement = upsert::<DB>(table, &spec, at_least);
-        let outcome = run_alone::<DB>(self.options.clone(), statement)
+        // PostgreSQL: the other processes hear of it at once (`LISTEN`), not at their poll.
+        let notify = DB::notify_sql(CHANNEL);
+        let outcome = run_alone::<DB>(self.options.clone(), statement, notify)
             .and_then(|epoch| epoch.ok_or_else(|| "the upsert returned no epoch".to_owned()));
         match outcome {
             Ok(epoch) => Ok(u64::try_from(epoch).unwrap_or(at_least)),
@@ -482,6 +570,7 @@ impl<DB: Backend> PlacementStore for Store<DB> {
 fn run_alone<DB: Backend>(
     options: <DB::Connection as sqlx::Connection>::Options,
     (sql, values): (String, SqlxValues),
+    then: Option<String>,
 ) -> std::result::Result<Option<i64>, String> {
     std::thread::spawn(move || -> std::result::Result<Option<i64>, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -496,7 +585,12 @@ fn run_alone<DB: Backend>(
                 .connect_with(options)
                 .await
                 .map_err(|e| e.to_string())?;
-            let outcome = DB::fetch_all(&pool, sql, values).await;
+            let mut outcome = DB::fetch_all(&pool, sql, values).await;
+            if let (Ok(_), Some(then)) = (&outcome, then)
+                && let Err(e) = DB::execute(&pool, then, empty()).await
+            {
+                outcome = Err(e);
+            }
             pool.close().await;
             let rows = outcome.map_err(|e| e.to_string())?;
             match rows.first() {

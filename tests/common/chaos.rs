@@ -280,6 +280,10 @@ pub async fn check<DB>(
                  on {}",
                 resolver.shard_for(&row.tenant_id)
             );
+            if key.1 >= EXTERNAL_BASE {
+                // Another process's row, written while this runs: checked at the end.
+                continue;
+            }
             if let Some(dup) = seen.insert(key, row) {
                 panic!("{context}: ticket {key:?} is on two shards ({dup:?})");
             }
@@ -324,10 +328,244 @@ pub async fn check<DB>(
         seen.len()
     );
     assert_eq!(
-        Ticket::query().count(cluster).await.unwrap(),
+        Ticket::query()
+            .filter(Ticket::ID.lt(EXTERNAL_BASE))
+            .count(cluster)
+            .await
+            .unwrap(),
         expected.rows.len() as u64,
         "{context}: the cluster's count"
     );
+}
+
+/// Ids from here on belong to writer processes (`external`): `EXTERNAL_BASE + t * 10^7 ..`.
+pub const EXTERNAL_BASE: i64 = 1_000_000_000;
+
+fn external_range(t: i64) -> (i64, i64) {
+    let lo = EXTERNAL_BASE + t * 10_000_000;
+    (lo, lo + 10_000_000)
+}
+
+fn external_ticket(t: i64, tenant_id: i64, id: i64, version: i64) -> Ticket {
+    Ticket {
+        tenant_id,
+        id,
+        title: format!("process {t} ticket {id} v{version} «ext»"),
+        version,
+    }
+}
+
+/// A writer process's loop (the test binary re-executed, `external::spawn`): inserts, updates
+/// and deletes tickets of its own id range across all tenants through `cluster` (which follows
+/// the topology store) until `stop` appears in `dir`, logging each acknowledged write
+/// (`u tenant id version` / `d tenant id`) and checking each by reading it back; every tenth
+/// write it counts its range (a scatter). Any failed operation or differing read panics: the
+/// process exits with an error.
+pub async fn external_writer<DB>(cluster: Cluster<DB>, t: i64, dir: &std::path::Path)
+where
+    DB: ReshardBackend,
+    Ticket: FromShardRow<DB>,
+{
+    use std::io::Write;
+    let (lo, hi) = external_range(t);
+    let mut log = std::io::BufWriter::new(
+        std::fs::File::create(dir.join(format!("external{t}.log"))).unwrap(),
+    );
+    let mut rng = Rng::new(0xe7e7_0000 + t as u64);
+    let mut mine: BTreeMap<Key, Ticket> = BTreeMap::new();
+    let mut next = lo;
+    let mut ops = 0u64;
+    std::fs::write(dir.join(format!("external{t}.ready")), "").unwrap();
+    while !dir.join("stop").exists() {
+        ops += 1;
+        let pick = rng.below(10);
+        let key = if mine.len() < 10 || pick < 4 {
+            let row = external_ticket(t, rng.below(TENANTS as u64) as i64, next, 0);
+            next += 1;
+            row.insert(&cluster)
+                .await
+                .unwrap_or_else(|e| panic!("process {t}: insert {}: {e}", row.id));
+            writeln!(log, "u {} {} 0", row.tenant_id, row.id).unwrap();
+            let key = (row.tenant_id, row.id);
+            mine.insert(key, row);
+            key
+        } else {
+            let keys: Vec<Key> = mine.keys().copied().collect();
+            let key = keys[rng.below(keys.len() as u64) as usize];
+            if pick < 8 {
+                let old = &mine[&key];
+                let row = external_ticket(t, key.0, key.1, old.version + 1);
+                row.update(&cluster)
+                    .await
+                    .unwrap_or_else(|e| panic!("process {t}: update {key:?}: {e}"));
+                writeln!(log, "u {} {} {}", key.0, key.1, row.version).unwrap();
+                mine.insert(key, row);
+            } else {
+                let found = mine[&key]
+                    .delete(&cluster)
+                    .await
+                    .unwrap_or_else(|e| panic!("process {t}: delete {key:?}: {e}"));
+                assert!(
+                    found,
+                    "process {t}: delete {key:?} found no row: it was lost"
+                );
+                writeln!(log, "d {} {}", key.0, key.1).unwrap();
+                mine.remove(&key);
+            }
+            key
+        };
+        log.flush().unwrap(); // what a kill leaves is on disk
+        let read = Ticket::find(&cluster, key)
+            .await
+            .unwrap_or_else(|e| panic!("process {t}: find {key:?}: {e}"));
+        assert_eq!(read.as_ref(), mine.get(&key), "process {t}: find {key:?}");
+        if ops.is_multiple_of(10) {
+            let counted = Ticket::query()
+                .filter(Ticket::ID.gte(lo).and(Ticket::ID.lt(hi)))
+                .count(&cluster)
+                .await
+                .unwrap_or_else(|e| panic!("process {t}: count: {e}"));
+            assert_eq!(
+                counted,
+                mine.len() as u64,
+                "process {t}: count of its range"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+}
+
+/// Writer processes beside the chaos test's own process.
+pub struct External {
+    /// Starts writer process `t` (the test binary re-executed).
+    pub spawn: Box<dyn Fn(i64) -> std::process::Child>,
+    /// Where they log and look for `stop`.
+    pub dir: std::path::PathBuf,
+    children: BTreeMap<i64, std::process::Child>,
+    killed: Option<i64>,
+}
+
+impl Drop for External {
+    /// A failed test leaves no writer process behind.
+    fn drop(&mut self) {
+        for child in self.children.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl External {
+    pub fn new(dir: std::path::PathBuf, spawn: Box<dyn Fn(i64) -> std::process::Child>) -> Self {
+        External {
+            spawn,
+            dir,
+            children: BTreeMap::new(),
+            killed: None,
+        }
+    }
+
+    async fn start(&mut self, t: i64) {
+        self.children.insert(t, (self.spawn)(t));
+        let ready = self.dir.join(format!("external{t}.ready"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "writer process {t} did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL for process `t`.
+    fn kill(&mut self, t: i64) {
+        let mut child = self.children.remove(&t).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        self.killed = Some(t);
+    }
+
+    /// Stops the processes, then checks every row they acknowledged: once, on the shard
+    /// `count` hash shards name, as last written (the killed process's last write may have
+    /// been applied without being logged: one of its rows may differ).
+    async fn finish<DB>(mut self, inspect: &Cluster<DB>, count: u32, label: &str) -> usize
+    where
+        DB: ReshardBackend,
+        Ticket: FromShardRow<DB>,
+    {
+        std::fs::write(self.dir.join("stop"), "").unwrap();
+        let children = std::mem::take(&mut self.children);
+        for (t, mut child) in children {
+            assert!(
+                child.wait().unwrap().success(),
+                "{label}: writer process {t} failed"
+            );
+        }
+        let mut expected: BTreeMap<Key, Option<i64>> = BTreeMap::new();
+        let mut writes = 0;
+        for t in 0..4 {
+            let text = std::fs::read_to_string(self.dir.join(format!("external{t}.log")))
+                .unwrap_or_default();
+            for line in text.lines() {
+                let parts: Vec<&str> = line.split(' ').collect();
+                let num = |i: usize| parts.get(i).and_then(|p| p.parse::<i64>().ok());
+                match (parts.first(), num(1), num(2), num(3)) {
+                    (Some(&"u"), Some(tenant), Some(id), Some(version)) => {
+                        expected.insert((tenant, id), Some(version));
+                    }
+                    (Some(&"d"), Some(tenant), Some(id), _) => {
+                        expected.insert((tenant, id), None);
+                    }
+                    _ => continue, // a line cut by the kill
+                }
+                writes += 1;
+            }
+        }
+        let resolver = HashResolver::new(count);
+        let mut seen: BTreeMap<Key, Ticket> = BTreeMap::new();
+        for i in 0..8u32 {
+            let shard = ShardId::prefixed("shard_", i);
+            for row in Ticket::on_shard(shard).all(inspect).await.unwrap() {
+                let key = (row.tenant_id, row.id);
+                if key.1 < EXTERNAL_BASE {
+                    continue;
+                }
+                assert_eq!(
+                    resolver.shard_for(&row.tenant_id).index(),
+                    i,
+                    "{label}: process ticket {key:?} on shard_{i}"
+                );
+                assert!(
+                    seen.insert(key, row).is_none(),
+                    "{label}: process ticket {key:?} on two shards"
+                );
+            }
+        }
+        let mut differ = Vec::new();
+        for (key, version) in &expected {
+            let stored = seen.get(key);
+            let want = version
+                .map(|v| external_ticket((key.1 - EXTERNAL_BASE) / 10_000_000, key.0, key.1, v));
+            if stored != want.as_ref() {
+                differ.push((*key, *version, stored.map(|r| r.version)));
+            }
+        }
+        for key in seen.keys() {
+            if !expected.contains_key(key) {
+                differ.push((*key, None, Some(seen[key].version)));
+            }
+        }
+        let killed = self.killed.map(external_range);
+        assert!(
+            differ.len() <= 1
+                && differ
+                    .iter()
+                    .all(|(k, ..)| killed.is_some_and(|(lo, hi)| (lo..hi).contains(&k.1))),
+            "{label}: the writer processes' acknowledged writes differ from the table: {differ:?}"
+        );
+        writes
+    }
 }
 
 /// Interruptions by the phase they hit.
@@ -388,7 +626,17 @@ where
     Fut: Future<Output = Cluster<DB>>,
 {
     let cluster = connect(true).await;
-    if from.is_some() {
+    // The documented recovery: the model's placement as it was when the job started — a new
+    // process reads it from the topology store; a migration the dead process left is resumed
+    // as it is (`set_placement` refuses to override it).
+    let migrating = matches!(
+        cluster.placement::<Ticket>().as_deref(),
+        Some(grant::PlacementState {
+            placement: Placement::Migrating { .. },
+            ..
+        })
+    );
+    if from.is_some() && !migrating {
         cluster.set_placement::<Ticket>(placement(from))?;
     }
     let options = ReshardOptions::default().crash(Arc::clone(&point));
@@ -479,7 +727,13 @@ where
 
 /// The chaos test: rounds of reshards interrupted and recovered until `wanted` interruptions
 /// happened. `connect` makes a new cluster (a new process) over the same 8 shard databases.
-pub async fn run<DB, F, Fut>(label: &str, connect: F, wanted: u64, seed: u64) -> Stats
+pub async fn run<DB, F, Fut>(
+    label: &str,
+    connect: F,
+    wanted: u64,
+    seed: u64,
+    mut external: Option<External>,
+) -> Stats
 where
     DB: ReshardBackend,
     Ticket: FromShardRow<DB>,
@@ -508,6 +762,11 @@ where
         );
         expected.rows = rows.into_iter().map(|t| ((t.tenant_id, t.id), t)).collect();
     }
+    if let Some(external) = &mut external {
+        for t in 0..3 {
+            external.start(t).await;
+        }
+    }
     // Steps seen per phase (grows as attempts see more), to aim interruptions inside phases.
     let mut span: BTreeMap<&'static str, u64> = PHASES.iter().map(|p| (p.as_str(), 4)).collect();
     let mut stats = Stats::default();
@@ -515,6 +774,13 @@ where
     let mut next_key = 10_000_000i64;
     while stats.interruptions() < wanted {
         stats.rounds += 1;
+        if stats.rounds == 3
+            && let Some(external) = &mut external
+        {
+            // One writer process dies (SIGKILL) and another one starts.
+            external.kill(1);
+            external.start(3).await;
+        }
         assert!(
             stats.rounds <= 200,
             "{label}: 200 rounds without {wanted} interruptions"
@@ -645,9 +911,18 @@ where
             "{context}: a job is left unfinished"
         );
     }
+    let external_writes = match external {
+        Some(external) => {
+            let inspect = connect(false).await;
+            inspect.set_placement::<Ticket>(placement(Some(8))).unwrap();
+            external.finish(&inspect, current.unwrap_or(4), label).await
+        }
+        None => 0,
+    };
     println!(
         "{label} chaos: {} interruptions ({:?}, {} failed steps) over {} rounds ({} rolled back, \
-         {} attempts with writers), {} rows at the end, {:?}",
+         {} attempts with writers), {} rows at the end, {external_writes} writes by writer \
+         processes, {:?}",
         stats.interruptions(),
         stats.by_phase,
         stats.failures,

@@ -39,6 +39,7 @@ pub use crate::resolve::Resolver;
 use crate::resolve::key_columns;
 
 pub mod directory;
+pub(crate) mod fence;
 mod spec;
 
 use directory::Directory;
@@ -213,6 +214,13 @@ pub(crate) struct Placements {
     /// Where changes are persisted for every process of the cluster (the topology store, a
     /// feature installed at connect); `None`: this process only.
     store: RwLock<Option<Arc<dyn PlacementStore>>>,
+    /// Reads the topology store on demand (installed with the store): what an operation that
+    /// met a migration's fence follows.
+    follower: RwLock<Option<Arc<dyn fence::Follower>>>,
+    /// The tables whose current migration a resharding job guards with its fence and copies
+    /// registry (`fence`): operations under their migrating placement name them. A migration
+    /// begun by hand ([`Cluster::begin_migration`]) is not guarded.
+    guarded: Mutex<std::collections::HashSet<&'static str>>,
 }
 
 /// Persists placement changes so that every process of the cluster follows them: the hook
@@ -227,6 +235,7 @@ pub(crate) trait PlacementStore: Send + Sync + fmt::Debug {
         table: &'static str,
         placement: Option<&Placement>,
         at_least: u64,
+        guarded: bool,
     ) -> Result<u64>;
 }
 
@@ -295,11 +304,22 @@ impl Placements {
         &self,
         f: impl FnOnce(Option<&PlacementState>) -> Result<Option<Placement>>,
     ) -> Result<(Option<Arc<PlacementState>>, u64)> {
+        self.update_guarded::<M>(false, f)
+    }
+
+    /// [`Placements::update`]; a migrating placement it installs is guarded by a resharding
+    /// job's fence when `guarded`.
+    pub(crate) fn update_guarded<M: Model>(
+        &self,
+        guarded: bool,
+        f: impl FnOnce(Option<&PlacementState>) -> Result<Option<Placement>>,
+    ) -> Result<(Option<Arc<PlacementState>>, u64)> {
         // A directory model's implicit placement exists before any change.
         let _ = self.get::<M>();
         let mut map = self.write();
         let current = map.get(M::META.table).cloned();
         let next = f(current.as_deref())?;
+        let guarded = guarded && matches!(next, Some(Placement::Migrating { .. }));
         let epoch = {
             let mut last = self.last_epoch.lock().unwrap_or_else(|e| e.into_inner());
             let mut epoch = last
@@ -310,9 +330,10 @@ impl Placements {
                 + 1;
             // Persisted first: a change no other process could follow is not made.
             if let Some(store) = self.store() {
-                epoch = store.persist(M::META.table, next.as_ref(), epoch)?;
+                epoch = store.persist(M::META.table, next.as_ref(), epoch, guarded)?;
             }
             last.insert(M::META.table, epoch);
+            self.set_guarded(M::META.table, guarded);
             epoch
         };
         match next {
@@ -334,6 +355,40 @@ impl Placements {
 
     fn store(&self) -> Option<Arc<dyn PlacementStore>> {
         self.store.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_guarded(&self, table: &'static str, guarded: bool) {
+        let mut set = self.guarded.lock().unwrap_or_else(|e| e.into_inner());
+        if guarded {
+            set.insert(table);
+        } else {
+            set.remove(table);
+        }
+    }
+
+    /// Whether `table`'s migration is guarded by a resharding job's fence (see `fence`).
+    pub(crate) fn is_guarded(&self, table: &str) -> bool {
+        self.guarded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(table)
+    }
+
+    /// Whether any model has a run-time placement (one atomic load).
+    pub(crate) fn any(&self) -> bool {
+        self.any.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn follower(&self) -> Option<Arc<dyn fence::Follower>> {
+        self.follower
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Installs what reads the topology store on demand.
+    pub(crate) fn set_follower(&self, follower: Arc<dyn fence::Follower>) {
+        *self.follower.write().unwrap_or_else(|e| e.into_inner()) = Some(follower);
     }
 
     /// Installs the store placement changes are persisted in.
@@ -361,6 +416,7 @@ impl Placements {
         table: &'static str,
         epoch: u64,
         placement: Option<Placement>,
+        guarded: bool,
     ) -> bool {
         let mut map = self.write();
         let mut last = self.last_epoch.lock().unwrap_or_else(|e| e.into_inner());
@@ -373,6 +429,10 @@ impl Placements {
             return false;
         }
         last.insert(table, epoch);
+        self.set_guarded(
+            table,
+            guarded && matches!(placement, Some(Placement::Migrating { .. })),
+        );
         match placement {
             Some(placement) => {
                 map.insert(table, Arc::new(PlacementState { epoch, placement }));
@@ -465,10 +525,16 @@ impl<DB: Backend> Cluster<DB> {
     /// # Errors
     ///
     /// [`Error::UnknownShard`] when the placement uses a shard this cluster lacks (add it with
-    /// [`Cluster::add_shard`] first).
+    /// [`Cluster::add_shard`] first); [`Error::Config`] while the model migrates (a resharding
+    /// job's move is half done: finish or roll back the job — a new process resumes it with
+    /// the migrating placement it read from the topology store — or end the migration with
+    /// [`Cluster::abort_migration`]).
     pub fn set_placement<M: Model>(&self, placement: Placement) -> Result<u64> {
         self.check_shards::<M>(&placement.all_shards::<M>())?;
-        let (_, epoch) = self.placements().update::<M>(|_| Ok(Some(placement)))?;
+        let (_, epoch) = self.placements().update::<M>(|current| {
+            not_migrating::<M>(current, "set_placement")?;
+            Ok(Some(placement))
+        })?;
         Ok(epoch)
     }
 
@@ -478,9 +544,12 @@ impl<DB: Backend> Cluster<DB> {
     ///
     /// # Errors
     ///
-    /// None today.
+    /// [`Error::Config`] while the model migrates, as [`Cluster::set_placement`].
     pub fn clear_placement<M: Model>(&self) -> Result<u64> {
-        let (_, epoch) = self.placements().update::<M>(|_| Ok(None))?;
+        let (_, epoch) = self.placements().update::<M>(|current| {
+            not_migrating::<M>(current, "clear_placement")?;
+            Ok(None)
+        })?;
         Ok(epoch)
     }
 
@@ -493,8 +562,18 @@ impl<DB: Backend> Cluster<DB> {
     /// [`Error::Config`] when `M` is already migrating; [`Error::UnknownShard`] when `new` uses
     /// a shard the cluster lacks.
     pub fn begin_migration<M: Model>(&self, new: Placement) -> Result<u64> {
+        self.start_migration::<M>(new, false)
+    }
+
+    /// [`Cluster::begin_migration`] for a resharding job, which guards the migration with its
+    /// fence and copies registry (created first): operations under it name them.
+    pub(crate) fn begin_guarded_migration<M: Model>(&self, new: Placement) -> Result<u64> {
+        self.start_migration::<M>(new, true)
+    }
+
+    fn start_migration<M: Model>(&self, new: Placement, guarded: bool) -> Result<u64> {
         self.check_shards::<M>(&new.all_shards::<M>())?;
-        let (_, epoch) = self.placements().update::<M>(|current| {
+        let (_, epoch) = self.placements().update_guarded::<M>(guarded, |current| {
             let old = current.map_or(Placement::Static, |c| c.placement.clone());
             if matches!(old, Placement::Migrating { .. }) {
                 return Err(Error::Config(format!(
@@ -700,6 +779,20 @@ impl<DB: Backend> Cluster<DB> {
         // Read again under the gate: a cutover may have switched the placement meanwhile.
         let state = self.placements().get::<M>()?;
         Some(Gated { _gate: gate, state })
+    }
+}
+
+/// Refuses `what` on a model that migrates: it would strand the rows of a half-done move.
+fn not_migrating<M: Model>(current: Option<&PlacementState>, what: &str) -> Result<()> {
+    match current {
+        Some(PlacementState {
+            epoch,
+            placement: Placement::Migrating { new, .. },
+        }) => Err(Error::Config(format!(
+            "model `{}` is being resharded (epoch {epoch}, towards {new:?}): `{what}` refused —              rows of the half-done move would be where no placement finds them; finish or roll              back its job (`ReshardJob::unfinished`, `ReshardJob::resume`: a new process reads              the migrating placement from the topology store), or end the migration with              `abort_migration({epoch})`",
+            M::META.name
+        ))),
+        _ => Ok(()),
     }
 }
 

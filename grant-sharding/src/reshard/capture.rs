@@ -8,8 +8,8 @@
 //! PostgreSQL: one PL/pgSQL function and one `AFTER INSERT OR UPDATE OR DELETE` row trigger
 //! (`ON CONFLICT DO NOTHING`). The journal's primary key is the model's: each key once.
 
+use grant_core::cond::quoted as quote;
 use grant_core::{Backend, Model};
-use sea_query::{ColumnDef, Index, Table};
 
 use crate::stmt::pk_names;
 
@@ -22,34 +22,10 @@ fn trigger_name<M: Model>(what: &str) -> String {
     format!("grant_capture_{}{what}", M::META.table)
 }
 
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// The statements that create the journal and the triggers (idempotent), one per element.
 pub(crate) fn create<M: Model, DB: Backend>() -> Vec<String> {
     let journal = journal_table::<M>();
-    let mut table = Table::create();
-    table
-        .table(sea_query::Alias::new(journal.as_str()))
-        .if_not_exists();
-    for &i in M::META.primary_key {
-        let column = &M::META.columns[i];
-        let column_type = (column.column_type)();
-        let collation = DB::sort_collation(&column_type);
-        let mut def = ColumnDef::new_with_type(column.name, DB::ddl_column_type(column_type));
-        def.not_null();
-        if let Some(collation) = collation {
-            def.extra(format!("COLLATE \"{collation}\""));
-        }
-        table.col(def);
-    }
-    let mut pk = Index::create();
-    for name in pk_names::<M>() {
-        pk.col(name);
-    }
-    table.primary_key(&mut pk);
-    let mut out = vec![table.build(DB::builder())];
+    let mut out = vec![crate::stmt::create_key_table::<M, DB>(&journal)];
 
     let columns = pk_names::<M>()
         .iter()

@@ -485,7 +485,7 @@ where
         store::create(cluster, &row).await?;
         let job = Self::new_job(cluster, plan, options, row, Phase::Planned);
         job.step().await?;
-        if let Err(e) = job.begin().await {
+        if let Err(e) = job.begin(true).await {
             // Some process did not follow the migration: it was undone before a row was
             // copied, so the job ends here (rolled back) and another may start later.
             if matches!(e, Error::Timeout { .. }) && job.status().phase == Phase::Planned {
@@ -609,8 +609,14 @@ where
                         job.install_journal();
                         job.ensure_marks().await?;
                         job.ensure_capture().await?;
+                        if matches!(phase, Phase::Cutover | Phase::Cleanup) {
+                            // Decided: the fence stays down.
+                            job.ensure_registry(false).await?;
+                        } else {
+                            job.open_migration(false).await?;
+                        }
                     }
-                    None => job.begin().await?,
+                    None => job.begin(false).await?,
                 }
                 if matches!(phase, Phase::Cutover | Phase::Cleanup) {
                     job.finish_cutover().await?;
@@ -641,19 +647,20 @@ where
 
     /// Journal first, then dual writes, and the table on the new shards — under the gate, so
     /// in-flight operations finish first and none writes before the table exists. Keeps the
-    /// recorded phase (a resumed cutover or rollback continues from it).
-    async fn begin(&self) -> Result<()> {
+    /// recorded phase (a resumed cutover or rollback continues from it). A `fresh` job starts
+    /// from empty copies registries.
+    async fn begin(&self, fresh: bool) -> Result<()> {
         self.install_journal();
         self.ensure_marks().await?;
         self.ensure_capture().await?;
+        self.open_migration(fresh).await?;
         let epoch = {
             let _drained = self.hold_gate().await;
-            let epoch = self.cluster.begin_migration::<M>(self.plan.new.clone())?;
-            if let Err(e) = crate::crud::create_table::<M, DB>(&self.cluster).await {
-                self.cluster.abort_migration::<M>(epoch)?;
-                return Err(e);
-            }
-            epoch
+            // The table on every shard first: other processes follow the persisted migration
+            // at once (PostgreSQL notifies them) and dual-write to the new shards.
+            crate::crud::create_table_on::<M, DB>(&self.cluster, &self.fenced_shards()).await?;
+            self.cluster
+                .begin_guarded_migration::<M>(self.plan.new.clone())?
         };
         // Every process must dual-write before a row is copied: one still writing the old
         // placement only would write behind the backfill's back (its writes are journaled by
@@ -678,19 +685,112 @@ where
     /// any process to a source's rows is journaled in its own transaction from here on.
     async fn ensure_capture(&self) -> Result<()> {
         let statements = super::capture::bounded::<DB>(super::capture::create::<M, DB>());
-        try_join_all(self.sources().into_iter().map(|source| {
-            let statements: Vec<_> = statements
+        self.on_each(self.sources(), statements).await
+    }
+
+    /// Every shard an operation under the migrating placement may touch: the old placement's,
+    /// the new one's, the sources and the targets.
+    fn fenced_shards(&self) -> Vec<ShardId> {
+        let mut out = self.plan.old.all_shards::<M>();
+        out.extend(self.plan.new.all_shards::<M>());
+        out.extend(self.sources());
+        out.extend(self.targets());
+        out.sort();
+        out.dedup_by(|a, b| a.name() == b.name());
+        out
+    }
+
+    /// `statements` (no values) on each of `shards` in one transaction each, in parallel.
+    async fn on_each(&self, shards: Vec<ShardId>, statements: Vec<String>) -> Result<()> {
+        try_join_all(shards.into_iter().map(|shard| {
+            let batch: Vec<_> = statements
                 .iter()
                 .map(|sql| (sql.clone(), store::no_values()))
                 .collect();
             async move {
                 self.cluster
-                    .execute_atomic(M::META.name, source, statements)
+                    .execute_atomic(M::META.name, shard, batch)
                     .await
             }
         }))
         .await?;
         Ok(())
+    }
+
+    /// The copies registry on every shard of the new placement (emptied when `clear`), then
+    /// the migration's fence on every shard it touches (`placement::fence`): both exist
+    /// before any process migrates (their reads and writes name them).
+    async fn open_migration(&self, clear: bool) -> Result<()> {
+        self.ensure_registry(clear).await?;
+        self.lower_fence().await
+    }
+
+    /// The copies registry on every shard of the new placement, emptied when `clear`.
+    async fn ensure_registry(&self, clear: bool) -> Result<()> {
+        let mut statements = vec![stmt::create_copies::<M, DB>()];
+        if clear {
+            statements.push(stmt::clear_copies::<M>());
+        }
+        self.on_each(self.targets(), statements).await
+    }
+
+    /// Puts the fence (back) up: operations under the migrating placement go on.
+    async fn lower_fence(&self) -> Result<()> {
+        self.on_each(
+            self.fenced_shards(),
+            vec![crate::placement::fence::create_fence::<M>()],
+        )
+        .await
+    }
+
+    /// Takes the fence down on every shard (under the gate, before a cutover or a rollback
+    /// decides): waits for the statements that named it, then every statement of a process
+    /// still on the migrating placement fails, writing nothing, and is run again once that
+    /// process follows the switch. On PostgreSQL the drop gives up after `lock_timeout` (2 s)
+    /// behind a long statement rather than queue every other one behind it, and is tried
+    /// three times.
+    async fn raise_fence(&self) -> Result<()> {
+        let statements =
+            super::capture::bounded::<DB>(vec![crate::placement::fence::drop_fence::<M>()]);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.on_each(self.fenced_shards(), statements.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) if tries < 3 => {
+                    tracing::warn!(model = M::META.name, error = %e, "cannot take the fence down yet; retrying");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Drops the copies registries once the model no longer migrates (logged, never fails
+    /// the job: a new job empties them).
+    async fn drop_copies(&self) {
+        let fence = crate::placement::fence::drop_fence::<M>();
+        for target in self.fenced_shards() {
+            let statement = if self.targets().iter().any(|t| t.name() == target.name()) {
+                vec![
+                    (fence.clone(), store::no_values()),
+                    (stmt::drop_copies::<M>(), store::no_values()),
+                ]
+            } else {
+                vec![(fence.clone(), store::no_values())]
+            };
+            if let Err(e) = self
+                .cluster
+                .execute_atomic(M::META.name, target, statement)
+                .await
+            {
+                tracing::warn!(
+                    model = M::META.name,
+                    shard = %target,
+                    error = %e,
+                    "cannot remove the resharding job's copies registry (the next job empties it)"
+                );
+            }
+        }
     }
 
     /// Empties every source's capture journal (the verification pass starts after it).
@@ -1094,10 +1194,14 @@ where
             .collect())
     }
 
+    /// Upserts `rows` into `target` with their keys in its copies registry, in one
+    /// transaction.
     async fn upsert(&self, target: ShardId, rows: &[&M]) -> Result<()> {
         self.step().await?;
+        let mut statements = stmt::upserts::<M, DB>(rows);
+        statements.extend(stmt::register_copies::<M, DB>(rows));
         self.cluster
-            .execute_atomic(M::META.name, target, stmt::upserts::<M, DB>(rows))
+            .execute_atomic(M::META.name, target, statements)
             .await?;
         Ok(())
     }
@@ -1378,9 +1482,23 @@ where
         }
         let held = self.hold_gate().await;
         let started = Instant::now();
+        // Other processes stop at the fence: from here nothing more reaches the sources.
+        if let Err(e) = match self.raise_fence().await {
+            Ok(()) => self.step().await,
+            Err(e) => Err(e),
+        } {
+            let _ = self.lower_fence().await;
+            return Err(e);
+        }
         // Every process's writes since the verification pass: the sources' capture journals,
         // and this process's own journal.
-        let captured = self.captured().await?;
+        let captured = match self.captured().await {
+            Ok(captured) => captured,
+            Err(e) => {
+                let _ = self.lower_fence().await;
+                return Err(e);
+            }
+        };
         let mut dirty = self.journal.take();
         let mut seen: std::collections::HashSet<Vec<u8>> =
             dirty.iter().map(|k| values_key(k)).collect();
@@ -1396,6 +1514,7 @@ where
                 self.journal.written(key);
             }
             *self.moved.lock().unwrap_or_else(|e| e.into_inner()) = moved;
+            let _ = self.lower_fence().await;
             return Err(e);
         }
         self.progress
@@ -1404,6 +1523,7 @@ where
         // The decision: from here on the job only moves forward (or is undone by rollback).
         if let Err(e) = self.set_phase(Phase::Cutover).await {
             *self.moved.lock().unwrap_or_else(|e| e.into_inner()) = moved;
+            let _ = self.lower_fence().await;
             return Err(e);
         }
         // The journals were read: the capture has done its work, and the sources' deletes of
@@ -1653,6 +1773,7 @@ where
         self.cluster.placements().observe(M::META.table, None);
         self.set_phase(phase).await?;
         self.drop_capture().await;
+        self.drop_copies().await;
         Ok(())
     }
 
@@ -1664,6 +1785,11 @@ where
     async fn finish_cutover(&self) -> Result<()> {
         let held = self.hold_gate().await;
         let started = Instant::now();
+        // Decided: the fence is down (again, if a process of this job put it up).
+        if let Err(e) = self.raise_fence().await {
+            *self.fence.lock().unwrap_or_else(|e| e.into_inner()) = Some(held);
+            return Err(e);
+        }
         if self.status().phase != Phase::Cleanup
             && let Err(e) = self.set_phase(Phase::Cleanup).await
         {
@@ -1715,6 +1841,13 @@ where
                 self.cluster.placement::<M>().as_deref(),
                 Some(crate::placement::PlacementState { epoch: now, placement: Placement::Migrating { .. } }) if *now == epoch
             );
+            // Other processes stop at the fence until they follow the return to the old
+            // placement; the copies on shards the old placement reads go first (once it is
+            // back, nothing leaves them out of a read).
+            if migrating && let Err(e) = self.raise_fence().await {
+                *self.fence.lock().unwrap_or_else(|e| e.into_inner()) = Some(held);
+                return Err(e);
+            }
             if matches!(phase, Phase::Cutover | Phase::Cleanup) {
                 let outcome = futures_util::stream::iter(self.sources())
                     .map(|source| self.take_back(source))
@@ -1725,6 +1858,10 @@ where
                     *self.fence.lock().unwrap_or_else(|e| e.into_inner()) = Some(held);
                     return Err(e);
                 }
+            }
+            if migrating && let Err(e) = self.delete_registered_copies().await {
+                *self.fence.lock().unwrap_or_else(|e| e.into_inner()) = Some(held);
+                return Err(e);
             }
             if migrating {
                 self.cluster.abort_migration::<M>(epoch)?;
@@ -1750,7 +1887,21 @@ where
                 .map(|t| self.clean_target(t, CleanMode::Copies)),
         )
         .await?;
-        self.set_phase(Phase::RolledBack).await
+        self.finish(Phase::RolledBack).await
+    }
+
+    /// Deletes the copies the registry names on every target the old placement reads (a
+    /// rollback, before the old placement returns).
+    async fn delete_registered_copies(&self) -> Result<()> {
+        let read = self.plan.old.shards::<M>().into_owned();
+        let targets: Vec<ShardId> = self
+            .targets()
+            .into_iter()
+            .filter(|t| read.iter().any(|r| r.name() == t.name()))
+            .collect();
+        self.step().await?;
+        self.on_each(targets, vec![stmt::delete_registered::<M>()])
+            .await
     }
 
     /// A source that gave up its moved rows takes them back from the targets (which were the

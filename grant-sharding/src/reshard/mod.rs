@@ -26,8 +26,11 @@
 //!    repairs differences, then deletes target copies whose source row is gone.
 //! 5. [`ReshardJob::cutover`] takes the model's gate in write mode: every operation on a model
 //!    with a run-time placement holds the gate in read mode for its duration, so this drains
-//!    in-flight operations and briefly pauses new ones. Under the gate it re-verifies exactly
-//!    the keys written since the verification pass began (the journal), records the decision
+//!    in-flight operations and briefly pauses new ones. Under the gate it takes the
+//!    migration's fence down (`placement::fence`): every other process's operations under the
+//!    migrating placement now fail in the database, writing nothing, and are run again once
+//!    that process follows the switch. Then it re-verifies exactly the keys written since the
+//!    verification pass began (its journal and the sources' capture journals), records the decision
 //!    (phase `cutover`), and then each source gives up its moved rows in one transaction on
 //!    it that holds them locked: every row is read at its target (copied again when missing
 //!    or different, then read back) before it is deleted, and the same transaction writes the
@@ -35,14 +38,22 @@
 //!    still own their rows. Then the placement switches atomically; operations that waited
 //!    re-read it and use the new one. [`ReshardStatus::pause`] reports the pause.
 //!
+//! While the model migrates, every shard of the new placement keeps a registry of the copies
+//! written to it (by the backfill and by every process's dual writes), and reads under the
+//! migrating placement leave them out: a scatter counts each row once even when rows move onto
+//! shards the old placement reads (8 → 4; `tests/reshard_reads.rs`).
+//!
 //! [`ReshardJob::rollback`] returns the model to its old placement and deletes the copies from
 //! the targets (after a half-done cutover, the sources that gave up their rows first take them
-//! back): the old topology is intact and nothing written is lost.
+//! back; the copies on shards the old placement reads go under the gate, behind the fence,
+//! before it returns): the old topology is intact and nothing written is lost.
 //!
 //! # Recovery
 //!
-//! [`ReshardJob::resume`] (in a new process: after setting the model's placement as it was
-//! when the job started; [`ReshardJob::unfinished`] lists the job) continues from the phase
+//! [`ReshardJob::resume`] (in a new process, which reads the migrating placement from the
+//! topology store — a cluster that does not follow the store sets the model's placement as it
+//! was when the job started; [`ReshardJob::unfinished`] lists the job; `set_placement` refuses
+//! to override a migration) continues from the phase
 //! the job recorded: before cutover it re-installs dual writes and `run()` copies from the
 //! persisted cursors, then verifies everything again; during cutover it finishes the move
 //! itself (unmarked sources are the authority for their rows: copied again, target copies they
