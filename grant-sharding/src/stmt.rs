@@ -245,6 +245,86 @@ pub(crate) fn scan<M: Model, DB: Backend>(
     (sql, values)
 }
 
+/// [`scan`] of the primary-key columns only (a bulk copy's batch: the rows themselves pass
+/// from source to target undecoded).
+pub(crate) fn scan_keys<M: Model, DB: Backend>(
+    after: Option<&[Value]>,
+    limit: usize,
+    lock: &str,
+) -> Statement {
+    let names = pk_names::<M>();
+    let mut select = sea_query::Query::select();
+    select.columns(names.iter().copied()).from(M::META.table);
+    if let Some(after) = after {
+        select.and_where(after_condition(&names, after));
+    }
+    for name in &names {
+        select.order_by(*name, Order::Asc);
+    }
+    select.limit(limit as u64);
+    let (mut sql, values) = select.build_sqlx(DB::builder());
+    sql.push_str(lock);
+    (sql, values)
+}
+
+/// Decodes the primary-key values of rows [`scan_keys`] read.
+pub(crate) fn decode_pks<M: Model, DB: Backend>(
+    shard: ShardId,
+    rows: &[DB::Row],
+) -> Result<Vec<Vec<Value>>> {
+    let kinds = pk_kinds::<M>();
+    rows.iter()
+        .map(|row| {
+            kinds
+                .iter()
+                .enumerate()
+                .map(|(j, &kind)| {
+                    DB::get_value(row, j, kind).map_err(|e| Error::on_shard(M::META.name, shard, e))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `primary key IN (keys)` with the values written as literals by `builder` (for statements
+/// that take no parameters, such as PostgreSQL's `COPY`): `"id" IN (1, 2)`,
+/// `("a", "b") IN ((1, 'x'), ..)`.
+pub(crate) fn keys_literal_with(
+    names: &[&str],
+    keys: &[Vec<Value>],
+    builder: &impl sea_query::QueryBuilder,
+) -> String {
+    if keys.is_empty() {
+        return "1 = 0".to_owned();
+    }
+    let columns = names
+        .iter()
+        .map(|n| quoted(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let list = keys
+        .iter()
+        .map(|key| {
+            let parts = key
+                .iter()
+                .map(|v| builder.value_to_string(v))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if names.len() == 1 {
+                parts
+            } else {
+                format!("({parts})")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() == 1 {
+        format!("{columns} IN ({list})")
+    } else {
+        format!("({columns}) IN ({list})")
+    }
+}
+
 fn after_condition(names: &[&'static str], after: &[Value]) -> Expr {
     match (names, after) {
         ([name], [value]) => Expr::col(*name).gt(value.clone()),

@@ -1,8 +1,42 @@
-//! What the backfill needs beyond [`Backend`]: a source transaction that locks the rows it reads.
+//! What the backfill needs beyond [`Backend`]: a source transaction that locks the rows it
+//! reads, and the backend's bulk copy of a batch (PostgreSQL: binary `COPY`, see [`BulkCopy`]).
 
 use futures_util::future::BoxFuture;
 use grant_core::Backend;
 use sea_query_sqlx::SqlxValues;
+
+/// One batch's rows bound for one target, copied in bulk: the rows of `table` with these
+/// primary keys (locked by the source transaction, in the source's primary-key order) go to
+/// the target's `table` and their keys to its copies registry, in one transaction on the
+/// target that commits only once the target provably holds every row as the source does.
+#[derive(Debug)]
+pub struct BulkCopy {
+    /// The model's table.
+    pub table: &'static str,
+    /// The model's columns, in order.
+    pub columns: Vec<&'static str>,
+    /// The primary-key columns.
+    pub key: Vec<&'static str>,
+    /// The batch's moving keys bound for this target, in the source's primary-key order.
+    pub keys: Vec<Vec<sea_query::Value>>,
+    /// The target's copies registry (`placement::fence::copies_table`).
+    pub copies: String,
+    /// Verification pass: write only rows that are missing or differ (and count them).
+    pub verify: bool,
+}
+
+/// What a [`BulkCopy`] did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BulkOutcome {
+    /// Rows that arrived from the source.
+    pub rows: u64,
+    /// Rows written to the target (every row when copying; missing or differing ones when
+    /// verifying).
+    pub written: u64,
+    /// Rows that still differ from what arrived after the write (the target transaction was
+    /// rolled back; the job fails naming the shard).
+    pub differ: u64,
+}
 
 /// A backend the resharding job can lock source rows on: the batch's source transaction and
 /// the clause that locks the rows a `SELECT` reads.
@@ -10,6 +44,14 @@ pub trait ReshardBackend: Backend {
     /// Appended to the batch's `SELECT`: ` FOR SHARE` on PostgreSQL (writers of those rows wait
     /// for the batch); empty on SQLite, whose batch transaction holds the write lock instead.
     const LOCK_CLAUSE: &'static str;
+
+    /// Whether a batch's source transaction locks the whole database (SQLite's
+    /// `BEGIN IMMEDIATE`) rather than the rows it reads: two batches whose sources are each
+    /// other's targets would wait on each other, so such a job copies one source at a time.
+    const BATCH_LOCKS_DATABASE: bool;
+
+    /// Whether [`ReshardBackend::bulk_copy`] copies (PostgreSQL).
+    const HAS_BULK_COPY: bool = false;
 
     /// Begins the batch's source transaction: `BEGIN IMMEDIATE` on SQLite (no other writer
     /// until commit), a plain `BEGIN` on PostgreSQL.
@@ -23,13 +65,29 @@ pub trait ReshardBackend: Backend {
         sql: String,
         values: SqlxValues,
     ) -> BoxFuture<'a, Result<Vec<Self::Row>, sqlx::Error>>;
+
+    /// Copies a batch's rows from the source transaction `tx` to `target` in bulk (see
+    /// [`BulkCopy`]), or `None` when the backend copies row by row (decoded, upserted, read
+    /// back).
+    fn bulk_copy<'a>(
+        tx: &'a mut sqlx::Transaction<'static, Self>,
+        target: &'a sqlx::Pool<Self>,
+        copy: &'a BulkCopy,
+    ) -> Option<BoxFuture<'a, Result<BulkOutcome, sqlx::Error>>> {
+        let _ = (tx, target, copy);
+        None
+    }
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 macro_rules! reshard_backend {
     ($db:ty, $lock:expr, $begin:expr) => {
+        reshard_backend!($db, $lock, $begin, {});
+    };
+    ($db:ty, $lock:expr, $begin:expr, { $($bulk:item)* }) => {
         impl ReshardBackend for $db {
             const LOCK_CLAUSE: &'static str = $lock;
+            const BATCH_LOCKS_DATABASE: bool = $lock.is_empty();
 
             fn begin_locked(
                 pool: &sqlx::Pool<Self>,
@@ -53,6 +111,8 @@ macro_rules! reshard_backend {
                         .await
                 })
             }
+
+            $($bulk)*
         }
     };
 }
@@ -60,4 +120,370 @@ macro_rules! reshard_backend {
 #[cfg(feature = "sqlite")]
 reshard_backend!(sqlx::Sqlite, "", Some("BEGIN IMMEDIATE"));
 #[cfg(feature = "postgres")]
-reshard_backend!(sqlx::Postgres, " FOR SHARE", None::<&'static str>);
+reshard_backend!(sqlx::Postgres, " FOR SHARE", None::<&'static str>, {
+    const HAS_BULK_COPY: bool = true;
+
+    fn bulk_copy<'a>(
+        tx: &'a mut sqlx::Transaction<'static, Self>,
+        target: &'a sqlx::Pool<Self>,
+        copy: &'a BulkCopy,
+    ) -> Option<BoxFuture<'a, Result<BulkOutcome, sqlx::Error>>> {
+        Some(Box::pin(pg::bulk_copy(tx, target, copy)))
+    }
+});
+
+/// PostgreSQL's bulk copy, in one transaction on the target:
+///
+/// - **copy**: one statement deletes the target's rows of the keys (a dual write may have put
+///   some there) and writes the keys to the copies registry; then the source sends the rows
+///   with `COPY (SELECT .. FOR SHARE) TO STDOUT (FORMAT binary)` — locking exactly the moving
+///   rows as it reads them, each column cast to the target column's type — straight into the
+///   target's `COPY .. FROM STDIN (FORMAT binary)`; the bytes pass through Grant undecoded.
+///   Keys are one array literal (`= ANY('{..}'::bigint[])`) where they can be. A dual write
+///   that lands a key in between fails the statement (unique violation) and the target's part
+///   runs again. The copy trusts `COPY` and commits without waiting for the disk: the
+///   verification pass, which always runs before the cutover, compares every row.
+/// - **verify**: both sides hash each locked row's text form (session formats pinned: time
+///   zone, date and interval styles, float digits, bytea output), rows missing or different
+///   at the target are copied again as above, and both sides' row count and hash sum of those
+///   rows (order-free, so two collations agree) must then match, or the target rolls back.
+#[cfg(feature = "postgres")]
+mod pg {
+    use std::collections::HashMap;
+
+    use futures_util::StreamExt;
+    use grant_core::cond::quoted;
+    use sea_query::PostgresQueryBuilder;
+    use sea_query::Value;
+    use sqlx::{AssertSqlSafe, Row};
+
+    use super::{BulkCopy, BulkOutcome};
+    use crate::stmt::keys_literal_with;
+
+    /// Pins every setting a row's text form depends on, for this transaction.
+    const FORMATS: &str = "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY'; \
+        SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1; \
+        SET LOCAL bytea_output = 'hex'";
+
+    /// A copy-phase transaction's commit: acknowledged before its WAL is flushed.
+    const ASYNC_COMMIT: &str = "SET LOCAL synchronous_commit = off";
+
+    /// Tries of the target's part when a dual write races the copy (a retry finds the
+    /// source rows locked by the try before: only writes already past their source can race
+    /// it).
+    const TRIES: usize = 8;
+
+    type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+    struct Shape<'a> {
+        copy: &'a BulkCopy,
+        table: String,
+        columns: String,
+        keys: String,
+        /// The source's columns, each cast to the target column's type.
+        casts: String,
+        /// The source's key columns, cast likewise.
+        key_casts: String,
+        /// The key columns' types at the target.
+        key_types: Vec<String>,
+    }
+
+    impl Shape<'_> {
+        /// `"k" = ANY('{..}'::type[])` for a one-column integer or text key (one
+        /// literal, parsed several times faster than an `IN` list of as many), otherwise an
+        /// `IN` list.
+        fn filter(&self, keys: &[Vec<Value>]) -> String {
+            match self.array(keys) {
+                Some(array) => format!("{} = ANY({array})", self.keys),
+                None => keys_literal_with(&self.copy.key, keys, &PostgresQueryBuilder),
+            }
+        }
+
+        /// A `SELECT` of `keys` as rows of the key columns (named and typed as the target's).
+        fn keyset(&self, keys: &[Vec<Value>]) -> String {
+            use sea_query::QueryBuilder as _;
+            if let Some(array) = self.array(keys) {
+                return format!("SELECT unnest({array}) AS {}", self.keys);
+            }
+            let rows = keys
+                .iter()
+                .map(|key| {
+                    let parts = key
+                        .iter()
+                        .map(|v| PostgresQueryBuilder.value_to_string(v))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    format!("({parts})")
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let typed = self
+                .copy
+                .key
+                .iter()
+                .zip(&self.key_types)
+                .enumerate()
+                .map(|(i, (c, ty))| format!("column{}::{ty} AS {}", i + 1, quoted(c)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("SELECT {typed} FROM (VALUES {rows}) v")
+        }
+
+        /// The keys of a one-column key as one typed array literal, when their values allow.
+        fn array(&self, keys: &[Vec<Value>]) -> Option<String> {
+            use sea_query::QueryBuilder as _;
+            let [_] = &self.copy.key[..] else {
+                return None;
+            };
+            let mut text = String::from("{");
+            for (i, key) in keys.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                match key.first()? {
+                    Value::BigInt(Some(v)) => text.push_str(&v.to_string()),
+                    Value::Int(Some(v)) => text.push_str(&v.to_string()),
+                    Value::SmallInt(Some(v)) => text.push_str(&v.to_string()),
+                    Value::String(Some(v)) => {
+                        text.push('"');
+                        for c in v.chars() {
+                            if c == '"' || c == '\\' {
+                                text.push('\\');
+                            }
+                            text.push(c);
+                        }
+                        text.push('"');
+                    }
+                    _ => return None,
+                }
+            }
+            text.push('}');
+            let literal = PostgresQueryBuilder.value_to_string(&Value::String(Some(text)));
+            Some(format!("{literal}::{}[]", self.key_types.first()?))
+        }
+
+        /// `ROW(..)::text`'s hash as a number, of `columns`.
+        fn hash(columns: &str) -> String {
+            format!("('x' || left(md5(ROW({columns})::text), 16))::bit(64)::bigint")
+        }
+
+        /// Row count and hash sum of `filter`'s rows (`columns`: plain or cast).
+        fn digest(&self, columns: &str, filter: &str) -> String {
+            format!(
+                "SELECT count(*), coalesce(sum({}::numeric), 0)::text FROM {} WHERE {filter}",
+                Self::hash(columns),
+                self.table
+            )
+        }
+    }
+
+    pub(super) async fn bulk_copy(
+        tx: &mut Tx,
+        target: &sqlx::PgPool,
+        copy: &BulkCopy,
+    ) -> Result<BulkOutcome, sqlx::Error> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match attempt(tx, target, copy).await {
+                Err(sqlx::Error::Database(e))
+                    if tries < TRIES && e.code().as_deref() == Some("23505") =>
+                {
+                    tracing::debug!(table = copy.table, "bulk copy raced a dual write; again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn attempt(
+        tx: &mut Tx,
+        target: &sqlx::PgPool,
+        copy: &BulkCopy,
+    ) -> Result<BulkOutcome, sqlx::Error> {
+        let mut conn = target.begin().await?;
+        let types: HashMap<String, String> = sqlx::query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+        )
+        .bind(quoted(copy.table))
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+        let mut casts = Vec::with_capacity(copy.columns.len());
+        for column in &copy.columns {
+            let Some(ty) = types.get(*column) else {
+                return Err(sqlx::Error::Protocol(format!(
+                    "table `{}` on the target has no column `{column}`",
+                    copy.table
+                )));
+            };
+            casts.push(format!("{}::{ty}", quoted(column)));
+        }
+        let list = |names: &[&str]| {
+            names
+                .iter()
+                .map(|c| quoted(c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let shape = Shape {
+            copy,
+            table: quoted(copy.table),
+            columns: list(&copy.columns),
+            keys: list(&copy.key),
+            casts: casts.join(", "),
+            key_casts: copy
+                .columns
+                .iter()
+                .zip(&casts)
+                .filter(|(c, _)| copy.key.contains(c))
+                .map(|(_, cast)| cast.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            key_types: copy.key.iter().map(|c| types[*c].clone()).collect(),
+        };
+
+        if !copy.verify {
+            // A copy's commits need not wait for the disk: a copy a database crash loses is
+            // found missing and copied again by the verification pass that always runs
+            // before the cutover.
+            sqlx::raw_sql(ASYNC_COMMIT).execute(&mut *conn).await?;
+            sqlx::raw_sql(ASYNC_COMMIT).execute(&mut **tx).await?;
+            let rows = send(tx, &mut conn, &shape, &copy.keys).await?;
+            conn.commit().await?;
+            return Ok(BulkOutcome {
+                rows,
+                written: rows,
+                differ: 0,
+            });
+        }
+        sqlx::raw_sql(FORMATS).execute(&mut **tx).await?;
+        sqlx::raw_sql(FORMATS).execute(&mut *conn).await?;
+        let todo = differing(tx, &mut conn, &shape).await?;
+        if todo.is_empty() {
+            conn.commit().await?;
+            return Ok(BulkOutcome {
+                rows: copy.keys.len() as u64,
+                written: 0,
+                differ: 0,
+            });
+        }
+        let written = send(tx, &mut conn, &shape, &todo).await?;
+        // The proof, over the rows copied again.
+        let filter = shape.filter(&todo);
+        let (there, there_sum): (i64, String) =
+            sqlx::query_as(AssertSqlSafe(shape.digest(&shape.columns, &filter)))
+                .fetch_one(&mut *conn)
+                .await?;
+        let (here, here_sum): (i64, String) =
+            sqlx::query_as(AssertSqlSafe(shape.digest(&shape.casts, &filter)))
+                .fetch_one(&mut **tx)
+                .await?;
+        let differ = if there == here && there_sum == here_sum {
+            conn.commit().await?;
+            0
+        } else {
+            conn.rollback().await?;
+            (here - there).unsigned_abs().max(1)
+        };
+        Ok(BulkOutcome {
+            rows: copy.keys.len() as u64,
+            written,
+            differ,
+        })
+    }
+
+    /// The batch's keys whose row the target lacks or holds otherwise (per-row hashes).
+    async fn differing(
+        tx: &mut Tx,
+        conn: &mut Tx,
+        shape: &Shape<'_>,
+    ) -> Result<Vec<Vec<Value>>, sqlx::Error> {
+        let keys = &shape.copy.keys;
+        let filter = shape.filter(keys);
+        let query = |columns: &str, key_columns: &str| {
+            format!(
+                "SELECT ROW({key_columns})::text, {} FROM {} WHERE {filter}",
+                Shape::hash(columns),
+                shape.table
+            )
+        };
+        let there: HashMap<String, i64> =
+            sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(query(&shape.columns, &shape.keys)))
+                .fetch_all(&mut **conn)
+                .await?
+                .into_iter()
+                .collect();
+        let here: Vec<(String, i64)> = sqlx::query_as(AssertSqlSafe(format!(
+            "{} ORDER BY {}",
+            query(&shape.casts, &shape.key_casts),
+            shape.keys
+        )))
+        .fetch_all(&mut **tx)
+        .await?;
+        if here.len() != keys.len() {
+            return Err(sqlx::Error::Protocol(format!(
+                "the source holds {} of the batch's {} locked rows of `{}`",
+                here.len(),
+                keys.len(),
+                shape.copy.table
+            )));
+        }
+        Ok(here
+            .iter()
+            .zip(keys)
+            .filter(|((key, hash), _)| there.get(key) != Some(hash))
+            .map(|(_, key)| key.clone())
+            .collect())
+    }
+
+    /// Replaces the target's rows of `keys` with the source's and registers them as copies:
+    /// deletes them and writes their keys to the copies registry (one statement), then pipes
+    /// the source's `COPY TO` into the target's `COPY FROM`. Returns the rows copied.
+    async fn send(
+        tx: &mut Tx,
+        conn: &mut Tx,
+        shape: &Shape<'_>,
+        keys: &[Vec<Value>],
+    ) -> Result<u64, sqlx::Error> {
+        let filter = shape.filter(keys);
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "WITH d AS (DELETE FROM {table} WHERE {filter}) \
+             INSERT INTO {copies} ({keys}) SELECT {keys} FROM ({keyset}) t \
+             ON CONFLICT DO NOTHING",
+            table = shape.table,
+            copies = quoted(&shape.copy.copies),
+            keys = shape.keys,
+            keyset = shape.keyset(keys),
+        )))
+        .execute(&mut **conn)
+        .await?;
+        let mut sink = conn
+            .copy_in_raw(&format!(
+                "COPY {} ({}) FROM STDIN (FORMAT binary)",
+                shape.table, shape.columns
+            ))
+            .await?;
+        let out = format!(
+            "COPY (SELECT {} FROM {} WHERE {filter} FOR SHARE) TO STDOUT (FORMAT binary)",
+            shape.casts, shape.table
+        );
+        let streamed = async {
+            let mut source = tx.copy_out_raw(&out).await?;
+            while let Some(chunk) = source.next().await {
+                sink.send(chunk?).await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        if let Err(e) = streamed {
+            // The sink must be ended before its connection is used (or dropped) again.
+            let _ = sink.abort(e.to_string()).await;
+            return Err(e);
+        }
+        sink.finish().await
+    }
+}
