@@ -66,15 +66,16 @@ pub trait ReshardBackend: Backend {
         values: SqlxValues,
     ) -> BoxFuture<'a, Result<Vec<Self::Row>, sqlx::Error>>;
 
-    /// Copies a batch's rows from the source transaction `tx` to `target` in bulk (see
-    /// [`BulkCopy`]), or `None` when the backend copies row by row (decoded, upserted, read
-    /// back).
+    /// Copies a batch's rows from `source` (whose batch transaction is `tx`) to `target` in
+    /// bulk (see `BulkCopy`), or `None` when the backend copies row by row (decoded,
+    /// upserted, read back).
     fn bulk_copy<'a>(
         tx: &'a mut sqlx::Transaction<'static, Self>,
+        source: &'a sqlx::Pool<Self>,
         target: &'a sqlx::Pool<Self>,
         copy: &'a BulkCopy,
     ) -> Option<BoxFuture<'a, Result<BulkOutcome, sqlx::Error>>> {
-        let _ = (tx, target, copy);
+        let _ = (tx, source, target, copy);
         None
     }
 }
@@ -125,23 +126,26 @@ reshard_backend!(sqlx::Postgres, " FOR SHARE", None::<&'static str>, {
 
     fn bulk_copy<'a>(
         tx: &'a mut sqlx::Transaction<'static, Self>,
+        source: &'a sqlx::Pool<Self>,
         target: &'a sqlx::Pool<Self>,
         copy: &'a BulkCopy,
     ) -> Option<BoxFuture<'a, Result<BulkOutcome, sqlx::Error>>> {
-        Some(Box::pin(pg::bulk_copy(tx, target, copy)))
+        Some(Box::pin(pg::bulk_copy(tx, source, target, copy)))
     }
 });
 
 /// PostgreSQL's bulk copy, in one transaction on the target:
 ///
-/// - **copy**: one statement deletes the target's rows of the keys (a dual write may have put
-///   some there) and writes the keys to the copies registry; then the source sends the rows
-///   with `COPY (SELECT .. FOR SHARE) TO STDOUT (FORMAT binary)` — locking exactly the moving
-///   rows as it reads them, each column cast to the target column's type — straight into the
-///   target's `COPY .. FROM STDIN (FORMAT binary)`; the bytes pass through Grant undecoded.
-///   Keys are one array literal (`= ANY('{..}'::bigint[])`) where they can be. A dual write
-///   that lands a key in between fails the statement (unique violation) and the target's part
-///   runs again. The copy trusts `COPY` and commits without waiting for the disk: the
+/// - **copy**: the target's rows of the keys are deleted (a dual write may have put some
+///   there), then the keys written to the copies registry (rows before registry entries, as
+///   the application's dual writes do); then a reader on the source sends the rows with
+///   `COPY (SELECT .. FOR SHARE) TO STDOUT (FORMAT binary)` — locking exactly the moving rows
+///   as it reads them, until the target has committed; each column cast to the target
+///   column's type — straight into the target's `COPY .. FROM STDIN (FORMAT binary)`; the
+///   bytes pass through Grant undecoded. Keys are one array literal (`= ANY('{..}'::bigint[])`)
+///   where they can be. A dual write that lands a key in between (unique violation) or a
+///   deadlock with one runs the target's part again. Connections of a copy cut off midway are
+///   closed ([`Held`]). The copy trusts `COPY` and commits without waiting for the disk: the
 ///   verification pass, which always runs before the cutover, compares every row.
 /// - **verify**: both sides hash each locked row's text form (session formats pinned: time
 ///   zone, date and interval styles, float digits, bytea output), rows missing or different
@@ -174,6 +178,49 @@ mod pg {
     const TRIES: usize = 8;
 
     type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+    /// A pooled connection that is closed, not returned to its pool, unless released: a
+    /// `COPY` cut off mid-stream (the job's future dropped, a timeout) leaves the protocol
+    /// where sqlx cannot resume it, and closing the connection also rolls back its work.
+    struct Held {
+        conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+        clean: bool,
+    }
+
+    impl Held {
+        async fn acquire(pool: &sqlx::PgPool) -> Result<Self, sqlx::Error> {
+            Ok(Held {
+                conn: pool.acquire().await?,
+                clean: false,
+            })
+        }
+
+        /// Back to the pool (the connection is idle, outside any transaction).
+        fn release(mut self) {
+            self.clean = true;
+        }
+    }
+
+    impl std::ops::Deref for Held {
+        type Target = sqlx::PgConnection;
+        fn deref(&self) -> &sqlx::PgConnection {
+            &self.conn
+        }
+    }
+
+    impl std::ops::DerefMut for Held {
+        fn deref_mut(&mut self) -> &mut sqlx::PgConnection {
+            &mut self.conn
+        }
+    }
+
+    impl Drop for Held {
+        fn drop(&mut self) {
+            if !self.clean {
+                self.conn.close_on_drop();
+            }
+        }
+    }
 
     struct Shape<'a> {
         copy: &'a BulkCopy,
@@ -279,15 +326,18 @@ mod pg {
 
     pub(super) async fn bulk_copy(
         tx: &mut Tx,
+        source: &sqlx::PgPool,
         target: &sqlx::PgPool,
         copy: &BulkCopy,
     ) -> Result<BulkOutcome, sqlx::Error> {
         let mut tries = 0;
         loop {
             tries += 1;
-            match attempt(tx, target, copy).await {
+            match attempt(tx, source, target, copy).await {
+                // A unique violation (a dual write landed a key in between) or a deadlock with
+                // the application's writes (this side gives way).
                 Err(sqlx::Error::Database(e))
-                    if tries < TRIES && e.code().as_deref() == Some("23505") =>
+                    if tries < TRIES && matches!(e.code().as_deref(), Some("23505" | "40P01")) =>
                 {
                     tracing::debug!(table = copy.table, "bulk copy raced a dual write; again");
                 }
@@ -298,10 +348,13 @@ mod pg {
 
     async fn attempt(
         tx: &mut Tx,
+        source: &sqlx::PgPool,
         target: &sqlx::PgPool,
         copy: &BulkCopy,
     ) -> Result<BulkOutcome, sqlx::Error> {
-        let mut conn = target.begin().await?;
+        // The target's transaction, by hand on a held connection (closed if this is cut off).
+        let mut conn = Held::acquire(target).await?;
+        sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
         let types: HashMap<String, String> = sqlx::query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
@@ -351,9 +404,10 @@ mod pg {
             // found missing and copied again by the verification pass that always runs
             // before the cutover.
             sqlx::raw_sql(ASYNC_COMMIT).execute(&mut *conn).await?;
-            sqlx::raw_sql(ASYNC_COMMIT).execute(&mut **tx).await?;
-            let rows = send(tx, &mut conn, &shape, &copy.keys).await?;
-            conn.commit().await?;
+            let (rows, reader) = send(source, &mut conn, &shape, &copy.keys).await?;
+            sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+            conn.release();
+            done(reader).await?;
             return Ok(BulkOutcome {
                 rows,
                 written: rows,
@@ -364,14 +418,15 @@ mod pg {
         sqlx::raw_sql(FORMATS).execute(&mut *conn).await?;
         let todo = differing(tx, &mut conn, &shape).await?;
         if todo.is_empty() {
-            conn.commit().await?;
+            sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+            conn.release();
             return Ok(BulkOutcome {
                 rows: copy.keys.len() as u64,
                 written: 0,
                 differ: 0,
             });
         }
-        let written = send(tx, &mut conn, &shape, &todo).await?;
+        let (written, reader) = send(source, &mut conn, &shape, &todo).await?;
         // The proof, over the rows copied again.
         let filter = shape.filter(&todo);
         let (there, there_sum): (i64, String) =
@@ -383,12 +438,14 @@ mod pg {
                 .fetch_one(&mut **tx)
                 .await?;
         let differ = if there == here && there_sum == here_sum {
-            conn.commit().await?;
+            sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
             0
         } else {
-            conn.rollback().await?;
+            sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
             (here - there).unsigned_abs().max(1)
         };
+        conn.release();
+        done(reader).await?;
         Ok(BulkOutcome {
             rows: copy.keys.len() as u64,
             written,
@@ -399,7 +456,7 @@ mod pg {
     /// The batch's keys whose row the target lacks or holds otherwise (per-row hashes).
     async fn differing(
         tx: &mut Tx,
-        conn: &mut Tx,
+        conn: &mut Held,
         shape: &Shape<'_>,
     ) -> Result<Vec<Vec<Value>>, sqlx::Error> {
         let keys = &shape.copy.keys;
@@ -442,16 +499,20 @@ mod pg {
 
     /// Replaces the target's rows of `keys` with the source's and registers them as copies:
     /// deletes them and writes their keys to the copies registry (one statement), then pipes
-    /// the source's `COPY TO` into the target's `COPY FROM`. Returns the rows copied.
+    /// the source's `COPY TO` (on a connection of its own, locking the rows as it reads them;
+    /// the verification pass holds them locked already) into the target's `COPY FROM`.
+    /// Returns the rows copied.
     async fn send(
-        tx: &mut Tx,
-        conn: &mut Tx,
+        source: &sqlx::PgPool,
+        conn: &mut Held,
         shape: &Shape<'_>,
         keys: &[Vec<Value>],
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<(u64, Held), sqlx::Error> {
         let filter = shape.filter(keys);
+        // Rows first, then their registry entries: the order of the application's dual
+        // writes, so the two never wait on each other in a cycle.
         sqlx::raw_sql(AssertSqlSafe(format!(
-            "WITH d AS (DELETE FROM {table} WHERE {filter}) \
+            "DELETE FROM {table} WHERE {filter}; \
              INSERT INTO {copies} ({keys}) SELECT {keys} FROM ({keyset}) t \
              ON CONFLICT DO NOTHING",
             table = shape.table,
@@ -471,19 +532,33 @@ mod pg {
             "COPY (SELECT {} FROM {} WHERE {filter} FOR SHARE) TO STDOUT (FORMAT binary)",
             shape.casts, shape.table
         );
+        // The reader's transaction keeps the rows locked until the target has committed.
+        let mut reader = Held::acquire(source).await?;
+        sqlx::raw_sql("BEGIN; SET LOCAL synchronous_commit = off")
+            .execute(&mut *reader)
+            .await?;
         let streamed = async {
-            let mut source = tx.copy_out_raw(&out).await?;
-            while let Some(chunk) = source.next().await {
+            let mut rows = reader.copy_out_raw(&out).await?;
+            while let Some(chunk) = rows.next().await {
                 sink.send(chunk?).await?;
             }
             Ok::<_, sqlx::Error>(())
         }
         .await;
         if let Err(e) = streamed {
-            // The sink must be ended before its connection is used (or dropped) again.
+            // The sink must be ended before its connection is used (or dropped) again; the
+            // reader, maybe cut off mid-stream, is closed.
             let _ = sink.abort(e.to_string()).await;
             return Err(e);
         }
-        sink.finish().await
+        let rows = sink.finish().await?;
+        Ok((rows, reader))
+    }
+
+    /// Ends the reader's transaction once the target committed, and returns it to its pool.
+    async fn done(mut reader: Held) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql("COMMIT").execute(&mut *reader).await?;
+        reader.release();
+        Ok(())
     }
 }

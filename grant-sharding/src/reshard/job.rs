@@ -98,10 +98,11 @@ pub struct ReshardOptions {
     pub throttle: Option<Duration>,
     /// Cap on rows moved per second over the whole job. Default none.
     pub max_rows_per_sec: Option<u64>,
-    /// Source shards copied at once. Default 4. On SQLite, when a shard of the new placement
-    /// is also a source (a hash count change, a consistent-hash ring gaining a shard) the job
-    /// copies one source at a time: a batch locks its whole source database, so two batches
-    /// would wait on each other's locks. PostgreSQL batches lock only their own rows.
+    /// Source shards copied (verified, cut over) at once. Default 4. When a shard of the new
+    /// placement is also a source (a hash count change, a consistent-hash ring gaining a
+    /// shard) the cutover and a rollback take one source at a time, and so does the copy on
+    /// SQLite, whose batch locks its whole source database (two batches would wait on each
+    /// other's locks); PostgreSQL bulk batches lock only their own rows and copy in parallel.
     pub parallelism: usize,
     /// How long the job's start waits for every live instance of the cluster (every process
     /// connected to these shards) to follow the migration — to dual-write — before it copies a
@@ -109,8 +110,9 @@ pub struct ReshardOptions {
     /// instances that did not follow. Default 30 s.
     pub follow_timeout: Duration,
     /// Copy and verify with the backend's bulk path when it has one (PostgreSQL: binary
-    /// `COPY` from source to target, compared on the target in SQL) instead of decoding,
-    /// upserting and reading back each row. Default on.
+    /// `COPY` from source to target, rows compared by hash) instead of decoding, upserting
+    /// and reading back each row. Default off for now: the interrupted-job chaos test has
+    /// not yet run clean with it (see the README's Resharding section).
     pub bulk: bool,
     /// Test hook (feature `testing`): stop the job for good at a chosen step, as if its
     /// process died there.
@@ -210,7 +212,7 @@ impl Default for ReshardOptions {
             max_rows_per_sec: None,
             parallelism: 4,
             follow_timeout: Duration::from_secs(30),
-            bulk: true,
+            bulk: false,
             #[cfg(feature = "testing")]
             crash: None,
         }
@@ -985,16 +987,31 @@ where
         out
     }
 
-    fn parallelism(&self) -> usize {
+    /// Whether a shard of the new placement is also a source.
+    fn overlaps(&self) -> bool {
         let targets = self.targets();
-        let overlap = self
-            .sources()
+        self.sources()
             .iter()
-            .any(|s| targets.iter().any(|t| t.name() == s.name()));
-        // Only a database-wide batch lock (SQLite's) can make two batches wait on each other:
-        // a PostgreSQL batch locks its own rows, and the target rows it writes are keys no
-        // other batch locks.
-        if overlap && DB::BATCH_LOCKS_DATABASE {
+            .any(|s| targets.iter().any(|t| t.name() == s.name()))
+    }
+
+    /// Sources handled at once by the cutover and a rollback: one at a time when a shard of
+    /// the new placement is also a source.
+    fn parallelism(&self) -> usize {
+        if self.overlaps() {
+            1
+        } else {
+            self.options.parallelism.max(1)
+        }
+    }
+
+    /// Sources copied (and verified) at once. Only a database-wide batch lock (SQLite's) can
+    /// make two batches wait on each other: a PostgreSQL bulk batch locks its own rows, and
+    /// the target rows it writes are keys no other batch locks. (The row path keeps its one
+    /// source at a time.)
+    fn copy_parallelism(&self) -> usize {
+        let bulk = self.options.bulk && DB::HAS_BULK_COPY;
+        if self.overlaps() && (DB::BATCH_LOCKS_DATABASE || !bulk) {
             1
         } else {
             self.options.parallelism.max(1)
@@ -1020,7 +1037,7 @@ where
             .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         futures_util::stream::iter(self.sources())
             .map(|source| self.copy_source(source))
-            .buffer_unordered(self.parallelism())
+            .buffer_unordered(self.copy_parallelism())
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
@@ -1232,7 +1249,8 @@ where
                 verify: mode == Mode::Verify,
             };
             let pool = self.cluster.shard_pool(M::META.name, *target)?;
-            let Some(work) = DB::bulk_copy(&mut tx, pool, &copy) else {
+            let from = self.cluster.shard_pool(M::META.name, source)?;
+            let Some(work) = DB::bulk_copy(&mut tx, from, pool, &copy) else {
                 unreachable!("HAS_BULK_COPY backends copy in bulk")
             };
             let outcome = self
@@ -1484,7 +1502,7 @@ where
                 }
                 Ok::<_, Error>(())
             })
-            .buffer_unordered(self.parallelism())
+            .buffer_unordered(self.copy_parallelism())
             .try_collect::<Vec<()>>()
             .await?;
         self.ensure_sources_own("deleting orphaned copies").await?;

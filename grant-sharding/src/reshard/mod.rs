@@ -13,11 +13,11 @@
 //!    goes to the old shard **and** the new one (the new side of an insert is an upsert), and
 //!    every written primary key is recorded in the job's dirty-key journal.
 //! 3. The backfill ([`ReshardJob::copy`]) walks each source shard in primary-key order, one batch
-//!    at a time, **holding the moving rows locked** while they are copied. On PostgreSQL (the
-//!    bulk path, [`ReshardOptions::bulk`]) a batch reads 10,000 keys, routes them, and each
+//!    at a time, **holding the moving rows locked** while they are copied. On PostgreSQL with the
+//!    bulk path ([`ReshardOptions::bulk`], off by default for now) a batch reads 10,000 keys, routes them, and each
 //!    target takes its rows straight from the source by binary `COPY` (`COPY (SELECT .. FOR
 //!    SHARE) TO STDOUT` piped into `COPY .. FROM STDIN`, undecoded; the sources in parallel).
-//!    On SQLite (and with the bulk path off) a batch reads and locks 1,000 rows (`BEGIN
+//!    By default (always on SQLite) a batch reads and locks 1,000 rows (`BEGIN
 //!    IMMEDIATE`; PostgreSQL `FOR SHARE`), upserts the moving ones into their targets and reads
 //!    them back to compare every value. A writer whose source write waits on the lock writes the
 //!    target after the copy; a write committed before the batch locked is what the batch copies;
