@@ -11,6 +11,9 @@
 //! into empty targets. PostgreSQL is `GRANT_PG_URL` or a throwaway server started here.
 #![allow(missing_docs)]
 
+#[path = "common/pg.rs"]
+mod pg;
+
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
@@ -19,7 +22,7 @@ use grant::Placement;
 use grant::prelude::*;
 use grant::reshard::{Phase, ReshardJob, ReshardOptions, ReshardPlan};
 use grant::resolve::HashResolver;
-use grant_sharding::testing::postgres::{PgEnv, PgServer, database_name};
+use grant_sharding::testing::postgres::database_name;
 use sqlx::postgres::PgPoolCopyExt;
 
 const ROWS: i64 = 200_000;
@@ -52,22 +55,6 @@ fn account(id: i64) -> Account {
 }
 
 const COLUMNS: &str = "id, tenant_id, name, email, balance, active, note";
-
-fn postgres() -> Option<(PgEnv, Option<PgServer>)> {
-    if let Some(url) = std::env::var(grant_sharding::testing::postgres::URL_VAR)
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        return Some((PgEnv::external(url), None));
-    }
-    match PgServer::start() {
-        Ok(server) => Some((PgEnv::external(server.url("postgres")), Some(server))),
-        Err(why) => {
-            eprintln!("skipping backfill_postgres: no PostgreSQL: {why}");
-            None
-        }
-    }
-}
 
 /// Plans and starts a job (untimed), times its copy phase, rolls it back (untimed).
 async fn timed_copy(cluster: &Cluster<Postgres>, bulk: bool) -> (Duration, u64) {
@@ -135,7 +122,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     // Declared before the cluster: dropped (stopped) after it.
-    let Some((env, _server)) = postgres() else {
+    let Some((env, _server)) = pg::postgres("backfill_postgres") else {
         return;
     };
     let (cluster, sources, targets, moving) = rt.block_on(async {

@@ -16,13 +16,16 @@
 //! dedicated connection on PostgreSQL.
 #![allow(missing_docs)]
 
+#[path = "common/pg.rs"]
+mod pg;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use grant::prelude::*;
 use grant::{Backend, FromShardRow};
-use grant_sharding::testing::postgres::{PgEnv, PgServer, database_name};
+use grant_sharding::testing::postgres::database_name;
 use tokio::runtime::Runtime;
 
 #[derive(Sharded, Debug, Clone, PartialEq)]
@@ -418,23 +421,6 @@ fn count_group<F>(
     group.finish();
 }
 
-/// Where the PostgreSQL shard databases live: `GRANT_PG_URL`, or a server of our own.
-fn postgres() -> Option<(PgEnv, Option<PgServer>)> {
-    if let Some(url) = std::env::var(grant_sharding::testing::postgres::URL_VAR)
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        return Some((PgEnv::external(url), None));
-    }
-    match PgServer::start() {
-        Ok(server) => Some((PgEnv::external(server.url("postgres")), Some(server))),
-        Err(why) => {
-            eprintln!("skipping find_postgres: no PostgreSQL: {why}");
-            None
-        }
-    }
-}
-
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -451,7 +437,7 @@ fn bench(c: &mut Criterion) {
     group(c, &rt, "find_sqlite_memory", &sqlite, None);
 
     // Declared before the cluster: dropped (stopped) after it.
-    let Some((env, _server)) = postgres() else {
+    let Some((env, _server)) = pg::postgres("find_postgres") else {
         return;
     };
     let pg = rt.block_on(async {

@@ -230,19 +230,7 @@ pub(crate) fn scan<M: Model, DB: Backend>(
     limit: usize,
     lock: &str,
 ) -> Statement {
-    let names = pk_names::<M>();
-    let mut select = sea_query::Query::select();
-    select.columns(M::META.column_names()).from(M::META.table);
-    if let Some(after) = after {
-        select.and_where(after_condition(&names, after));
-    }
-    for name in &names {
-        select.order_by(*name, Order::Asc);
-    }
-    select.limit(limit as u64);
-    let (mut sql, values) = select.build_sqlx(DB::builder());
-    sql.push_str(lock);
-    (sql, values)
+    scan_columns::<M, DB>(M::META.column_names(), after, limit, lock)
 }
 
 /// [`scan`] of the primary-key columns only (a bulk copy's batch: the rows themselves pass
@@ -252,9 +240,19 @@ pub(crate) fn scan_keys<M: Model, DB: Backend>(
     limit: usize,
     lock: &str,
 ) -> Statement {
+    scan_columns::<M, DB>(pk_names::<M>(), after, limit, lock)
+}
+
+/// `columns` of the next `limit` rows after `after`, in primary-key order, `lock` appended.
+fn scan_columns<M: Model, DB: Backend>(
+    columns: impl IntoIterator<Item = &'static str>,
+    after: Option<&[Value]>,
+    limit: usize,
+    lock: &str,
+) -> Statement {
     let names = pk_names::<M>();
     let mut select = sea_query::Query::select();
-    select.columns(names.iter().copied()).from(M::META.table);
+    select.columns(columns).from(M::META.table);
     if let Some(after) = after {
         select.and_where(after_condition(&names, after));
     }
