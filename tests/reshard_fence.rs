@@ -6,7 +6,8 @@
 //! every read must equal what the process wrote, through both cutovers — a process still on
 //! the migrating placement meets the migration's fence in the database and runs its operation
 //! again on the new placement. Meanwhile this process reshards 4 → 8 and then 8 → 4 (which
-//! copies rows onto shards the old placement reads); one writer is killed (SIGKILL) during the
+//! copies rows onto shards the old placement reads), then moves one writer's account (a
+//! tenant of this model) to a shard of its own; one writer is killed (SIGKILL) during the
 //! first job and a new one started. Afterwards every acknowledged write exists exactly once,
 //! on the shard the final placement names, and a process started afterwards reads them all.
 //!
@@ -26,7 +27,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use grant::prelude::*;
-use grant::reshard::{Phase, ReshardBackend, ReshardJob, ReshardOptions, ReshardPlan};
+use grant::reshard::{Phase, ReshardBackend, ReshardJob, ReshardOptions, ReshardPlan, TenantMove};
 use grant::resolve::HashResolver;
 use grant::{Backend, FromShardRow, Placement};
 use scenario::{Account, account, eight, preload};
@@ -252,6 +253,18 @@ where
     let four = Placement::resolver(HashResolver::new(4));
     let second_pause = reshard(&cluster, four).await;
     writes_go_on(dir, &alive, STRIDE, "after the second cutover").await;
+
+    // A tenant move: writer 0's fourth account to shard 7, which the 4-shard placement does
+    // not use; every writer process follows the pinned placement.
+    let tenant = range(0).0 + 3;
+    let moved = TenantMove::new(&cluster, tenant, "shard_7")
+        .model::<Account>()
+        .options(slow())
+        .run()
+        .await
+        .unwrap();
+    let tenant_pause = moved[0].status.as_ref().unwrap().pause.unwrap();
+    writes_go_on(dir, &alive, STRIDE, "after the tenant move").await;
     std::fs::write(dir.join("stop"), "").unwrap();
     for (t, mut child) in writers {
         assert!(child.wait().unwrap().success(), "writer {t} failed");
@@ -277,17 +290,19 @@ where
     }
     let inspect = builder.connect().await.unwrap();
     inspect.set_placement::<Account>(eight()).unwrap();
-    let final_placement = HashResolver::new(4);
+    let four = HashResolver::new(4);
+    let home = |id: i64| {
+        if id == tenant {
+            7
+        } else {
+            four.shard_for(&id).index() as usize
+        }
+    };
     let mut stored: BTreeMap<i64, Account> = BTreeMap::new();
     for i in 0..SHARDS {
         let shard = inspect.shard_id(i).unwrap();
         for row in Account::on_shard(shard).all(&inspect).await.unwrap() {
-            assert_eq!(
-                final_placement.shard_for(&row.id).index() as usize,
-                i,
-                "row {} on the wrong shard",
-                row.id
-            );
+            assert_eq!(home(row.id), i, "row {} on the wrong shard", row.id);
             assert!(
                 stored.insert(row.id, row.clone()).is_none(),
                 "row {} twice",
@@ -324,8 +339,8 @@ where
         "a new process counts {counted}, {live} acknowledged"
     );
     eprintln!(
-        "{total} writes by 4 writer processes through 2 reshards; cutover pauses {first_pause:?} \
-         and {second_pause:?}; {} rows at the end",
+        "{total} writes by 4 writer processes through 2 reshards and a tenant move; cutover \
+         pauses {first_pause:?}, {second_pause:?} and {tenant_pause:?}; {} rows at the end",
         stored.len()
     );
 }

@@ -34,7 +34,7 @@ pub enum KeyPart<'a> {
 
 /// An owned [`KeyPart`]: a key held beyond the borrow it was read from (a directory's cache
 /// entry, a key kept across an `await`). The one owned key type of Grant.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OwnedKeyPart {
     /// An integer.
     Int(i64),

@@ -21,6 +21,15 @@ pub trait Side: Sync {
 
     /// The URL of shard `i` of that cluster, for plain sqlx access bypassing Grant.
     fn shard_url(&self, i: usize) -> String;
+
+    /// A new cluster on the same `n` shards, as they are (what a new process connects to).
+    async fn reopen(&self, n: usize) -> Cluster<Self::DB> {
+        let mut builder = Cluster::<Self::DB>::builder();
+        for i in 0..n {
+            builder = builder.shard(format!("shard_{i}"), self.shard_url(i));
+        }
+        builder.connect().await.expect("reconnect the shards")
+    }
 }
 
 /// SQLite shard files in a directory of the test's own.

@@ -14,7 +14,9 @@
 //! - [`Placement::Migrating`]: the hook for online resharding — reads use `old`, writes go to
 //!   `old` **and** `new` (dual write) until [`Cluster::cutover`] switches the model to `new`
 //!   atomically;
-//! - [`Placement::Static`]: the model's own placement (useful as the `old` side of a migration).
+//! - [`Placement::Static`]: the model's own placement (useful as the `old` side of a migration);
+//! - [`Placement::Pinned`]: a few shard-key values (hot tenants) pinned to named shards over a
+//!   base placement — what a tenant move ([`crate::reshard::TenantMove`]) switches to.
 //!
 //! Every routing path consults the placement: `find`, `insert`, `insert_many`, `update`,
 //! `delete`, query routing and pruning, `create_table` and `distribution`. Each placement
@@ -40,9 +42,11 @@ use crate::resolve::key_columns;
 
 pub mod directory;
 pub(crate) mod fence;
+mod pins;
 mod spec;
 
 use directory::Directory;
+pub use pins::Pins;
 
 /// Where a model's rows live, chosen at run time (see the [module docs](self)).
 #[derive(Clone)]
@@ -67,6 +71,15 @@ pub enum Placement {
         /// Where rows are going: writes go here too.
         new: Box<Placement>,
     },
+    /// Shard-key values pinned to named shards ([`Pins`]); every other key is placed by
+    /// `base` (the model's static placement or a resolver). What a tenant move switches a
+    /// model to: [`crate::reshard::TenantMove`].
+    Pinned {
+        /// Where keys without a pin go.
+        base: Box<Placement>,
+        /// The pinned keys.
+        pins: Arc<Pins>,
+    },
 }
 
 impl fmt::Debug for Placement {
@@ -79,6 +92,11 @@ impl fmt::Debug for Placement {
                 .debug_struct("Migrating")
                 .field("old", old)
                 .field("new", new)
+                .finish(),
+            Placement::Pinned { base, pins } => f
+                .debug_struct("Pinned")
+                .field("base", base)
+                .field("pins", pins)
                 .finish(),
         }
     }
@@ -116,6 +134,11 @@ impl Placement {
         match self.reads() {
             Placement::Resolver(r) => r.shards(),
             Placement::Directory(d) => Cow::Owned(d.shards()),
+            Placement::Pinned { base, pins } => {
+                let mut out = base.shards::<M>().into_owned();
+                pins.add_shards(&mut out);
+                Cow::Owned(out)
+            }
             _ => Cow::Borrowed(M::shards()),
         }
     }
@@ -141,6 +164,10 @@ impl Placement {
             match p {
                 Placement::Resolver(r) => out.extend(r.shards().iter().copied()),
                 Placement::Directory(d) => out.extend(d.shards()),
+                Placement::Pinned { base, pins } => {
+                    out.extend(base.dynamic_shards());
+                    pins.add_shards(&mut out);
+                }
                 _ => {}
             }
         }
@@ -163,6 +190,12 @@ impl Placement {
             Placement::Directory(d) => {
                 crate::resolve::key_parts::<M, _>(values, |parts| d.cached(parts))
             }
+            Placement::Pinned { base, pins } => {
+                match crate::resolve::key_parts::<M, _>(values, |parts| pins.get(parts))? {
+                    Some(shard) => Ok(Some(shard)),
+                    None => base.shard_for_values::<M>(values),
+                }
+            }
             _ => match values {
                 [value] => M::shard_for_value(value).map(Some),
                 _ => M::shard_for_values(values).map(Some),
@@ -183,6 +216,13 @@ impl Placement {
         match self.reads() {
             Placement::Resolver(r) => r.shards_for_range(M::META, low, high),
             Placement::Directory(_) => Ok(None),
+            // A pinned key may be anywhere in the range: its shard may hold some of it.
+            Placement::Pinned { base, pins } => {
+                Ok(base.shards_for_range::<M>(low, high)?.map(|mut shards| {
+                    pins.add_shards(&mut shards);
+                    shards
+                }))
+            }
             _ => M::shards_for_range(low, high),
         }
     }

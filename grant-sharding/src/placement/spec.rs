@@ -4,14 +4,17 @@
 //! A spec is space-separated tokens (escaped by `resolve::spec_escape`, so a nested spec is one
 //! token): `static`; `resolver <resolver spec>` for a resolver that can be rebuilt
 //! ([`Resolver::spec`]); `opaque <description> <shards>..` for one that cannot (a user type
-//! without a spec, a directory): followed as [`Opaque`]; `migrating <old> <new>`.
+//! without a spec, a directory): followed as [`Opaque`]; `migrating <old> <new>`;
+//! `pinned <base> <count>` followed by each pin: its part count, the parts (`i 42`, `t <text>`,
+//! `b <hex>`, `u <hex>`) and the shard (index, name).
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use grant_core::key::OwnedKeyPart;
 use grant_core::{Error, KeyPart, ModelMeta, Result, ShardId};
 
-use super::{Placement, intern};
+use super::{Pins, Placement, intern};
 use crate::resolve::{
     ConsistentHashResolver, HashResolver, MappingKey, MappingResolver, PgHashResolver, Resolver,
     spec_escape, spec_unescape,
@@ -33,6 +36,22 @@ impl Placement {
                 spec_escape(&old.spec()),
                 spec_escape(&new.spec())
             ),
+            Placement::Pinned { base, pins } => {
+                let mut out = format!("pinned {} {}", spec_escape(&base.spec()), pins.len());
+                for (key, shard) in pins.iter() {
+                    out.push_str(&format!(" {}", key.len()));
+                    for part in key {
+                        out.push(' ');
+                        out.push_str(&part_spec(part));
+                    }
+                    out.push_str(&format!(
+                        " {} {}",
+                        shard.index(),
+                        spec_escape(&shard.name())
+                    ));
+                }
+                out
+            }
         }
     }
 
@@ -70,6 +89,22 @@ impl Placement {
                     new: Box::new(new),
                 }
             }
+            "pinned" => {
+                let base = Placement::from_spec(&tokens.text()?)?;
+                let mut pins = Pins::new();
+                for _ in 0..tokens.number()? {
+                    let mut key = Vec::new();
+                    for _ in 0..tokens.number()? {
+                        key.push(tokens.part()?);
+                    }
+                    let parts: Vec<KeyPart<'_>> = key.iter().map(OwnedKeyPart::as_part).collect();
+                    pins = pins.with(&parts, tokens.shard()?);
+                }
+                Placement::Pinned {
+                    base: Box::new(base),
+                    pins: Arc::new(pins),
+                }
+            }
             other => return Err(bad(&format!("unknown kind `{other}`"))),
         };
         if !tokens.done() {
@@ -77,6 +112,27 @@ impl Placement {
         }
         Ok(placement)
     }
+}
+
+/// One key part as spec tokens: `i 42`, `t <text>`, `b <hex>`, `u <hex>`.
+fn part_spec(part: &OwnedKeyPart) -> String {
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    match part {
+        OwnedKeyPart::Int(v) => format!("i {v}"),
+        OwnedKeyPart::Text(t) => format!("t {}", spec_escape(t)),
+        OwnedKeyPart::Bytes(b) => format!("b {}", hex(b)),
+        OwnedKeyPart::Uuid(u) => format!("u {}", hex(u)),
+    }
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
 }
 
 fn opaque(what: &str, shards: &[ShardId]) -> String {
@@ -193,6 +249,23 @@ impl<'a, F: Fn(&str) -> Error> Tokens<'a, F> {
             .map_err(|_| (self.bad)(&format!("`{token}` is not a count")))
     }
 
+    fn part(&mut self) -> Result<OwnedKeyPart> {
+        let kind = self.word()?;
+        let value = self.word()?;
+        let bad = || (self.bad)(&format!("bad key part `{kind} {value}`"));
+        Ok(match kind {
+            "i" => OwnedKeyPart::Int(value.parse().map_err(|_| bad())?),
+            "t" => OwnedKeyPart::Text(spec_unescape(value).ok_or_else(bad)?.into()),
+            "b" => OwnedKeyPart::Bytes(unhex(value).ok_or_else(bad)?.into()),
+            "u" => OwnedKeyPart::Uuid(
+                unhex(value)
+                    .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                    .ok_or_else(bad)?,
+            ),
+            _ => return Err(bad()),
+        })
+    }
+
     fn shard(&mut self) -> Result<ShardId> {
         let index = self.number()?;
         Ok(ShardId::named(index, intern(&self.text()?)))
@@ -268,6 +341,41 @@ mod tests {
             old: Box::new(Placement::Static),
             new: Box::new(Placement::resolver(HashResolver::new(16))),
         });
+    }
+
+    #[test]
+    fn pinned_placements_round_trip_with_every_key_kind() {
+        let pins = Pins::new()
+            .with(&[KeyPart::Int(-7)], ShardId::named(4, "hot tenant"))
+            .with(&[KeyPart::Text("a b%c")], ShardId::named(5, "t"))
+            .with(&[KeyPart::Text("")], ShardId::named(5, "t"))
+            .with(&[KeyPart::Bytes(&[0, 255])], ShardId::named(5, "t"))
+            .with(
+                &[KeyPart::Uuid([9; 16]), KeyPart::Int(1)],
+                ShardId::named(6, "u"),
+            );
+        let pinned = Placement::Pinned {
+            base: Box::new(Placement::resolver(HashResolver::new(4))),
+            pins: Arc::new(pins.clone()),
+        };
+        let spec = round_trip(pinned.clone());
+        let Placement::Pinned { pins: back, .. } = Placement::from_spec(&spec).unwrap() else {
+            panic!("not pinned: {spec}");
+        };
+        assert_eq!(*back, pins);
+        assert_eq!(
+            back.get(&[KeyPart::Text("a b%c")]).map(|s| s.name()),
+            Some("t".to_owned())
+        );
+        assert_eq!(back.get(&[KeyPart::Int(7)]), None);
+        round_trip(Placement::Migrating {
+            old: Box::new(Placement::Static),
+            new: Box::new(Placement::Pinned {
+                base: Box::new(Placement::Static),
+                pins: Arc::new(pins),
+            }),
+        });
+        assert!(Placement::from_spec("pinned static 1 1 i x 0 a").is_err());
     }
 
     #[test]

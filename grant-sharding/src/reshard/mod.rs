@@ -65,9 +65,17 @@
 //! `tests/reshard_chaos.rs` interrupts jobs at random steps of every phase and checks that
 //! every acknowledged row exists exactly once afterwards.
 //!
+//! # Tenant moves
+//!
+//! [`TenantMove`] moves one shard-key value — a tenant, with every co-located model that
+//! carries it — to a named shard as one operation: one job per model towards
+//! [`Placement::Pinned`](crate::placement::Placement::Pinned), all copied and verified before
+//! the first cuts over; running it again continues it after a crash.
+//!
 //! # Supported placements
 //!
-//! Old: the model's static placement or a run-time [`Placement::Resolver`](crate::placement::Placement::Resolver). New: any
+//! Old: the model's static placement, a run-time [`Placement::Resolver`](crate::placement::Placement::Resolver)
+//! or pins over one of them. New: the same — any
 //! [`Placement::Resolver`](crate::placement::Placement::Resolver) — a hash or `pg_hash` count change, a consistent-hash ring with a
 //! shard added or removed, a mapping with entries changed, a custom resolver. Directory
 //! placements (old or new) are **not supported yet**: reassign directory entries with the
@@ -91,12 +99,14 @@ mod capture;
 mod job;
 mod plan;
 mod store;
+mod tenant;
 
 pub use backend::ReshardBackend;
 #[cfg(feature = "testing")]
 pub use job::CrashPoint;
 pub use job::{Phase, ReshardJob, ReshardOptions, ReshardStatus};
 pub use plan::{Move, ReshardPlan, SAMPLE_LIMIT};
+pub use tenant::{TenantMove, TenantMoved};
 
 /// The primary keys written while a model migrates: the job's write observer (installed with
 /// [`Placements::observe`](crate::placement::Placements::observe), fed by every insert, update

@@ -44,6 +44,7 @@ pub struct ReshardPlan {
 fn check_side<M: Model>(placement: &Placement, which: &str) -> Result<()> {
     match placement {
         Placement::Static | Placement::Resolver(_) => Ok(()),
+        Placement::Pinned { base, .. } => check_side::<M>(base, which),
         Placement::Directory(_) => Err(Error::Unsupported {
             model: M::META.name,
             reason: format!(

@@ -54,6 +54,7 @@ use sea_query_sqlx::{SqlxBinder, SqlxValues};
 use sqlx::pool::PoolConnection;
 
 use crate::cluster::{Cluster, ClusterBuilder};
+use crate::placement::PlacementState;
 use crate::query::{Query, page_sql};
 use crate::{crud, stmt};
 
@@ -219,18 +220,18 @@ impl<DB: Backend> Cluster<DB> {
         self.shard_index(M::META.name, shard)
     }
 
-    /// The run-time resolver transactions route model `M` by, if it has one. Transactions
+    /// The run-time placement transactions route model `M` by, if it has one. Transactions
     /// follow a resolver placement (a reshard's result, a grown ring, a mapping with a new
-    /// entry). A directory (whose lookups and assignments are writes of their own) and a
-    /// migration in progress (whose dual writes and journal a transaction would bypass) are
-    /// refused, saying what to do.
-    fn txn_placement<M: Model>(&self) -> Result<Option<std::sync::Arc<dyn crate::Resolver>>> {
+    /// entry) and pinned keys over one (a tenant move's result). A directory (whose lookups
+    /// and assignments are writes of their own) and a migration in progress (whose dual
+    /// writes and journal a transaction would bypass) are refused, saying what to do.
+    fn txn_placement<M: Model>(&self) -> Result<Option<std::sync::Arc<PlacementState>>> {
         let Some(state) = self.placement::<M>() else {
             return Ok(None);
         };
         match &state.placement {
             crate::Placement::Static => Ok(None),
-            crate::Placement::Resolver(r) => Ok(Some(std::sync::Arc::clone(r))),
+            p if txn_routable(p) => Ok(Some(state)),
             other => {
                 let what = if matches!(other, crate::Placement::Migrating { .. }) {
                     "is being resharded (a transaction would bypass the job's dual writes and \
@@ -261,7 +262,7 @@ impl<DB: Backend> Cluster<DB> {
         static_shard: impl FnOnce() -> Result<ShardId>,
     ) -> Result<ShardId> {
         match self.txn_placement::<M>()? {
-            Some(resolver) => resolver.shard_for_key(M::META, parts),
+            Some(state) => routed::<M>(&state.placement, parts, static_shard),
             None => static_shard(),
         }
     }
@@ -284,11 +285,38 @@ impl<DB: Backend> Cluster<DB> {
         static_shard: impl FnOnce() -> Result<ShardId>,
     ) -> Result<ShardId> {
         match self.txn_placement::<M>()? {
-            Some(resolver) => crate::resolve::key_parts::<M, _>(values, |parts| {
-                resolver.shard_for_key(M::META, parts)
+            Some(state) => crate::resolve::key_parts::<M, _>(values, |parts| {
+                routed::<M>(&state.placement, parts, static_shard)
             })?,
             None => static_shard(),
         }
+    }
+}
+
+/// Whether a transaction can route by `placement` without I/O: a resolver, the model's own
+/// placement, or pinned keys over one of those.
+fn txn_routable(placement: &crate::Placement) -> bool {
+    match placement {
+        crate::Placement::Static | crate::Placement::Resolver(_) => true,
+        crate::Placement::Pinned { base, .. } => txn_routable(base),
+        _ => false,
+    }
+}
+
+/// The shard of shard-key `parts` under a [`txn_routable`] placement (`static_shard`: the
+/// model's own placement's answer).
+fn routed<M: Model>(
+    placement: &crate::Placement,
+    parts: &[grant_core::KeyPart<'_>],
+    static_shard: impl FnOnce() -> Result<ShardId>,
+) -> Result<ShardId> {
+    match placement {
+        crate::Placement::Resolver(r) => r.shard_for_key(M::META, parts),
+        crate::Placement::Pinned { base, pins } => match pins.get(parts) {
+            Some(shard) => Ok(shard),
+            None => routed::<M>(base, parts, static_shard),
+        },
+        _ => static_shard(),
     }
 }
 
