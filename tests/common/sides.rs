@@ -22,6 +22,16 @@ pub trait Side: Sync {
     /// The URL of shard `i` of that cluster, for plain sqlx access bypassing Grant.
     fn shard_url(&self, i: usize) -> String;
 
+    /// Another set of shards of this backend, independent of these (a second database per
+    /// shard, or a second directory).
+    fn another(&self, suffix: &str) -> Self
+    where
+        Self: Sized;
+
+    /// Runs `sql` (one or more statements) on shard `i` with plain sqlx, bypassing Grant;
+    /// returns the rows affected.
+    async fn execute(&self, i: usize, sql: &str) -> u64;
+
     /// A new cluster on the same `n` shards, as they are (what a new process connects to).
     async fn reopen(&self, n: usize) -> Cluster<Self::DB> {
         let mut builder = Cluster::<Self::DB>::builder();
@@ -63,6 +73,24 @@ impl Side for Files {
             self.0.path().join(format!("shard_{i}.db")).display()
         )
     }
+
+    fn another(&self, _suffix: &str) -> Self {
+        Files::new()
+    }
+
+    async fn execute(&self, i: usize, sql: &str) -> u64 {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect(&self.shard_url(i))
+            .await
+            .expect("connect a shard file");
+        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        pool.close().await;
+        done.rows_affected()
+    }
 }
 
 /// PostgreSQL databases named after the test.
@@ -80,6 +108,23 @@ impl Side for Databases {
 
     fn shard_url(&self, i: usize) -> String {
         pg::shard_url(self.env, self.test, i)
+    }
+
+    fn another(&self, suffix: &str) -> Self {
+        Databases {
+            env: self.env,
+            test: Box::leak(format!("{}{suffix}", self.test).into_boxed_str()),
+        }
+    }
+
+    async fn execute(&self, i: usize, sql: &str) -> u64 {
+        let pool = pg::pool(&self.shard_url(i)).await;
+        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        pool.close().await;
+        done.rows_affected()
     }
 }
 

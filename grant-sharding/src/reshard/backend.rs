@@ -23,6 +23,15 @@ pub struct BulkCopy {
     pub copies: String,
     /// Verification pass: write only rows that are missing or differ (and count them).
     pub verify: bool,
+    /// The schema name the target is attached under on the source's connection, when the
+    /// backend attaches targets ([`ReshardBackend::ATTACHES_TARGETS`]: SQLite).
+    pub attached: Option<String>,
+}
+
+/// The schema name the `i`-th target of a batch is attached under
+/// ([`ReshardBackend::ATTACHES_TARGETS`]).
+pub(crate) fn attached_schema(i: usize) -> String {
+    format!("grant_t{i}")
 }
 
 /// What a [`BulkCopy`] did.
@@ -50,8 +59,30 @@ pub trait ReshardBackend: Backend {
     /// other's targets would wait on each other, so such a job copies one source at a time.
     const BATCH_LOCKS_DATABASE: bool;
 
-    /// Whether [`ReshardBackend::bulk_copy`] copies (PostgreSQL).
+    /// Whether [`ReshardBackend::bulk_copy`] copies (PostgreSQL, SQLite).
     const HAS_BULK_COPY: bool = false;
+
+    /// Whether a job copies in bulk unless its options say otherwise
+    /// ([`ReshardOptions::bulk`](super::ReshardOptions::bulk)): SQLite.
+    const BULK_BY_DEFAULT: bool = false;
+
+    /// Whether a bulk batch's targets are attached to the source's connection (SQLite:
+    /// `ATTACH`, then one `BEGIN IMMEDIATE` that locks the source and every target): its
+    /// source transaction is then begun by [`ReshardBackend::begin_attached`].
+    const ATTACHES_TARGETS: bool = false;
+
+    /// Begins a bulk batch's source transaction on a connection of its own with `targets`
+    /// attached as [`BulkCopy::attached`] names them (`grant_t0`, `grant_t1`, ..), for
+    /// backends that attach targets; the connection is closed afterwards, never pooled.
+    /// `Ok(None)` when a target cannot be attached (an in-memory database): the job copies
+    /// row by row.
+    fn begin_attached<'a>(
+        source: &'a sqlx::Pool<Self>,
+        targets: &'a [&'a sqlx::Pool<Self>],
+    ) -> BoxFuture<'a, Result<Option<sqlx::Transaction<'static, Self>>, sqlx::Error>> {
+        let _ = (source, targets);
+        Box::pin(async { Ok(None) })
+    }
 
     /// Begins the batch's source transaction: `BEGIN IMMEDIATE` on SQLite (no other writer
     /// until commit), a plain `BEGIN` on PostgreSQL.
@@ -119,7 +150,258 @@ macro_rules! reshard_backend {
 }
 
 #[cfg(feature = "sqlite")]
-reshard_backend!(sqlx::Sqlite, "", Some("BEGIN IMMEDIATE"));
+reshard_backend!(sqlx::Sqlite, "", Some("BEGIN IMMEDIATE"), {
+    const HAS_BULK_COPY: bool = true;
+    const BULK_BY_DEFAULT: bool = true;
+    const ATTACHES_TARGETS: bool = true;
+
+    fn begin_attached<'a>(
+        source: &'a sqlx::Pool<Self>,
+        targets: &'a [&'a sqlx::Pool<Self>],
+    ) -> BoxFuture<'a, Result<Option<sqlx::Transaction<'static, Self>>, sqlx::Error>> {
+        Box::pin(lite::begin_attached(source, targets))
+    }
+
+    fn bulk_copy<'a>(
+        tx: &'a mut sqlx::Transaction<'static, Self>,
+        _source: &'a sqlx::Pool<Self>,
+        _target: &'a sqlx::Pool<Self>,
+        copy: &'a BulkCopy,
+    ) -> Option<BoxFuture<'a, Result<BulkOutcome, sqlx::Error>>> {
+        Some(Box::pin(lite::bulk_copy(tx, copy)))
+    }
+});
+
+/// SQLite's bulk copy: the targets are attached to a connection of the source's own
+/// (`ATTACH 'target.db' AS grant_t0`), whose `BEGIN IMMEDIATE` then holds the source and every
+/// attached target for writing until it commits — no writer of either runs meanwhile, and a
+/// dual write waits for the batch. The rows never leave SQLite:
+///
+/// - **copy**: the target's rows of the keys are deleted (a dual write may have put some
+///   there), then `INSERT INTO grant_t0."t" (..) SELECT .. FROM main."t" WHERE key IN (..)`
+///   and the keys into the target's copies registry the same way;
+/// - **verify**: the keys whose source row has no identical target row (every column
+///   compared with `IS`) are copied again as above, and then there must be none.
+///
+/// The batch commits once; the copy is atomic on each database it writes.
+#[cfg(feature = "sqlite")]
+mod lite {
+    use grant_core::cond::quoted;
+    use sea_query::SqliteQueryBuilder;
+    use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
+
+    use super::{BulkCopy, BulkOutcome, attached_schema as schema};
+
+    type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+
+    pub(super) async fn begin_attached(
+        source: &sqlx::SqlitePool,
+        targets: &[&sqlx::SqlitePool],
+    ) -> Result<Option<Tx>, sqlx::Error> {
+        let mut files = Vec::with_capacity(targets.len());
+        for target in targets {
+            let options = target.connect_options();
+            let file = options.get_filename();
+            // An in-memory database (or one not on disk yet) cannot be attached by name.
+            if file.as_os_str().is_empty() || file.to_str() == Some(":memory:") || !file.exists() {
+                return Ok(None);
+            }
+            files.push(file.display().to_string());
+        }
+        let mut conn = source.acquire().await?;
+        // The attachments stay with the connection: it is closed after the batch.
+        conn.close_on_drop();
+        for (i, file) in files.iter().enumerate() {
+            sqlx::query(AssertSqlSafe(format!(
+                "ATTACH DATABASE '{}' AS {}",
+                file.replace('\'', "''"),
+                schema(i)
+            )))
+            .execute(&mut *conn)
+            .await?;
+        }
+        let tx = sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into_sql_str())).await?;
+        Ok(Some(tx))
+    }
+
+    /// `(s."a", s."b") IN (VALUES (..), ..)` with the keys written as literals (`s.` when
+    /// `alias` is given).
+    fn keys_in(alias: &str, names: &[&str], keys: &[Vec<sea_query::Value>]) -> String {
+        if keys.is_empty() {
+            return "1 = 0".to_owned();
+        }
+        let column = |n: &str| {
+            if alias.is_empty() {
+                quoted(n)
+            } else {
+                format!("{alias}.{}", quoted(n))
+            }
+        };
+        let columns = names
+            .iter()
+            .map(|n| column(n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let list = keys
+            .iter()
+            .map(|key| {
+                let parts = key
+                    .iter()
+                    .map(|v| sea_query::QueryBuilder::value_to_string(&SqliteQueryBuilder, v))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("({parts})")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        if names.len() == 1 {
+            format!("{columns} IN (VALUES {list})")
+        } else {
+            format!("({columns}) IN (VALUES {list})")
+        }
+    }
+
+    async fn run(tx: &mut Tx, sql: String) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query(AssertSqlSafe(sql))
+            .execute(&mut **tx)
+            .await?
+            .rows_affected())
+    }
+
+    /// Replaces the target's rows of `keys` by the source's, and registers them.
+    async fn put(
+        tx: &mut Tx,
+        copy: &BulkCopy,
+        to: &str,
+        keys: &[Vec<sea_query::Value>],
+    ) -> Result<u64, sqlx::Error> {
+        let table = quoted(copy.table);
+        let cols = copy
+            .columns
+            .iter()
+            .map(|c| quoted(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let pk = copy
+            .key
+            .iter()
+            .map(|c| quoted(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut written = 0;
+        for chunk in keys.chunks(10_000) {
+            let filter = keys_in("", &copy.key, chunk);
+            run(tx, format!("DELETE FROM {to}.{table} WHERE {filter}")).await?;
+            written += run(
+                tx,
+                format!("INSERT INTO {to}.{table} ({cols}) SELECT {cols} FROM main.{table} WHERE {filter}"),
+            )
+            .await?;
+            run(
+                tx,
+                format!(
+                    "INSERT OR IGNORE INTO {to}.{} ({pk}) SELECT {pk} FROM main.{table} WHERE {filter}",
+                    quoted(&copy.copies)
+                ),
+            )
+            .await?;
+        }
+        Ok(written)
+    }
+
+    /// The keys of `keys` whose source row has no identical row at the target (each key's
+    /// position is sent along, so no key value is decoded back).
+    async fn differing(
+        tx: &mut Tx,
+        copy: &BulkCopy,
+        to: &str,
+        keys: &[Vec<sea_query::Value>],
+    ) -> Result<Vec<Vec<sea_query::Value>>, sqlx::Error> {
+        let table = quoted(copy.table);
+        let names: Vec<String> = (0..copy.key.len()).map(|i| format!("k{i}")).collect();
+        let on = copy
+            .key
+            .iter()
+            .zip(&names)
+            .map(|(c, k)| format!("s.{} = k.{k}", quoted(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let same = copy
+            .columns
+            .iter()
+            .map(|c| format!("d.{0} IS s.{0}", quoted(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let mut out = Vec::new();
+        for (n, chunk) in keys.chunks(10_000).enumerate() {
+            let list =
+                chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, key)| {
+                        let mut parts = vec![i.to_string()];
+                        parts.extend(key.iter().map(|v| {
+                            sea_query::QueryBuilder::value_to_string(&SqliteQueryBuilder, v)
+                        }));
+                        format!("({})", parts.join(", "))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "WITH k(i, {}) AS (VALUES {list}) SELECT k.i FROM k JOIN main.{table} AS s ON \
+                 {on} WHERE NOT EXISTS (SELECT 1 FROM {to}.{table} AS d WHERE {same})",
+                names.join(", ")
+            )))
+            .fetch_all(&mut **tx)
+            .await?;
+            for row in rows {
+                let i: i64 = row.try_get(0)?;
+                out.push(keys[n * 10_000 + i as usize].clone());
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn bulk_copy(
+        tx: &mut Tx,
+        copy: &BulkCopy,
+    ) -> Result<BulkOutcome, sqlx::Error> {
+        let to = copy.attached.clone().ok_or_else(|| {
+            sqlx::Error::Protocol("a SQLite bulk copy needs its target attached".into())
+        })?;
+        let table = quoted(copy.table);
+        if !copy.verify {
+            let written = put(tx, copy, &to, &copy.keys).await?;
+            return Ok(BulkOutcome {
+                rows: written,
+                written,
+                differ: 0,
+            });
+        }
+        let filter = keys_in("", &copy.key, &copy.keys);
+        let (rows,): (i64,) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT count(*) FROM main.{table} WHERE {filter}"
+        )))
+        .fetch_one(&mut **tx)
+        .await?;
+        let rows = rows as u64;
+        let differ = differing(tx, copy, &to, &copy.keys).await?;
+        let mut written = 0;
+        if !differ.is_empty() {
+            written = put(tx, copy, &to, &differ).await?;
+        }
+        let still = if differ.is_empty() {
+            0
+        } else {
+            differing(tx, copy, &to, &differ).await?.len() as u64
+        };
+        Ok(BulkOutcome {
+            rows,
+            written,
+            differ: still,
+        })
+    }
+}
 #[cfg(feature = "postgres")]
 reshard_backend!(sqlx::Postgres, " FOR SHARE", None::<&'static str>, {
     const HAS_BULK_COPY: bool = true;

@@ -90,7 +90,7 @@ pub struct ReshardOptions {
     /// Rows read from a source per batch (each batch holds its source rows locked while it
     /// copies them). Default 1,000.
     pub batch_size: usize,
-    /// Rows per batch when the backend copies in bulk ([`ReshardOptions::bulk`]; PostgreSQL):
+    /// Rows per batch when the backend copies in bulk ([`ReshardOptions::bulk`]; SQLite, PostgreSQL):
     /// a bulk batch of 10,000 rows holds its rows locked about as long as a row-by-row batch
     /// of 1,000. Default 10,000; [`ReshardOptions::batch_size`] sets both.
     pub bulk_batch_size: usize,
@@ -109,11 +109,14 @@ pub struct ReshardOptions {
     /// row (see [`Cluster::await_followed`]); past it the start is undone and fails naming the
     /// instances that did not follow. Default 30 s.
     pub follow_timeout: Duration,
-    /// Copy and verify with the backend's bulk path when it has one (PostgreSQL: binary
-    /// `COPY` from source to target, rows compared by hash) instead of decoding, upserting
-    /// and reading back each row. Default off for now: the interrupted-job chaos test has
-    /// not yet run clean with it (see the README's Resharding section).
-    pub bulk: bool,
+    /// Copy and verify with the backend's bulk path (`Some(true)`) instead of decoding,
+    /// upserting and reading back each row (`Some(false)`); `None` (the default): the
+    /// backend's choice ([`ReshardBackend::BULK_BY_DEFAULT`]) — on SQLite the bulk path (the
+    /// targets attached to the source's connection, rows copied by `INSERT .. SELECT` and
+    /// compared in SQL), on PostgreSQL for now the row path (its bulk path, binary `COPY`
+    /// from source to target with rows compared by hash, waits for the interrupted-job chaos
+    /// test to run clean with it; see the README's Resharding section).
+    pub bulk: Option<bool>,
     /// Test hook (feature `testing`): stop the job for good at a chosen step, as if its
     /// process died there.
     #[cfg(feature = "testing")]
@@ -212,7 +215,7 @@ impl Default for ReshardOptions {
             max_rows_per_sec: None,
             parallelism: 4,
             follow_timeout: Duration::from_secs(30),
-            bulk: false,
+            bulk: None,
             #[cfg(feature = "testing")]
             crash: None,
         }
@@ -251,10 +254,16 @@ impl ReshardOptions {
         self
     }
 
-    /// Sets [`ReshardOptions::bulk`].
+    /// Sets [`ReshardOptions::bulk`]: the bulk path on or off, whatever the backend's
+    /// default.
     pub fn bulk(mut self, on: bool) -> Self {
-        self.bulk = on;
+        self.bulk = Some(on);
         self
+    }
+
+    /// Whether a job on backend `DB` copies in bulk with these options.
+    fn bulk_on<DB: ReshardBackend>(&self) -> bool {
+        DB::HAS_BULK_COPY && self.bulk.unwrap_or(DB::BULK_BY_DEFAULT)
     }
 
     /// Sets [`ReshardOptions::crash`] (feature `testing`).
@@ -1010,7 +1019,7 @@ where
     /// the target rows it writes are keys no other batch locks. (The row path keeps its one
     /// source at a time.)
     fn copy_parallelism(&self) -> usize {
-        let bulk = self.options.bulk && DB::HAS_BULK_COPY;
+        let bulk = self.options.bulk_on::<DB>();
         if self.overlaps() && (DB::BATCH_LOCKS_DATABASE || !bulk) {
             1
         } else {
@@ -1175,9 +1184,20 @@ where
         after: Option<&[Value]>,
         mode: Mode,
     ) -> Result<Option<(Vec<Value>, u64)>> {
-        if self.options.bulk && DB::HAS_BULK_COPY {
+        if self.options.bulk_on::<DB>() {
             return self.bulk_batch(source, after, mode).await;
         }
+        self.row_batch(source, after, mode).await
+    }
+
+    /// [`ReshardJob::batch`] row by row: the batch's rows locked, decoded, upserted into their
+    /// targets and read back to compare.
+    async fn row_batch(
+        &self,
+        source: ShardId,
+        after: Option<&[Value]>,
+        mode: Mode,
+    ) -> Result<Option<(Vec<Value>, u64)>> {
         let mut tx = self.locked(source).await?;
         let mut cursor = after.map(<[Value]>::to_vec);
         let rows = self.locked_page(&mut tx, source, &mut cursor).await?;
@@ -1213,30 +1233,73 @@ where
         after: Option<&[Value]>,
         mode: Mode,
     ) -> Result<Option<(Vec<Value>, u64)>> {
-        let mut tx = self.locked(source).await?;
-        // Copying locks only the moving rows, as the copy reads them (a row deleted since
-        // this scan is not copied; one inserted since is dual-written by its writer); the
-        // verification pass locks the batch here, as the row path does.
-        let lock = if mode == Mode::Verify {
-            DB::LOCK_CLAUSE
-        } else {
-            ""
-        };
-        let statement = stmt::scan_keys::<M, DB>(after, self.options.bulk_batch_size, lock);
-        let rows = self.in_tx(&mut tx, source, statement).await?;
-        let keys = stmt::decode_pks::<M, DB>(source, &rows)?;
-        drop(rows);
-        let Some(last) = keys.last().cloned() else {
-            self.commit(tx, source).await?;
-            return Ok(None);
-        };
-        let mut by_target: BTreeMap<ShardId, Vec<Vec<Value>>> = BTreeMap::new();
-        for key in keys {
-            let target = shard_of::<M>(&self.plan.new, &key_of_pk::<M>(&key))?;
-            if target.name() != source.name() {
-                by_target.entry(target).or_default().push(key);
+        // SQLite attaches the batch's targets to a source connection before it locks: the
+        // plan's targets of this source — or, when the plan lists none (a sampled plan, rows
+        // written since), those of the batch's rows read without the lock; a target the
+        // locked batch needs beyond them is attached on the next try.
+        let mut attached: Vec<ShardId> = Vec::new();
+        if DB::ATTACHES_TARGETS {
+            for m in &self.plan.moves {
+                if m.from.name() == source.name() && !attached.contains(&m.to) {
+                    attached.push(m.to);
+                }
             }
         }
+        if DB::ATTACHES_TARGETS && attached.is_empty() {
+            let statement = stmt::scan_keys::<M, DB>(after, self.options.bulk_batch_size, "");
+            let rows = self
+                .cluster
+                .fetch(M::META.name, source, Some(ReadPolicy::Primary), statement)
+                .await?;
+            let keys = stmt::decode_pks::<M, DB>(source, &rows)?;
+            let Some(last) = keys.last().cloned() else {
+                return Ok(None);
+            };
+            attached = self.route(source, keys)?.into_keys().collect();
+            if attached.is_empty() {
+                // Nothing of this batch moves (a row inserted since is dual-written).
+                return Ok(Some((last, 0)));
+            }
+        }
+        let (tx, last, by_target) = loop {
+            let mut tx = if DB::ATTACHES_TARGETS {
+                match self.attached(source, &attached).await? {
+                    Some(tx) => tx,
+                    // A target that cannot be attached (in memory): row by row.
+                    None => return self.row_batch(source, after, mode).await,
+                }
+            } else {
+                self.locked(source).await?
+            };
+            // Copying locks only the moving rows, as the copy reads them (a row deleted
+            // since this scan is not copied; one inserted since is dual-written by its
+            // writer); the verification pass locks the batch here, as the row path does.
+            let lock = if mode == Mode::Verify {
+                DB::LOCK_CLAUSE
+            } else {
+                ""
+            };
+            let statement = stmt::scan_keys::<M, DB>(after, self.options.bulk_batch_size, lock);
+            let rows = self.in_tx(&mut tx, source, statement).await?;
+            let keys = stmt::decode_pks::<M, DB>(source, &rows)?;
+            drop(rows);
+            let Some(last) = keys.last().cloned() else {
+                self.commit(tx, source).await?;
+                return Ok(None);
+            };
+            let by_target = self.route(source, keys)?;
+            let missing: Vec<ShardId> = by_target
+                .keys()
+                .filter(|t| DB::ATTACHES_TARGETS && !attached.contains(t))
+                .copied()
+                .collect();
+            if missing.is_empty() {
+                break (tx, last, by_target);
+            }
+            drop(tx);
+            attached.extend(missing);
+        };
+        let mut tx = tx;
         let mut moved = 0u64;
         for (target, keys) in &by_target {
             self.step().await?;
@@ -1247,6 +1310,10 @@ where
                 keys: keys.clone(),
                 copies: crate::placement::fence::copies_table::<M>(),
                 verify: mode == Mode::Verify,
+                attached: attached
+                    .iter()
+                    .position(|a| a == target)
+                    .map(super::backend::attached_schema),
             };
             let pool = self.cluster.shard_pool(M::META.name, *target)?;
             let from = self.cluster.shard_pool(M::META.name, source)?;
@@ -1300,6 +1367,46 @@ where
             }
         }
         Ok(Some((last, moved)))
+    }
+
+    /// `keys` of `source` grouped by the shard the new placement puts them on, leaving out
+    /// those that stay.
+    fn route(
+        &self,
+        source: ShardId,
+        keys: Vec<Vec<Value>>,
+    ) -> Result<BTreeMap<ShardId, Vec<Vec<Value>>>> {
+        let mut by_target: BTreeMap<ShardId, Vec<Vec<Value>>> = BTreeMap::new();
+        for key in keys {
+            let target = shard_of::<M>(&self.plan.new, &key_of_pk::<M>(&key))?;
+            if target.name() != source.name() {
+                by_target.entry(target).or_default().push(key);
+            }
+        }
+        Ok(by_target)
+    }
+
+    /// A bulk batch's source transaction on a connection of its own with `targets` attached
+    /// ([`ReshardBackend::begin_attached`]), or `None` when one cannot be.
+    async fn attached(
+        &self,
+        source: ShardId,
+        targets: &[ShardId],
+    ) -> Result<Option<sqlx::Transaction<'static, DB>>> {
+        self.step().await?;
+        let pool = self.cluster.shard_pool(M::META.name, source)?;
+        let pools = targets
+            .iter()
+            .map(|t| self.cluster.shard_pool(M::META.name, *t))
+            .collect::<Result<Vec<_>>>()?;
+        self.cluster
+            .on_held(
+                M::META.name,
+                source,
+                DB::begin_attached(pool, &pools),
+                |_| 0,
+            )
+            .await
     }
 
     /// The rows `statement` reads from `shard` for `keys`, one statement per chunk of keys

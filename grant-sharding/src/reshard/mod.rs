@@ -14,12 +14,15 @@
 //!    every written primary key is recorded in the job's dirty-key journal.
 //! 3. The backfill ([`ReshardJob::copy`]) walks each source shard in primary-key order, one batch
 //!    at a time, **holding the moving rows locked** while they are copied. On PostgreSQL with the
-//!    bulk path ([`ReshardOptions::bulk`], off by default for now) a batch reads 10,000 keys, routes them, and each
+//!    bulk path ([`ReshardOptions::bulk`], off there by default for now) a batch reads 10,000 keys, routes them, and each
 //!    target takes its rows straight from the source by binary `COPY` (`COPY (SELECT .. FOR
 //!    SHARE) TO STDOUT` piped into `COPY .. FROM STDIN`, undecoded; the sources in parallel).
-//!    By default (always on SQLite) a batch reads and locks 1,000 rows (`BEGIN
-//!    IMMEDIATE`; PostgreSQL `FOR SHARE`), upserts the moving ones into their targets and reads
-//!    them back to compare every value. A writer whose source write waits on the lock writes the
+//!    On SQLite the bulk path is the default: the batch's targets are attached to a source
+//!    connection whose `BEGIN IMMEDIATE` holds them all, and the rows move by `INSERT ..
+//!    SELECT` across the attached databases, compared there in SQL. The row path (PostgreSQL's
+//!    default) reads and locks 1,000 rows per batch (`BEGIN IMMEDIATE`; PostgreSQL `FOR
+//!    SHARE`), upserts the moving ones into their targets and reads them back to compare
+//!    every value. A writer whose source write waits on the lock writes the
 //!    target after the copy; a write committed before the batch locked is what the batch copies;
 //!    a delete committed before is not seen. After each batch the per-source cursor is
 //!    persisted, so a crash resumes from the last batch.

@@ -1,5 +1,6 @@
-//! The PostgreSQL bulk backfill (binary `COPY` from source to target) against tables like a
-//! real application's: source tables created by hand that lag behind the model (a column the
+//! The bulk backfill — PostgreSQL: binary `COPY` from source to target; SQLite: the targets
+//! attached to the source's connection, `INSERT .. SELECT` — against tables like a real
+//! application's: source tables created by hand that lag behind the model (a column the
 //! model does not know, columns in another order, `VARCHAR` and `INTEGER` where Grant creates
 //! `TEXT` and `INTEGER`), text primary keys that need escaping in an array literal (quotes,
 //! backslashes, braces, commas, `NULL`, the empty string, non-ASCII), NULLs, and target copies
@@ -9,13 +10,18 @@
 
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "common/sides.rs"]
+#[macro_use]
+mod sides;
 
 use std::collections::BTreeMap;
 
-use grant::Placement;
 use grant::prelude::*;
+use grant::reshard::ReshardBackend;
 use grant::reshard::{Phase, ReshardJob, ReshardOptions, ReshardPlan};
 use grant::resolve::HashResolver;
+use grant::{Backend, FromShardRow, Placement};
+use sides::Side;
 
 #[derive(Sharded, Debug, Clone, PartialEq)]
 #[grant(table = "handles")]
@@ -69,22 +75,23 @@ fn handles(n: usize) -> Vec<Handle> {
 }
 
 /// Hand-made source tables: columns in another order, an extra column, `VARCHAR`.
-async fn lagging_tables(env: &pg::PgEnv, test: &str) {
+async fn lagging_tables<S: Side>(side: &S) {
     for i in 0..2 {
-        let pool = pg::pool(&pg::shard_url(env, test, i)).await;
-        sqlx::raw_sql(
+        side.execute(
+            i,
             "CREATE TABLE handles (legacy_flag TEXT DEFAULT 'kept', verified BOOLEAN NOT NULL, \
              score DOUBLE PRECISION NOT NULL, bio TEXT, display VARCHAR(200) NOT NULL, \
              owner_id INTEGER NOT NULL, handle VARCHAR(100) PRIMARY KEY)",
         )
-        .execute(&pool)
-        .await
-        .unwrap();
+        .await;
     }
 }
 
 /// Every shard's rows, by shard name.
-async fn layout(c: &Cluster<Postgres>) -> BTreeMap<String, Vec<Handle>> {
+async fn layout<DB: Backend>(c: &Cluster<DB>) -> BTreeMap<String, Vec<Handle>>
+where
+    Handle: FromShardRow<DB>,
+{
     let mut out = BTreeMap::new();
     for i in 0..4u32 {
         let shard = ShardId::prefixed("shard_", i);
@@ -97,17 +104,20 @@ async fn layout(c: &Cluster<Postgres>) -> BTreeMap<String, Vec<Handle>> {
 
 /// Reshards 2 → 4 with the bulk path on or off, corrupting target copies between the copy
 /// and the verification pass; returns the layout afterwards.
-async fn reshard(test: &str, bulk: bool) -> (BTreeMap<String, Vec<Handle>>, Vec<Handle>) {
-    let env = pg::env().await.expect("PostgreSQL");
-    let c = env.cluster(test, 4).await;
-    lagging_tables(env, test).await;
+async fn reshard<S: Side>(side: &S, bulk: bool) -> (BTreeMap<String, Vec<Handle>>, Vec<Handle>)
+where
+    S::DB: ReshardBackend,
+    Handle: FromShardRow<S::DB>,
+{
+    let c = side.cluster(4).await;
+    lagging_tables(side).await;
     let rows = handles(3_000);
     Handle::insert_many(&c, &rows).await.unwrap();
 
     let new = Placement::resolver(HashResolver::new(4));
-    let plan = ReshardPlan::new::<Handle, Postgres>(&c, new).await.unwrap();
+    let plan = ReshardPlan::new::<Handle, S::DB>(&c, new).await.unwrap();
     let options = ReshardOptions::default().bulk(bulk).bulk_batch_size(700);
-    let job = ReshardJob::<Handle, Postgres>::start(&c, plan, options)
+    let job = ReshardJob::<Handle, S::DB>::start(&c, plan, options)
         .await
         .unwrap();
     job.copy().await.unwrap();
@@ -117,15 +127,14 @@ async fn reshard(test: &str, bulk: bool) -> (BTreeMap<String, Vec<Handle>>, Vec<
     // Behind the job's back: change one copy on each target and delete another.
     let mut corrupted = 0;
     for i in 2..4 {
-        let pool = pg::pool(&pg::shard_url(env, test, i)).await;
-        corrupted += sqlx::raw_sql(
-            "UPDATE handles SET display = 'corrupted' WHERE handle = (SELECT min(handle) FROM \
-             handles); DELETE FROM handles WHERE handle = (SELECT max(handle) FROM handles)",
-        )
-        .execute(&pool)
-        .await
-        .unwrap()
-        .rows_affected();
+        corrupted += side
+            .execute(
+                i,
+                "UPDATE handles SET display = 'corrupted' WHERE handle = (SELECT min(handle) \
+                 FROM handles); DELETE FROM handles WHERE handle = (SELECT max(handle) FROM \
+                 handles)",
+            )
+            .await;
     }
     assert_eq!(corrupted, 4);
     let status = job.run().await.unwrap();
@@ -138,13 +147,17 @@ async fn reshard(test: &str, bulk: bool) -> (BTreeMap<String, Vec<Handle>>, Vec<
     (layout(&c).await, rows)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bulk_backfill_moves_awkward_rows_exactly_like_the_row_path() {
-    if pg::env().await.is_none() {
-        return;
-    }
-    let (bulk, oracle) = reshard("pg_backfill_bulk", true).await;
-    let (rows, _) = reshard("pg_backfill_rows", false).await;
+on_both!(
+    "backfill_",
+    bulk_backfill_moves_awkward_rows_exactly_like_the_row_path
+);
+async fn bulk_backfill_moves_awkward_rows_exactly_like_the_row_path<S: Side>(side: &S)
+where
+    S::DB: ReshardBackend,
+    Handle: FromShardRow<S::DB>,
+{
+    let (bulk, oracle) = reshard(side, true).await;
+    let (rows, _) = reshard(&side.another("_rows"), false).await;
 
     // The oracle: every row once, on the shard its key resolves to, with its values.
     let mut seen = Vec::new();
