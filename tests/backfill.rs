@@ -139,6 +139,11 @@ where
     assert_eq!(corrupted, 4);
     let status = job.run().await.unwrap();
     assert_eq!(status.phase, Phase::Done);
+    if bulk {
+        assert!(status.bulk_batches > 0, "the bulk path ran no bulk batch");
+    } else {
+        assert_eq!(status.bulk_batches, 0, "the row path ran bulk batches");
+    }
     assert!(
         status.rows_repaired >= 4,
         "the verification pass repaired {} rows, 4 were corrupted",

@@ -1111,6 +1111,15 @@ impl<DB: Backend> Cluster<DB> {
         self.inner.shards.live().nth(index).map(|(_, s)| s.id)
     }
 
+    /// The live cluster shard named `name`, as a [`ShardId`].
+    pub(crate) fn shard_named(&self, name: &str) -> Option<ShardId> {
+        self.inner
+            .shards
+            .live()
+            .find(|(_, s)| s.name == name)
+            .map(|(_, s)| s.id)
+    }
+
     /// The shard that holds the cluster's own tables (topology, resharding jobs, id leases):
     /// the control shard ([`ClusterBuilder::control_shard`], default the first), named and as
     /// a [`ShardId`]. `what` says what it is wanted for, in the error.

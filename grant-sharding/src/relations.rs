@@ -15,6 +15,7 @@ use grant_core::{
 use sea_query::Value;
 
 use crate::cluster::Cluster;
+use crate::placement::Placement;
 use crate::query::{JoinSpec, Query};
 
 /// The most parents one statement of [`belonging_to_each`] asks for (the router splits them per
@@ -163,22 +164,30 @@ impl<C: BelongsTo<P>, P: Model> Joined<C, P> {
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`] while either model has a run-time placement (`set_placement`, a
-    /// reshard): rows placed apart at run time need not be co-located, so the join is refused
+    /// [`Error::Unsupported`] while the two models' run-time placements differ (`set_placement`
+    /// or a reshard of one of them, a tenant move between its models' cutovers) or one of them
+    /// migrates: rows placed apart at run time need not be co-located, so the join is refused
     /// rather than answered from one shard's half (load the parents with their own query
-    /// meanwhile); otherwise as [`Query::all`].
+    /// meanwhile). Equal placements Grant can describe exactly — both resharded to the same
+    /// built-in resolver, a tenant moved with both models — keep them co-located, and the join
+    /// runs. Otherwise as [`Query::all`].
     pub async fn all<DB: Backend>(self, cluster: &Cluster<DB>) -> Result<Vec<(C, Option<P>)>>
     where
         C: FromShardRow<DB>,
         P: FromShardRow<DB>,
     {
-        if cluster.placement::<C>().is_some() || cluster.placement::<P>().is_some() {
+        let (child, parent) = (cluster.placement::<C>(), cluster.placement::<P>());
+        if !Placement::co_locates(
+            child.as_ref().map(|s| &s.placement),
+            parent.as_ref().map(|s| &s.placement),
+        ) {
             return Err(Error::Unsupported {
                 model: C::META.name,
                 reason: format!(
-                    "a join of {} with {} while one of them has a run-time placement \
-                     (set_placement or a reshard): their rows need not be on the same shards; \
-                     query the parents by key instead (belonging_to_each from the parent side)",
+                    "a join of {} with {} while their run-time placements differ (set_placement, \
+                     a reshard, or a tenant move between the cutovers of its models) or one is \
+                     migrating: their rows need not be on the same shards; query the parents by \
+                     key instead (belonging_to_each from the parent side), or finish the move",
                     C::META.name,
                     P::META.name
                 ),

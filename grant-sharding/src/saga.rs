@@ -946,16 +946,14 @@ impl<DB: Backend> Cluster<DB> {
 /// The log shard: `name`, or the cluster's first shard.
 fn log_shard_id<DB: Backend>(cluster: &Cluster<DB>, name: Option<&str>) -> Result<ShardId> {
     let found = match name {
-        None => Some(0),
-        Some(name) => cluster.shard_names().position(|n| n == name),
+        None => cluster.shard_id(0),
+        Some(name) => cluster.shard_named(name),
     };
-    found
-        .and_then(|i| cluster.shard_id(i))
-        .ok_or_else(|| Error::UnknownShard {
-            model: MODEL,
-            shard: name.unwrap_or("<first shard>").to_owned(),
-            known: cluster.shard_names().collect::<Vec<_>>().join(", "),
-        })
+    found.ok_or_else(|| Error::UnknownShard {
+        model: MODEL,
+        shard: name.unwrap_or("<first shard>").to_owned(),
+        known: cluster.shard_names().collect::<Vec<_>>().join(", "),
+    })
 }
 
 /// How long a resumer's claim hides a saga from other resumers, renewed at each change it makes.

@@ -284,42 +284,57 @@ pub(crate) fn decode_pks<M: Model, DB: Backend>(
         .collect()
 }
 
-/// `primary key IN (keys)` with the values written as literals by `builder` (for statements
-/// that take no parameters, such as PostgreSQL's `COPY`): `"id" IN (1, 2)`,
-/// `("a", "b") IN ((1, 'x'), ..)`.
-pub(crate) fn keys_literal_with(
+/// One key as a literal row: `(1, 'x')`, each value written by `DB`'s builder.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn literal_row<DB: Backend>(key: &[Value]) -> String {
+    let builder = DB::builder();
+    let parts: Vec<String> = key
+        .iter()
+        .map(|v| sea_query::QueryBuilder::value_to_string(&builder, v))
+        .collect();
+    format!("({})", parts.join(", "))
+}
+
+/// `primary key IN (keys)` with the values written as literals (for statements that take no
+/// parameters: PostgreSQL's `COPY`, SQLite's statements across attached databases), each
+/// column prefixed with `qualifier.` when one is given: `"id" IN (1, 2)`; several columns one
+/// row-value `IN` as [`keys_condition`] writes it — `("a", "b") IN (VALUES (1, 'x'), ..)` on
+/// SQLite, `("a", "b") IN ((1, 'x'), ..)` elsewhere.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn keys_literal<DB: Backend>(
+    qualifier: Option<&str>,
     names: &[&str],
     keys: &[Vec<Value>],
-    builder: &impl sea_query::QueryBuilder,
 ) -> String {
     if keys.is_empty() {
         return "1 = 0".to_owned();
     }
     let columns = names
         .iter()
-        .map(|n| quoted(n))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let list = keys
-        .iter()
-        .map(|key| {
-            let parts = key
-                .iter()
-                .map(|v| builder.value_to_string(v))
-                .collect::<Vec<_>>()
-                .join(", ");
-            if names.len() == 1 {
-                parts
-            } else {
-                format!("({parts})")
-            }
+        .map(|n| match qualifier {
+            Some(q) => format!("{q}.{}", quoted(n)),
+            None => quoted(n),
         })
         .collect::<Vec<_>>()
         .join(", ");
-    if names.len() == 1 {
-        format!("{columns} IN ({list})")
+    if let [_] = names {
+        let builder = DB::builder();
+        let list: Vec<String> = keys
+            .iter()
+            .filter_map(|k| k.first())
+            .map(|v| sea_query::QueryBuilder::value_to_string(&builder, v))
+            .collect();
+        return format!("{columns} IN ({})", list.join(", "));
+    }
+    let rows = keys
+        .iter()
+        .map(|k| literal_row::<DB>(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if <DB as Backend>::NAME == "SQLite" {
+        format!("({columns}) IN (VALUES {rows})")
     } else {
-        format!("({columns}) IN ({list})")
+        format!("({columns}) IN ({rows})")
     }
 }
 

@@ -55,6 +55,26 @@ impl Placement {
         }
     }
 
+    /// Whether two models whose static placements co-locate them (`belongs_to`) keep every
+    /// shard-key value on the same shard under these run-time placements (`None`: the
+    /// static one): both the same placement Grant can describe exactly — static, a built-in
+    /// resolver, pins over those (a tenant moved with all its models) — and neither migrating.
+    pub(crate) fn co_locates(a: Option<&Placement>, b: Option<&Placement>) -> bool {
+        fn exact(p: &Placement) -> bool {
+            match p {
+                Placement::Static => true,
+                Placement::Resolver(r) => r.spec().is_some_and(|s| resolver_from_spec(&s).is_ok()),
+                Placement::Pinned { base, .. } => exact(base),
+                Placement::Directory(_) | Placement::Migrating { .. } => false,
+            }
+        }
+        let (a, b) = (
+            a.unwrap_or(&Placement::Static),
+            b.unwrap_or(&Placement::Static),
+        );
+        exact(a) && exact(b) && a.spec() == b.spec()
+    }
+
     /// The placement a spec describes.
     ///
     /// # Errors
@@ -376,6 +396,40 @@ mod tests {
             }),
         });
         assert!(Placement::from_spec("pinned static 1 1 i x 0 a").is_err());
+    }
+
+    #[test]
+    fn only_equal_exact_placements_co_locate() {
+        let pinned = |to: u32| Placement::Pinned {
+            base: Box::new(Placement::Static),
+            pins: Arc::new(Pins::new().with(&[KeyPart::Int(5)], ShardId::named(to, "s"))),
+        };
+        let hash = |n| Placement::resolver(HashResolver::new(n));
+        let yes = [
+            (None, None),
+            (Some(Placement::Static), None),
+            (Some(hash(8)), Some(hash(8))),
+            (Some(pinned(4)), Some(pinned(4))),
+        ];
+        for (a, b) in &yes {
+            assert!(Placement::co_locates(a.as_ref(), b.as_ref()), "{a:?} {b:?}");
+        }
+        let migrating = Placement::Migrating {
+            old: Box::new(Placement::Static),
+            new: Box::new(pinned(4)),
+        };
+        let no = [
+            (Some(pinned(4)), None),
+            (Some(pinned(4)), Some(pinned(5))),
+            (Some(hash(8)), Some(hash(4))),
+            (Some(migrating.clone()), Some(migrating)),
+        ];
+        for (a, b) in &no {
+            assert!(
+                !Placement::co_locates(a.as_ref(), b.as_ref()),
+                "{a:?} {b:?}"
+            );
+        }
     }
 
     #[test]

@@ -187,10 +187,13 @@ reshard_backend!(sqlx::Sqlite, "", Some("BEGIN IMMEDIATE"), {
 #[cfg(feature = "sqlite")]
 mod lite {
     use grant_core::cond::quoted;
-    use sea_query::SqliteQueryBuilder;
     use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 
     use super::{BulkCopy, BulkOutcome, attached_schema as schema};
+    use crate::stmt::{keys_literal, literal_row};
+
+    /// Keys per statement (each statement writes them as literals).
+    const KEYS_PER_STATEMENT: usize = 10_000;
 
     type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
@@ -224,41 +227,9 @@ mod lite {
         Ok(Some(tx))
     }
 
-    /// `(s."a", s."b") IN (VALUES (..), ..)` with the keys written as literals (`s.` when
-    /// `alias` is given).
+    /// `key IN (..)` of `keys` as literals, columns prefixed with `alias.` when given.
     fn keys_in(alias: &str, names: &[&str], keys: &[Vec<sea_query::Value>]) -> String {
-        if keys.is_empty() {
-            return "1 = 0".to_owned();
-        }
-        let column = |n: &str| {
-            if alias.is_empty() {
-                quoted(n)
-            } else {
-                format!("{alias}.{}", quoted(n))
-            }
-        };
-        let columns = names
-            .iter()
-            .map(|n| column(n))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let list = keys
-            .iter()
-            .map(|key| {
-                let parts = key
-                    .iter()
-                    .map(|v| sea_query::QueryBuilder::value_to_string(&SqliteQueryBuilder, v))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                format!("({parts})")
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        if names.len() == 1 {
-            format!("{columns} IN (VALUES {list})")
-        } else {
-            format!("({columns}) IN (VALUES {list})")
-        }
+        keys_literal::<sqlx::Sqlite>((!alias.is_empty()).then_some(alias), names, keys)
     }
 
     async fn run(tx: &mut Tx, sql: String) -> Result<u64, sqlx::Error> {
@@ -289,7 +260,7 @@ mod lite {
             .collect::<Vec<_>>()
             .join(", ");
         let mut written = 0;
-        for chunk in keys.chunks(10_000) {
+        for chunk in keys.chunks(KEYS_PER_STATEMENT) {
             let filter = keys_in("", &copy.key, chunk);
             run(tx, format!("DELETE FROM {to}.{table} WHERE {filter}")).await?;
             written += run(
@@ -333,20 +304,17 @@ mod lite {
             .collect::<Vec<_>>()
             .join(" AND ");
         let mut out = Vec::new();
-        for (n, chunk) in keys.chunks(10_000).enumerate() {
-            let list =
-                chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, key)| {
-                        let mut parts = vec![i.to_string()];
-                        parts.extend(key.iter().map(|v| {
-                            sea_query::QueryBuilder::value_to_string(&SqliteQueryBuilder, v)
-                        }));
-                        format!("({})", parts.join(", "))
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
+        for (n, chunk) in keys.chunks(KEYS_PER_STATEMENT).enumerate() {
+            let list = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, key)| {
+                    let mut row = vec![sea_query::Value::BigInt(Some(i as i64))];
+                    row.extend(key.iter().cloned());
+                    literal_row::<sqlx::Sqlite>(&row)
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
             let rows = sqlx::query(AssertSqlSafe(format!(
                 "WITH k(i, {}) AS (VALUES {list}) SELECT k.i FROM k JOIN main.{table} AS s ON \
                  {on} WHERE NOT EXISTS (SELECT 1 FROM {to}.{table} AS d WHERE {same})",
@@ -356,7 +324,7 @@ mod lite {
             .await?;
             for row in rows {
                 let i: i64 = row.try_get(0)?;
-                out.push(keys[n * 10_000 + i as usize].clone());
+                out.push(keys[n * KEYS_PER_STATEMENT + i as usize].clone());
             }
         }
         Ok(out)
@@ -444,7 +412,7 @@ mod pg {
     use sqlx::{AssertSqlSafe, Row};
 
     use super::{BulkCopy, BulkOutcome};
-    use crate::stmt::keys_literal_with;
+    use crate::stmt::keys_literal;
 
     /// Pins every setting a row's text form depends on, for this transaction.
     const FORMATS: &str = "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY'; \
@@ -524,7 +492,7 @@ mod pg {
         fn filter(&self, keys: &[Vec<Value>]) -> String {
             match self.array(keys) {
                 Some(array) => format!("{} = ANY({array})", self.keys),
-                None => keys_literal_with(&self.copy.key, keys, &PostgresQueryBuilder),
+                None => keys_literal::<sqlx::Postgres>(None, &self.copy.key, keys),
             }
         }
 

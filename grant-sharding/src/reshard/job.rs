@@ -295,6 +295,9 @@ pub struct ReshardStatus {
     pub pause: Option<Duration>,
     /// Keys written by the application and re-verified under the gate at cutover.
     pub dirty_at_cutover: u64,
+    /// Batches this job ran on the backend's bulk path ([`ReshardOptions::bulk`]) in this
+    /// process; 0 when every batch went row by row.
+    pub bulk_batches: u64,
 }
 
 #[derive(Debug)]
@@ -305,6 +308,7 @@ struct Progress {
     verified: AtomicU64,
     repaired: AtomicU64,
     dirty: AtomicU64,
+    bulk_batches: AtomicU64,
     copy_started: Mutex<Option<Instant>>,
     pause: Mutex<Option<Duration>>,
 }
@@ -405,6 +409,7 @@ impl<M: Model, DB: ReshardBackend> ReshardJob<M, DB> {
             eta,
             pause: *p.pause.lock().unwrap_or_else(|e| e.into_inner()),
             dirty_at_cutover: p.dirty.load(Ordering::Relaxed),
+            bulk_batches: p.bulk_batches.load(Ordering::Relaxed),
         }
     }
 }
@@ -443,6 +448,7 @@ where
                 verified: AtomicU64::new(0),
                 repaired: AtomicU64::new(0),
                 dirty: AtomicU64::new(0),
+                bulk_batches: AtomicU64::new(0),
                 copy_started: Mutex::new(None),
                 pause: Mutex::new(None),
             },
@@ -1163,17 +1169,36 @@ where
         Ok(rows)
     }
 
-    /// `rows` of `source` grouped by the shard the new placement puts them on, leaving out
-    /// those that stay.
-    fn moving<'r>(&self, source: ShardId, rows: &'r [M]) -> Result<BTreeMap<ShardId, Vec<&'r M>>> {
-        let mut by_target: BTreeMap<ShardId, Vec<&M>> = BTreeMap::new();
-        for row in rows {
-            let target = shard_of::<M>(&self.plan.new, &crate::placement::row_key_values(row))?;
+    /// `items` of `source` grouped by the shard the new placement puts their shard-key
+    /// values (`key`) on, leaving out those that stay.
+    fn by_target<T>(
+        &self,
+        source: ShardId,
+        items: impl IntoIterator<Item = T>,
+        key: impl Fn(&T) -> Vec<Value>,
+    ) -> Result<BTreeMap<ShardId, Vec<T>>> {
+        let mut by_target: BTreeMap<ShardId, Vec<T>> = BTreeMap::new();
+        for item in items {
+            let target = shard_of::<M>(&self.plan.new, &key(&item))?;
             if target.name() != source.name() {
-                by_target.entry(target).or_default().push(row);
+                by_target.entry(target).or_default().push(item);
             }
         }
         Ok(by_target)
+    }
+
+    /// `rows` of `source` grouped by target ([`ReshardJob::by_target`]).
+    fn moving<'r>(&self, source: ShardId, rows: &'r [M]) -> Result<BTreeMap<ShardId, Vec<&'r M>>> {
+        self.by_target(source, rows, |row| crate::placement::row_key_values(*row))
+    }
+
+    /// Primary `keys` of `source` grouped by target ([`ReshardJob::by_target`]).
+    fn route(
+        &self,
+        source: ShardId,
+        keys: Vec<Vec<Value>>,
+    ) -> Result<BTreeMap<ShardId, Vec<Vec<Value>>>> {
+        self.by_target(source, keys, |key| key_of_pk::<M>(key))
     }
 
     /// One batch of `source` after `after`, its rows locked: returns the batch's last key and
@@ -1261,7 +1286,7 @@ where
                 return Ok(Some((last, 0)));
             }
         }
-        let (tx, last, by_target) = loop {
+        let (mut tx, last, by_target) = loop {
             let mut tx = if DB::ATTACHES_TARGETS {
                 match self.attached(source, &attached).await? {
                     Some(tx) => tx,
@@ -1288,18 +1313,20 @@ where
                 return Ok(None);
             };
             let by_target = self.route(source, keys)?;
-            let missing: Vec<ShardId> = by_target
-                .keys()
-                .filter(|t| DB::ATTACHES_TARGETS && !attached.contains(t))
-                .copied()
-                .collect();
-            if missing.is_empty() {
+            let before = attached.len();
+            if DB::ATTACHES_TARGETS {
+                for target in by_target.keys() {
+                    if !attached.contains(target) {
+                        attached.push(*target);
+                    }
+                }
+            }
+            if attached.len() == before {
                 break (tx, last, by_target);
             }
+            // A target not attached: try again with it (the transaction rolls back).
             drop(tx);
-            attached.extend(missing);
         };
-        let mut tx = tx;
         let mut moved = 0u64;
         for (target, keys) in &by_target {
             self.step().await?;
@@ -1359,6 +1386,7 @@ where
             moved += outcome.rows;
         }
         self.commit(tx, source).await?;
+        self.progress.bulk_batches.fetch_add(1, Ordering::Relaxed);
         if mode == Mode::Verify {
             let mut moved_keys = self.moved.lock().unwrap_or_else(|e| e.into_inner());
             let moved_keys = moved_keys.entry(source).or_default();
@@ -1367,23 +1395,6 @@ where
             }
         }
         Ok(Some((last, moved)))
-    }
-
-    /// `keys` of `source` grouped by the shard the new placement puts them on, leaving out
-    /// those that stay.
-    fn route(
-        &self,
-        source: ShardId,
-        keys: Vec<Vec<Value>>,
-    ) -> Result<BTreeMap<ShardId, Vec<Vec<Value>>>> {
-        let mut by_target: BTreeMap<ShardId, Vec<Vec<Value>>> = BTreeMap::new();
-        for key in keys {
-            let target = shard_of::<M>(&self.plan.new, &key_of_pk::<M>(&key))?;
-            if target.name() != source.name() {
-                by_target.entry(target).or_default().push(key);
-            }
-        }
-        Ok(by_target)
     }
 
     /// A bulk batch's source transaction on a connection of its own with `targets` attached

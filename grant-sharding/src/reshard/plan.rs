@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 use grant_core::{Backend, Error, Model, Result, ShardId, ValueKind};
 use sea_query::Value;
 use sea_query_sqlx::SqlxBinder;
@@ -86,6 +86,11 @@ impl ReshardPlan {
             cluster.shard_pool(M::META.name, shard)?;
         }
         let sources: Vec<ShardId> = old.shards::<M>().into_owned();
+        // A source without the model's table (or columns) is refused by the schema check,
+        // which names the table, the shard and what is missing, before anything is counted.
+        for outcome in join_all(sources.iter().map(|&s| cluster.ensure_schema::<M>(s))).await {
+            outcome?;
+        }
         let kinds: Vec<ValueKind> = key_columns::<M>()
             .iter()
             .map(|&i| M::META.columns[i].kind)
