@@ -739,7 +739,19 @@ where
     Remark: FromShardRow<S::DB>,
     Absent: FromShardRow<S::DB>,
 {
-    let (c, oracle, _, remarks) = seeded(side).await;
+    let (c, mut oracle, _, remarks) = seeded(side).await;
+    // Many members of other tenants, so that a scan of whole tables would show.
+    let filler: Vec<Member> = (0..5_000)
+        .map(|n| Member {
+            tenant_id: 100 + n % 20,
+            id: n,
+            name: format!("filler {n}"),
+        })
+        .collect();
+    Member::insert_many(&c, &filler).await.unwrap();
+    for m in &filler {
+        oracle.put("tm_members", (m.tenant_id, m.id), m.name.clone());
+    }
     let before = home::<Member, S::DB>(&c, HOT);
     // Member and Ticket start; Absent's table is missing, so its start fails and the two
     // started before it are rolled back.
@@ -807,8 +819,23 @@ where
             && refused.to_string().contains("placements differ"),
         "{refused}"
     );
-    the_move(&fresh, TARGET).run().await.unwrap();
+    let report = the_move(&fresh, TARGET).run().await.unwrap();
     assert_eq!(home::<Member, S::DB>(&fresh, HOT), TARGET);
+    // The backfill read the tenant's rows only (copy and verification: twice each), not the
+    // 5,000 others.
+    let hot_members = oracle.rows["tm_members"]
+        .keys()
+        .filter(|k| k.0 == HOT)
+        .count() as u64;
+    let member = report[0].status.as_ref().expect("the members moved");
+    println!(
+        "members: {} rows scanned, {hot_members} of the tenant",
+        member.rows_scanned
+    );
+    assert!(
+        member.rows_scanned >= hot_members && member.rows_scanned <= 2 * hot_members,
+        "{member:?}"
+    );
     let joined = Remark::belonging_to(&ticket)
         .join_parent::<Ticket>()
         .all(&fresh)

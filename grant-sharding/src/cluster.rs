@@ -1635,16 +1635,23 @@ impl<DB: Backend> Cluster<DB> {
         }
     }
 
-    /// `COUNT(*)` of model `M`'s table on `shard`'s primary: one plain statement, no query
-    /// planning and no model gate (the directory's least-rows policy counts while its caller
+    /// `COUNT(*)` of model `M`'s table on `shard`'s primary (of the rows meeting `scope`, when
+    /// given): one plain statement, no query planning and no model gate (the directory's least-rows policy counts while its caller
     /// holds the gate; a resharding plan counts its sources).
-    pub(crate) async fn count_rows<M: Model>(&self, shard: ShardId) -> Result<u64> {
+    pub(crate) async fn count_rows<M: Model>(
+        &self,
+        shard: ShardId,
+        scope: Option<sea_query::Condition>,
+    ) -> Result<u64> {
         let mut select = sea_query::Query::select();
         select
             .expr(sea_query::Func::count(sea_query::Expr::col(
                 sea_query::Asterisk,
             )))
             .from(M::META.table);
+        if let Some(scope) = scope {
+            select.cond_where(scope);
+        }
         let rows = self
             .fetch(
                 M::META.name,

@@ -224,13 +224,15 @@ fn pk_kinds<M: Model>() -> Vec<ValueKind> {
 }
 
 /// Every column, primary key first in order, of the next `limit` rows after `after`
-/// (primary-key order), with `lock` appended (`FOR SHARE` or nothing).
+/// (primary-key order) among those meeting `scope` (all when `None`), with `lock` appended
+/// (`FOR SHARE` or nothing).
 pub(crate) fn scan<M: Model, DB: Backend>(
     after: Option<&[Value]>,
     limit: usize,
     lock: &str,
+    scope: Option<&Condition>,
 ) -> Statement {
-    scan_columns::<M, DB>(M::META.column_names(), after, limit, lock)
+    scan_columns::<M, DB>(M::META.column_names(), after, limit, lock, scope)
 }
 
 /// [`scan`] of the primary-key columns only (a bulk copy's batch: the rows themselves pass
@@ -239,22 +241,28 @@ pub(crate) fn scan_keys<M: Model, DB: Backend>(
     after: Option<&[Value]>,
     limit: usize,
     lock: &str,
+    scope: Option<&Condition>,
 ) -> Statement {
-    scan_columns::<M, DB>(pk_names::<M>(), after, limit, lock)
+    scan_columns::<M, DB>(pk_names::<M>(), after, limit, lock, scope)
 }
 
-/// `columns` of the next `limit` rows after `after`, in primary-key order, `lock` appended.
+/// `columns` of the next `limit` rows after `after` meeting `scope`, in primary-key order,
+/// `lock` appended.
 fn scan_columns<M: Model, DB: Backend>(
     columns: impl IntoIterator<Item = &'static str>,
     after: Option<&[Value]>,
     limit: usize,
     lock: &str,
+    scope: Option<&Condition>,
 ) -> Statement {
     let names = pk_names::<M>();
     let mut select = sea_query::Query::select();
     select.columns(columns).from(M::META.table);
     if let Some(after) = after {
         select.and_where(after_condition(&names, after));
+    }
+    if let Some(scope) = scope {
+        select.cond_where(scope.clone());
     }
     for name in &names {
         select.order_by(*name, Order::Asc);

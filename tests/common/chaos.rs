@@ -115,6 +115,24 @@ pub struct Writers {
 
 /// Writers on fresh keys `first..` (each writer its own residue): inserts, updates and deletes
 /// of their own rows, across all tenants.
+/// Where a key's row and registry entries are, shard by shard (PostgreSQL counts the rows a
+/// `SELECT` returns; SQLite reports none), with the model's placement: for a lost row's report.
+async fn whereabouts<DB: ReshardBackend>(cluster: &Cluster<DB>, key: (i64, i64)) -> String {
+    let (t, id) = key;
+    let mut out = format!("placement {:?};", cluster.placement::<Ticket>());
+    for table in ["tickets", "grant_copies_tickets", "grant_journal_tickets"] {
+        let sql = format!("SELECT 1 FROM {table} WHERE tenant_id = {t} AND id = {id}");
+        for (shard, n) in cluster.execute_on_all_shards(&sql).await {
+            match n {
+                Ok(0) => {}
+                Ok(n) => out.push_str(&format!(" {table}@{shard}={n}")),
+                Err(e) => out.push_str(&format!(" {table}@{shard}: {e}")),
+            }
+        }
+    }
+    out
+}
+
 pub fn start_writers<DB>(
     cluster: &Cluster<DB>,
     first: i64,
@@ -165,9 +183,10 @@ where
                             mine.push(t.clone());
                         }
                         (Some(_), Some(t)) => {
-                            t.update(&cluster).await.unwrap_or_else(|e| {
-                                panic!("{context}: writer {w}: update {key:?}: {e}")
-                            });
+                            if let Err(e) = t.update(&cluster).await {
+                                let seen = whereabouts(&cluster, key).await;
+                                panic!("{context}: writer {w}: update {key:?}: {e}; {seen}")
+                            }
                             let i = mine
                                 .iter()
                                 .position(|m| (m.tenant_id, m.id) == key)
@@ -178,10 +197,12 @@ where
                             let found = t.delete(&cluster).await.unwrap_or_else(|e| {
                                 panic!("{context}: writer {w}: delete {key:?}: {e}")
                             });
-                            assert!(
-                                found,
-                                "writer {w}: delete {key:?} found no row: it was lost"
-                            );
+                            if !found {
+                                let seen = whereabouts(&cluster, key).await;
+                                panic!(
+                                    "writer {w}: delete {key:?} found no row: it was lost; {seen}"
+                                );
+                            }
                             mine.retain(|m| (m.tenant_id, m.id) != key);
                         }
                         (None, None) => unreachable!(),
@@ -639,7 +660,11 @@ where
     if from.is_some() && !migrating {
         cluster.set_placement::<Ticket>(placement(from))?;
     }
-    let options = ReshardOptions::default().crash(Arc::clone(&point));
+    let mut options = ReshardOptions::default().crash(Arc::clone(&point));
+    // GRANT_CHAOS_BULK=1 / 0 forces the bulk backfill on or off (default: the backend's).
+    if let Ok(bulk) = std::env::var("GRANT_CHAOS_BULK") {
+        options = options.bulk(bulk == "1");
+    }
     let crew: Arc<Mutex<Option<Writers>>> = Arc::new(Mutex::new(None));
     let work = async {
         let mut failed = false;

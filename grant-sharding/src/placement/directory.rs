@@ -649,7 +649,7 @@ impl Directory {
             // a queued writer (a resharding cutover) that second read waits forever.
             let mut counts = HashMap::new();
             for shard in self.shards() {
-                let n = cluster.count_rows::<M>(shard).await? as i64;
+                let n = cluster.count_rows::<M>(shard, None).await? as i64;
                 counts.insert(intern(&shard.name()), n);
             }
             *rows = Some(counts);

@@ -298,6 +298,9 @@ pub struct ReshardStatus {
     /// Batches this job ran on the backend's bulk path ([`ReshardOptions::bulk`]) in this
     /// process; 0 when every batch went row by row.
     pub bulk_batches: u64,
+    /// Source rows the copy and verification passes read in this process (the moving rows and
+    /// those that stay; a tenant move reads only the tenant's).
+    pub rows_scanned: u64,
 }
 
 #[derive(Debug)]
@@ -309,6 +312,7 @@ struct Progress {
     repaired: AtomicU64,
     dirty: AtomicU64,
     bulk_batches: AtomicU64,
+    scanned: AtomicU64,
     copy_started: Mutex<Option<Instant>>,
     pause: Mutex<Option<Duration>>,
 }
@@ -410,6 +414,7 @@ impl<M: Model, DB: ReshardBackend> ReshardJob<M, DB> {
             pause: *p.pause.lock().unwrap_or_else(|e| e.into_inner()),
             dirty_at_cutover: p.dirty.load(Ordering::Relaxed),
             bulk_batches: p.bulk_batches.load(Ordering::Relaxed),
+            rows_scanned: p.scanned.load(Ordering::Relaxed),
         }
     }
 }
@@ -449,6 +454,7 @@ where
                 repaired: AtomicU64::new(0),
                 dirty: AtomicU64::new(0),
                 bulk_batches: AtomicU64::new(0),
+                scanned: AtomicU64::new(0),
                 copy_started: Mutex::new(None),
                 pause: Mutex::new(None),
             },
@@ -1159,8 +1165,12 @@ where
         source: ShardId,
         cursor: &mut Option<Vec<Value>>,
     ) -> Result<Vec<M>> {
-        let statement =
-            stmt::scan::<M, DB>(cursor.as_deref(), self.options.batch_size, DB::LOCK_CLAUSE);
+        let statement = stmt::scan::<M, DB>(
+            cursor.as_deref(),
+            self.options.batch_size,
+            DB::LOCK_CLAUSE,
+            self.plan.scope.as_ref(),
+        );
         let rows = self.in_tx(tx, source, statement).await?;
         let rows = self.decode(source, &rows)?;
         if let Some(last) = rows.last() {
@@ -1230,6 +1240,9 @@ where
             self.commit(tx, source).await?;
             return Ok(None);
         };
+        self.progress
+            .scanned
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
         let by_target = self.moving(source, &rows)?;
         try_join_all(
             by_target
@@ -1271,7 +1284,12 @@ where
             }
         }
         if DB::ATTACHES_TARGETS && attached.is_empty() {
-            let statement = stmt::scan_keys::<M, DB>(after, self.options.bulk_batch_size, "");
+            let statement = stmt::scan_keys::<M, DB>(
+                after,
+                self.options.bulk_batch_size,
+                "",
+                self.plan.scope.as_ref(),
+            );
             let rows = self
                 .cluster
                 .fetch(M::META.name, source, Some(ReadPolicy::Primary), statement)
@@ -1304,7 +1322,12 @@ where
             } else {
                 ""
             };
-            let statement = stmt::scan_keys::<M, DB>(after, self.options.bulk_batch_size, lock);
+            let statement = stmt::scan_keys::<M, DB>(
+                after,
+                self.options.bulk_batch_size,
+                lock,
+                self.plan.scope.as_ref(),
+            );
             let rows = self.in_tx(&mut tx, source, statement).await?;
             let keys = stmt::decode_pks::<M, DB>(source, &rows)?;
             drop(rows);
@@ -1312,6 +1335,7 @@ where
                 self.commit(tx, source).await?;
                 return Ok(None);
             };
+            let scanned = keys.len() as u64;
             let by_target = self.route(source, keys)?;
             let before = attached.len();
             if DB::ATTACHES_TARGETS {
@@ -1322,6 +1346,7 @@ where
                 }
             }
             if attached.len() == before {
+                self.progress.scanned.fetch_add(scanned, Ordering::Relaxed);
                 break (tx, last, by_target);
             }
             // A target not attached: try again with it (the transaction rolls back).
@@ -1686,7 +1711,12 @@ where
                 M::META.name,
                 shard,
                 Some(ReadPolicy::Primary),
-                stmt::scan::<M, DB>(cursor.as_deref(), self.options.batch_size, ""),
+                stmt::scan::<M, DB>(
+                    cursor.as_deref(),
+                    self.options.batch_size,
+                    "",
+                    self.plan.scope.as_ref(),
+                ),
             )
             .await?;
         let rows = self.decode(shard, &rows)?;

@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use futures_util::future::{join_all, try_join_all};
+use grant_core::key::OwnedKeyPart;
 use grant_core::{Backend, Error, Model, Result, ShardId, ValueKind};
-use sea_query::Value;
+use sea_query::{Condition, Expr, ExprTrait, Value};
 use sea_query_sqlx::SqlxBinder;
 
 use crate::cluster::{Cluster, ReadPolicy};
-use crate::placement::Placement;
+use crate::placement::{Pins, Placement};
 use crate::resolve::key_columns;
 
 /// Above this many rows on a source shard the plan samples that many keys instead of scanning
@@ -38,6 +39,69 @@ pub struct ReshardPlan {
     pub(crate) sources: Vec<(ShardId, u64)>,
     pub(crate) moves: Vec<Move>,
     pub(crate) sampled: bool,
+    /// The rows that can move at all, when fewer than all ([`scope`]): every scan of the
+    /// job (copy, verification, cleanup) reads only them.
+    pub(crate) scope: Option<Condition>,
+}
+
+/// The shard-key values that can change shards between `old` and `new` when the two differ
+/// only in pins over the same base placement (a tenant move): the keys pinned differently.
+/// `None` when any key may move (or the base cannot be compared exactly).
+fn pinned_moves(old: &Placement, new: &Placement) -> Option<Vec<Vec<OwnedKeyPart>>> {
+    fn split(p: &Placement) -> (&Placement, Option<std::sync::Arc<Pins>>) {
+        match p {
+            Placement::Pinned { base, pins } => (&**base, Some(pins.clone())),
+            other => (other, None),
+        }
+    }
+    let ((b0, p0), (b1, p1)) = (split(old), split(new));
+    if (p0.is_none() && p1.is_none()) || !Placement::co_locates(Some(b0), Some(b1)) {
+        return None;
+    }
+    let (p0, p1) = (p0.unwrap_or_default(), p1.unwrap_or_default());
+    let mut keys: Vec<Vec<OwnedKeyPart>> = Vec::new();
+    for (key, _) in p0.iter().chain(p1.iter()) {
+        let parts: Vec<_> = key.iter().map(OwnedKeyPart::as_part).collect();
+        let (a, b) = (p0.get(&parts), p1.get(&parts));
+        if a.map(|s| s.name()) != b.map(|s| s.name()) && !keys.iter().any(|k| k == key) {
+            keys.push(key.to_vec());
+        }
+    }
+    Some(keys)
+}
+
+/// The condition selecting model `M`'s rows whose shard key is one of `keys`, or `None` when a
+/// key part cannot be written back as the column's value (a date or timestamp shard key).
+fn keys_condition<M: Model>(keys: &[Vec<OwnedKeyPart>]) -> Option<Condition> {
+    let columns = key_columns::<M>();
+    // No key can move: a condition no row meets.
+    let mut any = Condition::any().add(Expr::val(1).eq(0));
+    for key in keys {
+        if key.len() != columns.len() {
+            return None;
+        }
+        let mut all = Condition::all();
+        for (part, &i) in key.iter().zip(columns) {
+            let column = &M::META.columns[i];
+            let value = match (part, column.kind) {
+                (OwnedKeyPart::Int(v), ValueKind::I16 | ValueKind::I32 | ValueKind::I64) => {
+                    Value::BigInt(Some(*v))
+                }
+                (OwnedKeyPart::Text(t), ValueKind::String) => Value::String(Some(t.to_string())),
+                (OwnedKeyPart::Bytes(b), ValueKind::Bytes) => Value::Bytes(Some(b.to_vec())),
+                _ => return None,
+            };
+            all = all.add(Expr::col(column.name).eq(value));
+        }
+        any = any.add(all);
+    }
+    Some(any)
+}
+
+/// The rows of model `M` that can change shards from `old` to `new`, when that is a known few
+/// keys (a tenant move): `None` means every row may.
+pub(crate) fn scope<M: Model>(old: &Placement, new: &Placement) -> Option<Condition> {
+    keys_condition::<M>(&pinned_moves(old, new)?)
 }
 
 /// Whether `placement` can be an end of a move (no directory, no migration).
@@ -95,15 +159,19 @@ impl ReshardPlan {
             .iter()
             .map(|&i| M::META.columns[i].kind)
             .collect();
+        let scope = scope::<M>(&old, &new);
         let per_source = try_join_all(sources.iter().map(|&source| {
-            let (new, kinds) = (&new, &kinds);
+            let (new, kinds, scope) = (&new, &kinds, &scope);
             async move {
-                let rows = cluster.count_rows::<M>(source).await?;
+                let rows = cluster.count_rows::<M>(source, scope.clone()).await?;
                 let mut select = sea_query::Query::select();
                 for &i in key_columns::<M>() {
                     select.column(M::META.columns[i].name);
                 }
                 select.from(M::META.table).limit(SAMPLE_LIMIT);
+                if let Some(scope) = scope {
+                    select.cond_where(scope.clone());
+                }
                 let keys = cluster
                     .fetch(
                         M::META.name,
@@ -157,6 +225,7 @@ impl ReshardPlan {
             sources: Vec::new(),
             moves: Vec::new(),
             sampled: false,
+            scope,
         };
         for (source, moves, sampled) in per_source {
             plan.sources.push(source);
@@ -248,4 +317,53 @@ pub(crate) fn shard_of<M: Model>(placement: &Placement, values: &[Value]) -> Res
             model: M::META.name,
             reason: "the placement cannot place this key without a directory lookup".into(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use grant_core::KeyPart;
+
+    use super::*;
+    use crate::resolve::HashResolver;
+
+    fn pinned(base: Placement, pins: &[(i64, u32)]) -> Placement {
+        let mut all = Pins::new();
+        for &(key, shard) in pins {
+            let name: &'static str = Box::leak(format!("shard_{shard}").into_boxed_str());
+            all = all.with(&[KeyPart::Int(key)], ShardId::named(shard, name));
+        }
+        Placement::Pinned {
+            base: Box::new(base),
+            pins: Arc::new(all),
+        }
+    }
+
+    #[test]
+    fn only_keys_pinned_differently_can_move() {
+        let int = |k: i64| vec![OwnedKeyPart::Int(k)];
+        let hash = || Placement::resolver(HashResolver::new(4));
+        assert_eq!(
+            pinned_moves(&Placement::Static, &pinned(Placement::Static, &[(5, 4)])),
+            Some(vec![int(5)])
+        );
+        assert_eq!(
+            pinned_moves(&pinned(hash(), &[(5, 4)]), &hash()),
+            Some(vec![int(5)])
+        );
+        assert_eq!(
+            pinned_moves(
+                &pinned(hash(), &[(5, 4), (7, 4)]),
+                &pinned(hash(), &[(5, 4), (7, 5), (9, 6)])
+            ),
+            Some(vec![int(7), int(9)])
+        );
+        // Any key may move when the bases differ, or nothing is pinned.
+        assert_eq!(
+            pinned_moves(&Placement::Static, &pinned(hash(), &[(5, 4)])),
+            None
+        );
+        assert_eq!(pinned_moves(&Placement::Static, &hash()), None);
+    }
 }
