@@ -238,12 +238,13 @@ pub(crate) fn scan<M: Model, DB: Backend>(
 /// [`scan`] of the primary-key columns only (a bulk copy's batch: the rows themselves pass
 /// from source to target undecoded).
 pub(crate) fn scan_keys<M: Model, DB: Backend>(
+    schema: Option<&'static str>,
     after: Option<&[Value]>,
     limit: usize,
     lock: &str,
     scope: Option<&Condition>,
 ) -> Statement {
-    scan_columns::<M, DB>(pk_names::<M>(), after, limit, lock, scope)
+    scan_columns_in::<M, DB>(schema, pk_names::<M>(), after, limit, lock, scope)
 }
 
 /// `columns` of the next `limit` rows after `after` meeting `scope`, in primary-key order,
@@ -255,9 +256,25 @@ fn scan_columns<M: Model, DB: Backend>(
     lock: &str,
     scope: Option<&Condition>,
 ) -> Statement {
+    scan_columns_in::<M, DB>(None, columns, after, limit, lock, scope)
+}
+
+/// [`scan_columns`] of the table in `schema` (an attached database) when given.
+fn scan_columns_in<M: Model, DB: Backend>(
+    schema: Option<&'static str>,
+    columns: impl IntoIterator<Item = &'static str>,
+    after: Option<&[Value]>,
+    limit: usize,
+    lock: &str,
+    scope: Option<&Condition>,
+) -> Statement {
     let names = pk_names::<M>();
     let mut select = sea_query::Query::select();
-    select.columns(columns).from(M::META.table);
+    select.columns(columns);
+    match schema {
+        Some(schema) => select.from((schema, M::META.table)),
+        None => select.from(M::META.table),
+    };
     if let Some(after) = after {
         select.and_where(after_condition(&names, after));
     }
@@ -271,6 +288,77 @@ fn scan_columns<M: Model, DB: Backend>(
     let (mut sql, values) = select.build_sqlx(DB::builder());
     sql.push_str(lock);
     (sql, values)
+}
+
+/// [`scan_keys`] as one row on SQLite, when every primary-key column is an integer: the keys
+/// packed into one text (`1,7;1,9;2,3`, in key order) that [`unpack_pks`] reads back — one
+/// row through the driver instead of one per key. `None` for other keys and backends.
+pub(crate) fn scan_keys_packed<M: Model, DB: Backend>(
+    schema: Option<&'static str>,
+    after: Option<&[Value]>,
+    limit: usize,
+    scope: Option<&Condition>,
+) -> Option<Statement> {
+    let integers = pk_kinds::<M>()
+        .iter()
+        .all(|k| matches!(k, ValueKind::I16 | ValueKind::I32 | ValueKind::I64));
+    if <DB as Backend>::NAME != "SQLite" || !integers {
+        return None;
+    }
+    let names = pk_names::<M>();
+    let (inner, values) = scan_columns_in::<M, DB>(schema, names.clone(), after, limit, "", scope);
+    let joined = names
+        .iter()
+        .map(|n| quoted(n))
+        .collect::<Vec<_>>()
+        .join(" || ',' || ");
+    let order = names
+        .iter()
+        .map(|n| quoted(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Only integers are packed: `typeof` keeps a stray text or real value (SQLite's flexible
+    // typing) from passing as a number; such a batch is read row by row instead.
+    let check = names
+        .iter()
+        .map(|n| format!("typeof({}) = 'integer'", quoted(n)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let sql = format!(
+        "SELECT group_concat({joined}, ';' ORDER BY {order}), count(*), \
+         coalesce(sum(CASE WHEN {check} THEN 0 ELSE 1 END), 0) FROM ({inner})"
+    );
+    Some((sql, values))
+}
+
+/// The keys a [`scan_keys_packed`] text holds, typed as model `M`'s primary-key columns;
+/// `None` when the text does not read back as `count` integer keys.
+pub(crate) fn unpack_pks<M: Model>(packed: Option<&str>, count: usize) -> Option<Vec<Vec<Value>>> {
+    unpack(&pk_kinds::<M>(), packed, count)
+}
+
+fn unpack(kinds: &[ValueKind], packed: Option<&str>, count: usize) -> Option<Vec<Vec<Value>>> {
+    let mut out = Vec::with_capacity(count);
+    let Some(packed) = packed else {
+        return (count == 0).then_some(out);
+    };
+    for key in packed.split(';') {
+        let mut parts = key.split(',');
+        let mut values = Vec::with_capacity(kinds.len());
+        for kind in kinds {
+            let v: i64 = parts.next()?.parse().ok()?;
+            values.push(match kind {
+                ValueKind::I16 => Value::SmallInt(Some(i16::try_from(v).ok()?)),
+                ValueKind::I32 => Value::Int(Some(i32::try_from(v).ok()?)),
+                _ => Value::BigInt(Some(v)),
+            });
+        }
+        if parts.next().is_some() {
+            return None;
+        }
+        out.push(values);
+    }
+    (out.len() == count).then_some(out)
 }
 
 /// Decodes the primary-key values of rows [`scan_keys`] read.
@@ -739,5 +827,25 @@ mod tests {
             Value::Bytes(Some(vec![1, 2])),
         ];
         assert_eq!(encode_key(&key).unwrap(), "i:-5,s:612c62,b:0102");
+    }
+
+    #[test]
+    fn unpacks_packed_integer_keys() {
+        let kinds = [ValueKind::I32, ValueKind::I64];
+        assert_eq!(
+            unpack(&kinds, Some("1,-7;2,9000000000"), 2),
+            Some(vec![
+                vec![Value::Int(Some(1)), Value::BigInt(Some(-7))],
+                vec![Value::Int(Some(2)), Value::BigInt(Some(9_000_000_000))],
+            ])
+        );
+        assert_eq!(unpack(&kinds, None, 0), Some(vec![]));
+        // Anything that does not read back exactly falls back to the row-by-row scan.
+        assert_eq!(unpack(&kinds, None, 1), None);
+        assert_eq!(unpack(&kinds, Some("1,2"), 2), None);
+        assert_eq!(unpack(&kinds, Some("1,2,3"), 1), None);
+        assert_eq!(unpack(&kinds, Some("1"), 1), None);
+        assert_eq!(unpack(&kinds, Some("1.5,2"), 1), None);
+        assert_eq!(unpack(&kinds, Some("9000000000,2"), 1), None);
     }
 }

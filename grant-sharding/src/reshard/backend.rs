@@ -34,6 +34,10 @@ pub(crate) fn attached_schema(i: usize) -> String {
     format!("grant_t{i}")
 }
 
+/// The schema name a batch's source is attached under when the backend attaches targets
+/// (every statement of the batch names it: the connection's `main` is a neutral one).
+pub(crate) const SOURCE_SCHEMA: &str = "grant_s";
+
 /// What a [`BulkCopy`] did.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BulkOutcome {
@@ -71,9 +75,10 @@ pub trait ReshardBackend: Backend {
     /// source transaction is then begun by [`ReshardBackend::begin_attached`].
     const ATTACHES_TARGETS: bool = false;
 
-    /// Begins a bulk batch's source transaction on a connection of its own with `targets`
-    /// attached as [`BulkCopy::attached`] names them (`grant_t0`, `grant_t1`, ..), for
-    /// backends that attach targets; the connection is closed afterwards, never pooled.
+    /// Begins a bulk batch's source transaction on a connection of its own with the source
+    /// attached as `grant_s` and `targets` as [`BulkCopy::attached`] names them (`grant_t0`,
+    /// `grant_t1`, ..), for backends that attach targets; the connection is closed afterwards,
+    /// never pooled.
     /// `Ok(None)` when a target cannot be attached (an in-memory database): the job copies
     /// row by row.
     fn begin_attached<'a>(
@@ -172,13 +177,14 @@ reshard_backend!(sqlx::Sqlite, "", Some("BEGIN IMMEDIATE"), {
     }
 });
 
-/// SQLite's bulk copy: the targets are attached to a connection of the source's own
-/// (`ATTACH 'target.db' AS grant_t0`), whose `BEGIN IMMEDIATE` then holds the source and every
-/// attached target for writing until it commits — no writer of either runs meanwhile, and a
+/// SQLite's bulk copy: the source and the targets are attached to a connection of its own
+/// (`ATTACH 'source.db' AS grant_s`, `ATTACH 'target.db' AS grant_t0`, in one order of their
+/// paths), whose `BEGIN IMMEDIATE` then holds the source and every attached target for writing
+/// until it commits — no writer of either runs meanwhile, and a
 /// dual write waits for the batch. The rows never leave SQLite:
 ///
 /// - **copy**: the target's rows of the keys are deleted (a dual write may have put some
-///   there), then `INSERT INTO grant_t0."t" (..) SELECT .. FROM main."t" WHERE key IN (..)`
+///   there), then `INSERT INTO grant_t0."t" (..) SELECT .. FROM grant_s."t" WHERE key IN (..)`
 ///   and the keys into the target's copies registry the same way;
 /// - **verify**: the keys whose source row has no identical target row (every column
 ///   compared with `IS`) are copied again as above, and then there must be none.
@@ -189,7 +195,7 @@ mod lite {
     use grant_core::cond::quoted;
     use sqlx::{AssertSqlSafe, Row, SqlSafeStr};
 
-    use super::{BulkCopy, BulkOutcome, attached_schema as schema};
+    use super::{BulkCopy, BulkOutcome, SOURCE_SCHEMA, attached_schema as schema};
     use crate::stmt::{keys_literal, literal_row};
 
     /// Keys per statement (each statement writes them as literals).
@@ -197,28 +203,48 @@ mod lite {
 
     type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
+    /// The file of a pool's database, when it can be attached by name (not in memory, on
+    /// disk already), made absolute so that every batch orders the same file alike.
+    fn attachable(pool: &sqlx::SqlitePool) -> Option<std::path::PathBuf> {
+        let options = pool.connect_options();
+        let file = options.get_filename();
+        if file.as_os_str().is_empty() || file.to_str() == Some(":memory:") {
+            return None;
+        }
+        std::fs::canonicalize(file).ok()
+    }
+
     pub(super) async fn begin_attached(
         source: &sqlx::SqlitePool,
         targets: &[&sqlx::SqlitePool],
     ) -> Result<Option<Tx>, sqlx::Error> {
-        let mut files = Vec::with_capacity(targets.len());
-        for target in targets {
-            let options = target.connect_options();
-            let file = options.get_filename();
-            // An in-memory database (or one not on disk yet) cannot be attached by name.
-            if file.as_os_str().is_empty() || file.to_str() == Some(":memory:") || !file.exists() {
+        let mut files = Vec::with_capacity(targets.len() + 1);
+        let Some(file) = attachable(source) else {
+            return Ok(None);
+        };
+        files.push((file, SOURCE_SCHEMA.to_owned()));
+        for (i, target) in targets.iter().enumerate() {
+            let Some(file) = attachable(target) else {
                 return Ok(None);
-            }
-            files.push(file.display().to_string());
+            };
+            files.push((file, schema(i)));
         }
-        let mut conn = source.acquire().await?;
+        // The connection's own database is an empty one in memory, and the source and the
+        // targets are attached in one order shared by every batch (their paths): `BEGIN
+        // IMMEDIATE` locks attached databases in attachment order, so batches of several
+        // sources at once that share databases wait for each other and never deadlock.
+        files.sort();
+        let options = (*source.connect_options()).clone().filename(":memory:");
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options);
+        let mut conn = pool.acquire().await?;
         // The attachments stay with the connection: it is closed after the batch.
         conn.close_on_drop();
-        for (i, file) in files.iter().enumerate() {
+        for (file, name) in &files {
             sqlx::query(AssertSqlSafe(format!(
-                "ATTACH DATABASE '{}' AS {}",
-                file.replace('\'', "''"),
-                schema(i)
+                "ATTACH DATABASE '{}' AS {name}",
+                file.display().to_string().replace('\'', "''"),
             )))
             .execute(&mut *conn)
             .await?;
@@ -265,13 +291,13 @@ mod lite {
             run(tx, format!("DELETE FROM {to}.{table} WHERE {filter}")).await?;
             written += run(
                 tx,
-                format!("INSERT INTO {to}.{table} ({cols}) SELECT {cols} FROM main.{table} WHERE {filter}"),
+                format!("INSERT INTO {to}.{table} ({cols}) SELECT {cols} FROM {SOURCE_SCHEMA}.{table} WHERE {filter}"),
             )
             .await?;
             run(
                 tx,
                 format!(
-                    "INSERT OR IGNORE INTO {to}.{} ({pk}) SELECT {pk} FROM main.{table} WHERE {filter}",
+                    "INSERT OR IGNORE INTO {to}.{} ({pk}) SELECT {pk} FROM {SOURCE_SCHEMA}.{table} WHERE {filter}",
                     quoted(&copy.copies)
                 ),
             )
@@ -316,7 +342,7 @@ mod lite {
                 .collect::<Vec<_>>()
                 .join(", ");
             let rows = sqlx::query(AssertSqlSafe(format!(
-                "WITH k(i, {}) AS (VALUES {list}) SELECT k.i FROM k JOIN main.{table} AS s ON \
+                "WITH k(i, {}) AS (VALUES {list}) SELECT k.i FROM k JOIN {SOURCE_SCHEMA}.{table} AS s ON \
                  {on} WHERE NOT EXISTS (SELECT 1 FROM {to}.{table} AS d WHERE {same})",
                 names.join(", ")
             )))
@@ -348,7 +374,7 @@ mod lite {
         }
         let filter = keys_in("", &copy.key, &copy.keys);
         let (rows,): (i64,) = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT count(*) FROM main.{table} WHERE {filter}"
+            "SELECT count(*) FROM {SOURCE_SCHEMA}.{table} WHERE {filter}"
         )))
         .fetch_one(&mut **tx)
         .await?;
