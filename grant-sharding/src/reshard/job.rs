@@ -98,11 +98,11 @@ pub struct ReshardOptions {
     pub throttle: Option<Duration>,
     /// Cap on rows moved per second over the whole job. Default none.
     pub max_rows_per_sec: Option<u64>,
-    /// Source shards copied (verified, cut over) at once. Default 4. When a shard of the new
-    /// placement is also a source (a hash count change, a consistent-hash ring gaining a
-    /// shard) the cutover and a rollback take one source at a time, and so does the copy on
-    /// SQLite, whose batch locks its whole source database (two batches would wait on each
-    /// other's locks); PostgreSQL bulk batches lock only their own rows and copy in parallel.
+    /// Source shards copied (verified, cut over) at once. Default 1: the interrupted-job chaos
+    /// test lost rows written by other processes when sources were copied at once (its cause
+    /// is not found yet); one at a time it has not. Above 1 is at your own risk. When a shard
+    /// of the new placement is also a source (a hash count change, a consistent-hash ring
+    /// gaining a shard) every phase takes one source at a time whatever this says.
     pub parallelism: usize,
     /// How long the job's start waits for every live instance of the cluster (every process
     /// connected to these shards) to follow the migration — to dual-write — before it copies a
@@ -213,7 +213,7 @@ impl Default for ReshardOptions {
             bulk_batch_size: 10_000,
             throttle: None,
             max_rows_per_sec: None,
-            parallelism: 4,
+            parallelism: 1,
             follow_timeout: Duration::from_secs(30),
             bulk: None,
             #[cfg(feature = "testing")]
