@@ -68,11 +68,17 @@ impl Placement {
                 Placement::Directory(_) | Placement::Migrating { .. } => false,
             }
         }
-        let (a, b) = (
-            a.unwrap_or(&Placement::Static),
-            b.unwrap_or(&Placement::Static),
-        );
-        exact(a) && exact(b) && a.spec() == b.spec()
+        match (a, b) {
+            // Neither has a run-time placement: the common case, no spec to write.
+            (None, None) => true,
+            (a, b) => {
+                let (a, b) = (
+                    a.unwrap_or(&Placement::Static),
+                    b.unwrap_or(&Placement::Static),
+                );
+                exact(a) && exact(b) && a.spec() == b.spec()
+            }
+        }
     }
 
     /// The placement a spec describes.

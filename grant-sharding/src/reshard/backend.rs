@@ -59,8 +59,8 @@ pub trait ReshardBackend: Backend {
     const LOCK_CLAUSE: &'static str;
 
     /// Whether a batch's source transaction locks the whole database (SQLite's
-    /// `BEGIN IMMEDIATE`) rather than the rows it reads: two batches whose sources are each
-    /// other's targets would wait on each other, so such a job copies one source at a time.
+    /// `BEGIN IMMEDIATE`) rather than the rows it reads. The job no longer needs it to decide:
+    /// a job whose sources are also targets copies one source at a time on every backend.
     const BATCH_LOCKS_DATABASE: bool;
 
     /// Whether [`ReshardBackend::bulk_copy`] copies (PostgreSQL, SQLite).
